@@ -1,0 +1,34 @@
+"""KPNS tunables, read lazily from ``settings.KPNS`` so tests can override them.
+
+Defaults and the reasons behind them are documented in docs/operations.md.
+"""
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Clients ping every 25 s: below the 60 s idle timeouts of common proxies
+    # (nginx proxy_read_timeout, AWS ALB), so an idle socket is never cut.
+    "HEARTBEAT_SECONDS": 25,
+    # Three missed heartbeats mean the device is gone.
+    "IDLE_TIMEOUT_SECONDS": 75,
+    "HELLO_TIMEOUT_SECONDS": 10,
+    # Device frames are acks and pings; 4 KiB leaves room for future fields.
+    "MAX_FRAME_BYTES": 4096,
+    "SWEEP_SECONDS": 2.0,
+    "NODE_HEARTBEAT_SECONDS": 5.0,
+    "NODE_DEAD_AFTER_SECONDS": 20.0,
+    "DEFAULT_TTL_SECONDS": 4 * 7 * 86400,
+    "MAX_PENDING_PER_DEVICE": 1000,
+    "MAX_PAYLOAD_BYTES": 4096,
+    "RECEIPT_FLUSH_SECONDS": 0.05,
+    "ALLOWED_ORIGINS": [],
+}
+
+
+def kpns_setting(name: str) -> Any:
+    configured = getattr(settings, "KPNS", {})
+    if name in configured:
+        return configured[name]
+    return DEFAULTS[name]

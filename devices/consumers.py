@@ -1,0 +1,192 @@
+"""The device WebSocket endpoint, /ws/v1/device/ (docs/protocol.md).
+
+An edge: it authenticates the handshake, decodes frames with
+devices.protocol and hands them to the device's Session and the node. It has
+no channel of its own: the node receives for every socket of the process.
+"""
+
+import asyncio
+import logging
+import time
+from typing import Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import DatabaseError
+
+from devices import registry
+from devices.conf import kpns_setting
+from devices.node import CLOSE_IDLE, CLOSE_REPLACED, get_node
+from devices.origins import origin_allowed
+from devices.protocol import (
+    Ack,
+    Codec,
+    Error,
+    Hello,
+    Opened,
+    Ping,
+    Pong,
+    ProtocolError,
+    negotiate,
+    token_from_subprotocols,
+)
+from devices.session import Session
+
+logger = logging.getLogger(__name__)
+
+CLOSE_PROTOCOL_ERROR = 4400
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN_LATER = 1013
+# A client that sends this many bad frames in a row is broken or hostile.
+MAX_CONSECUTIVE_ERRORS = 20
+
+
+class DeviceConsumer(AsyncWebsocketConsumer):
+    # No per-socket channel: wake-ups reach the node's one channel instead.
+    channel_layer_alias = None  # type: ignore[assignment]
+
+    device_id: UUID
+    codec: Codec
+    session: Session | None = None
+    _watchdog: asyncio.Task[None] | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale DB connections in a thread hop before every
+        # message (34-39% of CPU, field notes 5); our ORM calls go through
+        # database_sync_to_async, which already does it.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self) -> None:
+        headers = dict(self.scope.get("headers", []))
+        if not origin_allowed(headers.get(b"origin")):
+            await self.close()
+            return
+        subprotocols = self.scope.get("subprotocols", [])
+        token = token_from_subprotocols(subprotocols)
+        if token is None:
+            await self.close()
+            return
+        try:
+            device = await database_sync_to_async(registry.device_authenticate)(
+                token=token
+            )
+        except DatabaseError:
+            # Accept only to say "come back later": a 403 would read as a
+            # bad token and make SDKs give up.
+            logger.warning("handshake refused: database unavailable")
+            await self.accept(negotiate(subprotocols)[1])
+            await self.close(CLOSE_TRY_AGAIN_LATER)
+            return
+        if device is None:
+            await self.close()
+            return
+        self.device_id = device.pk
+        self.codec, accepted = negotiate(subprotocols)
+        self.last_received = time.monotonic()
+        await self.accept(accepted)
+        self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        self.last_received = time.monotonic()
+        data = text_data if text_data is not None else bytes_data
+        if data is None:
+            return
+        if len(data) > kpns_setting("MAX_FRAME_BYTES"):
+            await self.close(CLOSE_TOO_BIG)
+            return
+        try:
+            frame = self.codec.decode_client(data)
+            await self._handle(frame)
+            self._errors = 0
+        except ProtocolError as exc:
+            await self._send_error(exc)
+
+    async def disconnect(self, code: int) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.session is not None:
+            await get_node().detach(self.session)
+            self.session = None
+
+    async def _handle(self, frame: object) -> None:
+        if isinstance(frame, Ping):
+            await self._send(Pong(t=frame.t))
+        elif isinstance(frame, Hello):
+            await self._hello(frame)
+        elif self.session is None or not self.session.synced:
+            raise ProtocolError("not_ready", "Send hello first.", ref=_ref(frame))
+        elif isinstance(frame, Ack):
+            if not self.session.acked(frame.seq, frame.id):
+                raise ProtocolError(
+                    "unknown_message", "No such message at that seq.", ref="ack"
+                )
+        elif isinstance(frame, Opened):
+            self.session.opened(frame.seq, frame.id)
+
+    async def _hello(self, hello: Hello) -> None:
+        if self.session is not None:
+            raise ProtocolError("invalid_state", "Hello was already sent.", ref="hello")
+        node = get_node()
+        await node.ensure_started()
+        self.session = Session(
+            device_id=self.device_id,
+            codec=self.codec,
+            node=node,
+            send_frame=self._send_frame,
+            close=self._close_with,
+        )
+        previous = node.attach(self.session)
+        if previous is not None:
+            await previous.close(CLOSE_REPLACED)
+        try:
+            await self.session.start(
+                last_seq=hello.last_seq,
+                heartbeat=kpns_setting("HEARTBEAT_SECONDS"),
+                max_frame=kpns_setting("MAX_FRAME_BYTES"),
+            )
+        except DatabaseError:
+            logger.warning("session start failed: database unavailable")
+            await self.close(CLOSE_TRY_AGAIN_LATER)
+
+    async def _watch(self) -> None:
+        """Close sockets that never said hello, or went silent."""
+        hello_deadline = kpns_setting("HELLO_TIMEOUT_SECONDS")
+        idle_limit = kpns_setting("IDLE_TIMEOUT_SECONDS")
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if self.session is None and now - started > hello_deadline:
+                await self.close(CLOSE_IDLE)
+                return
+            if now - self.last_received > idle_limit:
+                await self.close(CLOSE_IDLE)
+                return
+
+    async def _send_error(self, exc: ProtocolError) -> None:
+        self._errors = getattr(self, "_errors", 0) + 1
+        await self._send(Error(code=exc.code, message=exc.message, ref=exc.ref))
+        if self._errors >= MAX_CONSECUTIVE_ERRORS:
+            await self.close(CLOSE_PROTOCOL_ERROR)
+
+    async def _send(self, frame: object) -> None:
+        await self._send_frame(self.codec.encode(frame))
+
+    async def _send_frame(self, data: str | bytes) -> None:
+        if isinstance(data, bytes):
+            await self.base_send({"type": "websocket.send", "bytes": data})
+        else:
+            await self.base_send({"type": "websocket.send", "text": data})
+
+    async def _close_with(self, code: int) -> None:
+        await self.close(code)
+
+
+def _ref(frame: object) -> str:
+    return type(frame).__name__.lower()

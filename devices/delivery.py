@@ -1,0 +1,82 @@
+"""The one door to the channel layer: every KPNS event leaves through here.
+
+Events go to node channels (one per server process), never to one channel
+per device, so a campaign costs one layer message per node that holds a
+target, whatever the number of devices (docs/architecture.md). The layer
+is a wake-up service, not the record: what a send loses here the node's
+sweep and the device's replay recover from the database.
+"""
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from devices.groups import node_channel
+from devices.inbox import Target
+
+logger = logging.getLogger(__name__)
+
+# Bounded so one huge event never stalls Redis or a node's receive loop.
+TARGETS_PER_EVENT = 5000
+SEND_TIMEOUT = 3.0
+
+
+async def awake_targets(push: dict[str, Any], targets: Iterable[Target]) -> int:
+    """Tell each node holding a target socket to write the push. Returns events sent."""
+    by_node: dict[str, list[list[Any]]] = defaultdict(list)
+    for target in targets:
+        if target.node:
+            by_node[target.node].append(
+                [str(target.device_id), target.seq, target.delivery_id]
+            )
+    sent = 0
+    for node, rows in by_node.items():
+        for start in range(0, len(rows), TARGETS_PER_EVENT):
+            event = {
+                "type": "node.deliver",
+                "push": push,
+                "targets": rows[start : start + TARGETS_PER_EVENT],
+            }
+            sent += await _asend(node, event)
+    return sent
+
+
+async def aclose_device(
+    node: str, device_id: UUID, code: int, connection_id: str | None = None
+) -> int:
+    """Close a device's socket on its node (only that connection, if given)."""
+    event = {
+        "type": "node.close",
+        "device_id": str(device_id),
+        "code": code,
+        "connection_id": connection_id,
+    }
+    return await _asend(node, event)
+
+
+def wake_targets(push: dict[str, Any], targets: Iterable[Target]) -> int:
+    return async_to_sync(awake_targets)(push, list(targets))
+
+
+def close_device(node: str, device_id: UUID, code: int = 4403) -> int:
+    return async_to_sync(aclose_device)(node, device_id, code, None)
+
+
+async def _asend(node: str, event: dict[str, Any]) -> int:
+    layer = get_channel_layer()
+    if layer is None:
+        return 0
+    try:
+        await asyncio.wait_for(layer.send(node_channel(node), event), SEND_TIMEOUT)
+    except Exception:
+        # Redis down or the node's channel full: the delivery is committed,
+        # so the node's sweep or the device's next connect delivers it.
+        logger.warning("wake-up to node %s not sent", node, exc_info=True)
+        return 0
+    return 1

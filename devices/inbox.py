@@ -1,0 +1,352 @@
+"""The per-device inbox: messages, deliveries, sequence numbers and receipts.
+
+Every function here runs in one database transaction and is the only place
+that changes a delivery's status. The rules (docs/architecture.md,
+docs/guarantees.md):
+
+* a Delivery is committed, with the device's next ``seq``, before any frame
+  is written; wake-ups are sent on commit;
+* the device row is locked while a seq is assigned, so a device's seqs
+  commit in order and a connecting device never misses one (see
+  ``device_connect``);
+* a device resumes from the last seq it processed: everything open above it
+  is replayed in order, everything at or below it counts as delivered.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from devices.conf import kpns_setting
+from devices.models import (
+    OPEN_STATUSES,
+    App,
+    Delivery,
+    DeliveryStatus,
+    Device,
+    Message,
+    Priority,
+)
+
+MAX_TTL_SECONDS = 90 * 86400
+
+
+@dataclass(frozen=True)
+class Target:
+    """A committed delivery that may be live on some node."""
+
+    device_id: UUID
+    seq: int
+    delivery_id: int
+    node: str | None
+
+
+@dataclass
+class ConnectResult:
+    db_last_seq: int
+    replay: list[tuple[int, int, dict[str, Any]]]  # (seq, delivery id, push fields)
+    resync: bool
+    previous_node: str | None
+    previous_connection: str | None
+
+
+@dataclass
+class Receipts:
+    """Receipts gathered by a node between two flushes."""
+
+    sent: list[int] = field(default_factory=list)  # delivery ids
+    delivered: list[int] = field(default_factory=list)  # delivery ids
+    opened: list[tuple[UUID, int, str]] = field(default_factory=list)
+    acked_late: list[tuple[UUID, int, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.sent or self.delivered or self.opened or self.acked_late)
+
+
+def message_create(
+    *,
+    app: App,
+    title: str,
+    body: str = "",
+    url: str = "",
+    image: str = "",
+    data: dict[str, Any] | None = None,
+    priority: str = Priority.NORMAL,
+    collapse_key: str = "",
+    ttl_seconds: int | None = None,
+) -> Message:
+    ttl = kpns_setting("DEFAULT_TTL_SECONDS") if ttl_seconds is None else ttl_seconds
+    message = Message(
+        app=app,
+        title=title,
+        body=body,
+        url=url,
+        image=image,
+        data={} if data is None else data,
+        priority=priority,
+        collapse_key=collapse_key,
+        expires_at=timezone.now() + timedelta(seconds=ttl),
+    )
+    _validate_message(message, ttl)
+    message.save()
+    return message
+
+
+def push_fields(message: Message) -> dict[str, Any]:
+    """The frame fields of a message except seq (devices.protocol.Push)."""
+    return {
+        "id": str(message.id),
+        "title": message.title,
+        "body": message.body,
+        "url": message.url,
+        "image": message.image,
+        "data": message.data,
+        "priority": message.priority,
+        "collapse_key": message.collapse_key or None,
+        "sent_at": _ms(message.created_at or timezone.now()),
+        "expires_at": _ms(message.expires_at),
+    }
+
+
+def deliveries_enqueue(*, message: Message, device_ids: Sequence[UUID]) -> list[Target]:
+    """Give each active device of the message's app the message at its next seq.
+
+    Idempotent: a device that already has the message is skipped. Must run
+    inside a transaction; wake the returned targets after it commits.
+    """
+    if not device_ids:
+        return []
+    now = timezone.now()
+    rows = list(
+        Device.objects.select_for_update()
+        .filter(id__in=device_ids, app_id=message.app_id, is_active=True)
+        .exclude(deliveries__message=message)
+        .order_by("id")
+        .values_list("id", "last_seq", "node")
+    )
+    if not rows:
+        return []
+    ids = [row[0] for row in rows]
+    if message.collapse_key:
+        _collapse_older(message, ids)
+    Device.objects.filter(id__in=ids).update(last_seq=F("last_seq") + 1)
+    created = Delivery.objects.bulk_create(
+        [
+            Delivery(
+                message=message,
+                device_id=device_id,
+                seq=last_seq + 1,
+                expires_at=message.expires_at,
+                created_at=now,
+            )
+            for device_id, last_seq, _node in rows
+        ]
+    )
+    return [
+        Target(device_id=row[0], seq=row[1] + 1, delivery_id=d.pk, node=row[2])
+        for row, d in zip(rows, created, strict=True)
+    ]
+
+
+def device_connect(
+    *, device_id: UUID, node: str, connection_id: str, last_seq: int
+) -> ConnectResult:
+    """Mark the device online here and return what it must be replayed.
+
+    Presence is written first and under the device row lock: a concurrent
+    enqueue either commits before this (and is replayed) or after (and sees
+    this node in presence, so it wakes us).
+    """
+    now = timezone.now()
+    limit = kpns_setting("MAX_PENDING_PER_DEVICE")
+    with transaction.atomic():
+        device = Device.objects.select_for_update().get(pk=device_id)
+        previous = (device.node, device.connection_id)
+        resume_at = max(0, min(last_seq, device.last_seq))
+        Device.objects.filter(pk=device_id).update(
+            node=node,
+            connection_id=connection_id,
+            last_seen_at=now,
+            acked_seq=Greatest(F("acked_seq"), resume_at),
+        )
+        open_rows = Delivery.objects.filter(
+            device_id=device_id, status__in=OPEN_STATUSES
+        )
+        # The app says it processed everything up to resume_at: its acks
+        # for those were lost on the way, so they count as delivered.
+        open_rows.filter(seq__lte=resume_at).update(
+            status=DeliveryStatus.DELIVERED, delivered_at=now
+        )
+        open_rows.filter(expires_at__lte=now).update(status=DeliveryStatus.EXPIRED)
+        backlog = open_rows.filter(seq__gt=resume_at)
+        excess = backlog.count() - limit
+        if excess > 0:
+            oldest = backlog.order_by("seq").values_list("pk", flat=True)[:excess]
+            Delivery.objects.filter(pk__in=list(oldest)).update(
+                status=DeliveryStatus.DROPPED
+            )
+        resync = Delivery.objects.filter(
+            device_id=device_id, status=DeliveryStatus.DROPPED, seq__gt=resume_at
+        ).exists()
+        replay = [
+            (d.seq, d.pk, push_fields(d.message))
+            for d in backlog.select_related("message").order_by("seq")[:limit]
+        ]
+    return ConnectResult(
+        db_last_seq=device.last_seq,
+        replay=replay,
+        resync=resync,
+        previous_node=previous[0],
+        previous_connection=previous[1],
+    )
+
+
+def open_deliveries_after(
+    *, device_id: UUID, after_seq: int, limit: int
+) -> list[tuple[int, int, dict[str, Any]]]:
+    """Open deliveries above a seq, in order: what a connection must catch up."""
+    rows = (
+        Delivery.objects.filter(
+            device_id=device_id,
+            status__in=OPEN_STATUSES,
+            seq__gt=after_seq,
+            expires_at__gt=timezone.now(),
+        )
+        .select_related("message")
+        .order_by("seq")[:limit]
+    )
+    return [(d.seq, d.pk, push_fields(d.message)) for d in rows]
+
+
+def pending_for_node(*, node: str, older_than: datetime, limit: int) -> dict[UUID, int]:
+    """Devices on this node with a pending delivery older than a moment.
+
+    Returns the lowest pending seq per device. Used by the node's sweep to
+    recover wake-ups that the channel layer lost.
+    """
+    lowest: dict[UUID, int] = {}
+    rows = (
+        Delivery.objects.filter(
+            device__node=node,
+            status=DeliveryStatus.PENDING,
+            created_at__lt=older_than,
+            expires_at__gt=timezone.now(),
+        )
+        .order_by("device_id", "seq")
+        .values_list("device_id", "seq")[:limit]
+    )
+    for device_id, seq in rows:
+        lowest.setdefault(device_id, seq)
+    return lowest
+
+
+def device_disconnect(*, device_id: UUID, connection_id: str) -> bool:
+    """Mark the device offline unless a newer socket has taken over."""
+    return bool(
+        Device.objects.filter(pk=device_id, connection_id=connection_id).update(
+            node=None, connection_id=None, last_seen_at=timezone.now()
+        )
+    )
+
+
+def receipts_record(receipts: Receipts) -> None:
+    """Write a batch of receipts in one transaction.
+
+    Transitions only move forward (pending -> sent -> delivered -> opened),
+    so a late or repeated receipt never undoes a newer state.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        if receipts.sent:
+            Delivery.objects.filter(
+                pk__in=receipts.sent, status=DeliveryStatus.PENDING
+            ).update(status=DeliveryStatus.SENT, sent_at=now)
+        if receipts.delivered:
+            Delivery.objects.filter(
+                pk__in=receipts.delivered, status__in=OPEN_STATUSES
+            ).update(status=DeliveryStatus.DELIVERED, delivered_at=now)
+        for device_id, seqs in _by_device(receipts.acked_late).items():
+            _filter_seqs(device_id, seqs).filter(status__in=OPEN_STATUSES).update(
+                status=DeliveryStatus.DELIVERED, delivered_at=now
+            )
+        for device_id, seqs in _by_device(receipts.opened).items():
+            matching = _filter_seqs(device_id, seqs).exclude(
+                status=DeliveryStatus.OPENED
+            )
+            matching.filter(delivered_at__isnull=True).update(delivered_at=now)
+            matching.update(status=DeliveryStatus.OPENED, opened_at=now)
+
+
+def expire_due(*, now: datetime | None = None) -> int:
+    """Mark open deliveries whose TTL passed as expired."""
+    return Delivery.objects.filter(
+        status__in=OPEN_STATUSES, expires_at__lte=now or timezone.now()
+    ).update(status=DeliveryStatus.EXPIRED)
+
+
+def presence_clear_nodes(*, nodes: Iterable[str]) -> int:
+    """Mark every device held by these (dead) nodes offline."""
+    return Device.objects.filter(node__in=list(nodes)).update(
+        node=None, connection_id=None
+    )
+
+
+def _collapse_older(message: Message, device_ids: list[UUID]) -> None:
+    # A newer message with the same collapse key replaces the older ones
+    # that have not been delivered yet.
+    Delivery.objects.filter(
+        device_id__in=device_ids,
+        status__in=OPEN_STATUSES,
+        message__app_id=message.app_id,
+        message__collapse_key=message.collapse_key,
+    ).exclude(message=message).update(status=DeliveryStatus.COLLAPSED)
+
+
+def _by_device(items: list[tuple[UUID, int, str]]) -> dict[UUID, list[tuple[int, str]]]:
+    grouped: dict[UUID, list[tuple[int, str]]] = defaultdict(list)
+    for device_id, seq, message_id in items:
+        grouped[device_id].append((seq, message_id))
+    return grouped
+
+
+def _filter_seqs(device_id: UUID, seqs: list[tuple[int, str]]) -> Any:
+    # The message id must match the seq: a device cannot touch a delivery by
+    # guessing a seq, and ids of other devices' messages match nothing.
+    query = Q()
+    for seq, message_id in seqs:
+        query |= Q(seq=seq, message_id=message_id)
+    return Delivery.objects.filter(query, device_id=device_id)
+
+
+def _validate_message(message: Message, ttl: int) -> None:
+    errors: dict[str, list[str]] = {}
+    if not message.title.strip():
+        errors["title"] = ["A title is required."]
+    if not isinstance(message.data, dict):
+        errors["data"] = ["Must be a JSON object."]
+    if not 0 <= ttl <= MAX_TTL_SECONDS:
+        errors["ttl_seconds"] = [f"Between 0 and {MAX_TTL_SECONDS} seconds."]
+    if message.priority not in Priority.values:
+        errors["priority"] = [f"One of {', '.join(Priority.values)}."]
+    if not errors:
+        from devices.protocol import JSON, Push
+
+        size = len(JSON.encode(Push(seq=0, **push_fields(message))))
+        limit = kpns_setting("MAX_PAYLOAD_BYTES")
+        if size > limit:
+            errors["__all__"] = [f"Payload is {size} bytes; the limit is {limit}."]
+    if errors:
+        raise ValidationError(errors)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

@@ -1,0 +1,50 @@
+"""Serve KPNS with Daphne, configured for long-lived device sockets."""
+
+import logging
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from devices.conf import kpns_setting
+
+
+class Command(BaseCommand):
+    help = "Run a Daphne server process for the admin, the API and device sockets."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--access-log", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # Daphne installs Twisted's asyncio reactor on import: import it here,
+        # inside the command, so other commands never pay for it.
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server
+
+        from kpns_site.asgi import application
+
+        logging.getLogger("daphne").setLevel(logging.WARNING)
+        endpoints = build_endpoint_description_strings(
+            host=options["host"], port=options["port"]
+        )
+        self.stdout.write(
+            f"KPNS serving on http://{options['host']}:{options['port']}/"
+        )
+        Server(
+            application=application,
+            endpoints=endpoints,
+            # Device sockets live for days: no maximum socket age.
+            websocket_timeout=-1,
+            # Protocol-level pings find dead TCP peers (django/daphne #168).
+            ping_interval=20,
+            ping_timeout=30,
+            # Frames above the limit fail the socket with 1009 before they
+            # are buffered whole (devices.conf MAX_FRAME_BYTES).
+            websocket_max_message_size=kpns_setting("MAX_FRAME_BYTES"),
+            websocket_max_frame_size=kpns_setting("MAX_FRAME_BYTES"),
+            websocket_handshake_timeout=10,
+            websocket_connect_timeout=10,
+            application_close_timeout=10,
+            verbosity=1 if options["access_log"] else 0,
+        ).run()

@@ -1,0 +1,283 @@
+"""The node: this server process's share of the socket path.
+
+One node per process (per event loop). It receives on one channel-layer
+channel for all of its sockets, writes each push to local sessions with a
+frame built once per message, batches receipts into the database, keeps its
+presence heartbeat, and sweeps the database for wake-ups the layer lost.
+Design and numbers: docs/architecture.md.
+"""
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.utils import timezone
+
+from devices import delivery, inbox
+from devices.conf import kpns_setting
+from devices.groups import new_node_name, node_channel
+from devices.models import Device
+from devices.models import Node as NodeRow
+from devices.protocol import JSON, KMPP
+from devices.session import Render, Session, template_renderer
+
+logger = logging.getLogger(__name__)
+
+CLOSE_REPLACED = 4409
+CLOSE_REVOKED = 4403
+CLOSE_IDLE = 4408
+# The layer's BLPOP waits up to 5 s; a receive that hangs past this is dead.
+LAYER_RECEIVE_TIMEOUT = 30.0
+DB_TIMEOUT = 10.0
+SWEEP_LIMIT = 20_000
+
+
+class Node:
+    def __init__(self) -> None:
+        self.name = new_node_name()
+        self.channel = node_channel(self.name)
+        self.sessions: dict[UUID, Session] = {}
+        self.receipts = inbox.Receipts()
+        self.draining = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = asyncio.Event()
+        self._starting = False
+
+    async def ensure_started(self) -> None:
+        if self._started.is_set():
+            return
+        if self._starting:
+            await self._started.wait()
+            return
+        self._starting = True
+        try:
+            await database_sync_to_async(self._register_row)()
+        finally:
+            self._started.set()
+        for loop in (
+            self._receive_loop,
+            self._receipt_loop,
+            self._heartbeat_loop,
+            self._sweep_loop,
+        ):
+            self._tasks.append(asyncio.ensure_future(self._guard(loop)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.flush_receipts()
+
+    # Sessions -------------------------------------------------------------
+
+    def attach(self, session: Session) -> Session | None:
+        """Make a session the live one for its device; returns the one replaced."""
+        previous = self.sessions.get(session.device_id)
+        self.sessions[session.device_id] = session
+        return previous if previous is not session else None
+
+    async def detach(self, session: Session) -> None:
+        session.stop()
+        if self.sessions.get(session.device_id) is session:
+            del self.sessions[session.device_id]
+        try:
+            await asyncio.wait_for(
+                database_sync_to_async(inbox.device_disconnect)(
+                    device_id=session.device_id, connection_id=session.connection_id
+                ),
+                DB_TIMEOUT,
+            )
+        except Exception:
+            # The dead-node cleanup or the next connect corrects presence.
+            logger.warning("presence not cleared for %s", session.device_id)
+
+    def replaced(
+        self, session: Session, previous_node: str | None, previous_conn: str | None
+    ) -> None:
+        """Close the older socket of a device that connected again."""
+        if previous_node and previous_node != self.name and previous_conn:
+            asyncio.ensure_future(
+                delivery.aclose_device(
+                    previous_node, session.device_id, CLOSE_REPLACED, previous_conn
+                )
+            )
+
+    # Events from the channel layer ------------------------------------------
+
+    async def node_deliver(self, event: dict[str, Any]) -> None:
+        push = event["push"]
+        if push["expires_at"] <= _now_ms():
+            return
+        renderers: dict[str, Render] = {}
+        message_id = push["id"]
+        for device_id, seq, delivery_id in event["targets"]:
+            session = self.sessions.get(UUID(device_id))
+            if session is None:
+                continue
+            codec = session.codec
+            render = renderers.get(codec.name)
+            if render is None:
+                render = renderers[codec.name] = template_renderer(codec, push)
+            await session.offer(seq, delivery_id, message_id, render)
+
+    async def node_close(self, event: dict[str, Any]) -> None:
+        session = self.sessions.get(UUID(event["device_id"]))
+        wanted = event.get("connection_id")
+        if session and (wanted is None or wanted == session.connection_id):
+            await session.close(event["code"])
+
+    # Receipts -------------------------------------------------------------
+
+    async def flush_receipts(self) -> None:
+        if not self.receipts:
+            return
+        batch, self.receipts = self.receipts, inbox.Receipts()
+        try:
+            await asyncio.wait_for(
+                database_sync_to_async(inbox.receipts_record)(batch), DB_TIMEOUT
+            )
+        except Exception:
+            logger.warning("receipts not written, retrying", exc_info=True)
+            _merge(self.receipts, batch)
+
+    # Loops ----------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            await asyncio.Event().wait()
+            return
+        while True:
+            event = await asyncio.wait_for(
+                layer.receive(self.channel), LAYER_RECEIVE_TIMEOUT
+            )
+            handler = getattr(self, event.get("type", "").replace(".", "_"), None)
+            if handler is None or not event["type"].startswith("node."):
+                logger.warning("unknown node event %r", event.get("type"))
+                continue
+            await handler(event)
+
+    async def _receipt_loop(self) -> None:
+        while True:
+            await asyncio.sleep(kpns_setting("RECEIPT_FLUSH_SECONDS"))
+            await self.flush_receipts()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(kpns_setting("NODE_HEARTBEAT_SECONDS"))
+            revoked = await asyncio.wait_for(
+                database_sync_to_async(self._heartbeat)(), DB_TIMEOUT
+            )
+            for device_id in revoked:
+                session = self.sessions.get(device_id)
+                if session:
+                    await session.close(CLOSE_REVOKED)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(kpns_setting("SWEEP_SECONDS"))
+            await self.sweep()
+
+    async def sweep(self) -> None:
+        """Catch up sessions whose pending deliveries no wake-up announced."""
+        if not self.sessions:
+            return
+        older_than = timezone.now() - timedelta(seconds=1)
+        lowest = await asyncio.wait_for(
+            database_sync_to_async(inbox.pending_for_node)(
+                node=self.name, older_than=older_than, limit=SWEEP_LIMIT
+            ),
+            DB_TIMEOUT,
+        )
+        for device_id, seq in lowest.items():
+            session = self.sessions.get(device_id)
+            if session is not None:
+                session.hint_pending(seq)
+
+    async def _guard(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Keep a background loop alive across Redis or database outages."""
+        delay = 0.5
+        while True:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("node loop %s failed: %s", loop.__name__, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    # Database helpers (run in a worker thread) ------------------------------
+
+    def _register_row(self) -> None:
+        now = timezone.now()
+        NodeRow.objects.update_or_create(
+            name=self.name,
+            defaults={
+                "channel_name": self.channel,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "started_at": now,
+                "heartbeat_at": now,
+                "connections": 0,
+            },
+        )
+
+    def _heartbeat(self) -> list[UUID]:
+        now = timezone.now()
+        updated = NodeRow.objects.filter(name=self.name).update(
+            heartbeat_at=now, connections=len(self.sessions), draining=self.draining
+        )
+        if not updated:
+            self._register_row()
+        dead_before = now - timedelta(seconds=kpns_setting("NODE_DEAD_AFTER_SECONDS"))
+        dead = list(
+            NodeRow.objects.filter(heartbeat_at__lt=dead_before).values_list(
+                "name", flat=True
+            )
+        )
+        if dead:
+            inbox.presence_clear_nodes(nodes=dead)
+            NodeRow.objects.filter(name__in=dead).delete()
+        return list(
+            Device.objects.filter(node=self.name, is_active=False).values_list(
+                "id", flat=True
+            )
+        )
+
+
+def _merge(into: inbox.Receipts, batch: inbox.Receipts) -> None:
+    into.sent[:0] = batch.sent
+    into.delivered[:0] = batch.delivered
+    into.opened[:0] = batch.opened
+    into.acked_late[:0] = batch.acked_late
+
+
+def _now_ms() -> int:
+    return int(timezone.now().timestamp() * 1000)
+
+
+_nodes: dict[asyncio.AbstractEventLoop, Node] = {}
+
+
+def get_node() -> Node:
+    """The node of the running event loop (one per server process)."""
+    loop = asyncio.get_running_loop()
+    node = _nodes.get(loop)
+    if node is None:
+        for stale in [lp for lp in _nodes if lp.is_closed()]:
+            del _nodes[stale]
+        node = _nodes[loop] = Node()
+    return node
+
+
+__all__ = ["Node", "get_node", "JSON", "KMPP"]

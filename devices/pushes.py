@@ -1,0 +1,38 @@
+"""Direct pushes: a message to chosen devices, committed first, then woken."""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+
+from devices import delivery, inbox
+from devices.models import App, Device, Message
+
+
+def push_to_devices(
+    *, app: App, device_ids: Iterable[Any], **content: Any
+) -> tuple[Message, int]:
+    """Send one message to devices of one app. Returns it and the targets count."""
+    with transaction.atomic():
+        message = inbox.message_create(app=app, **content)
+        targets = inbox.deliveries_enqueue(message=message, device_ids=list(device_ids))
+        fields = inbox.push_fields(message)
+        transaction.on_commit(lambda: delivery.wake_targets(fields, targets))
+    return message, len(targets)
+
+
+def push_test(*, devices: Iterable[Device], title: str, body: str = "") -> int:
+    """The admin's "Send test push": one message per app of the chosen devices."""
+    by_app: dict[int, list[Any]] = defaultdict(list)
+    apps: dict[int, App] = {}
+    for device in devices:
+        by_app[device.app_id].append(device.pk)
+        apps[device.app_id] = device.app
+    total = 0
+    for app_id, ids in by_app.items():
+        _message, count = push_to_devices(
+            app=apps[app_id], device_ids=ids, title=title, body=body, ttl_seconds=3600
+        )
+        total += count
+    return total

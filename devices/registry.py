@@ -1,0 +1,154 @@
+"""Device registry services: apps, registration, updates, revocation, auth."""
+
+import json
+import re
+import zoneinfo
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from devices import delivery
+from devices.models import App, Device, DeviceTag, Platform
+from devices.tokens import hash_token, new_client_key, new_device_token
+
+MAX_TAGS = 50
+MAX_ATTRIBUTES_BYTES = 4096
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+UPDATABLE_FIELDS = ("platform", "alias", "locale", "timezone", "app_version")
+
+
+@dataclass(frozen=True)
+class Registration:
+    device: Device
+    token: str  # shown once: only its hash is stored
+
+
+def app_create(*, name: str, default_timezone: str = "UTC") -> App:
+    _check_timezone(default_timezone, field="default_timezone")
+    return App.objects.create(
+        name=name, client_key=new_client_key(), default_timezone=default_timezone
+    )
+
+
+def device_register(*, client_key: str, **fields: Any) -> Registration:
+    app = App.objects.filter(client_key=client_key).first()
+    if app is None:
+        raise ValidationError({"client_key": ["Unknown client key."]})
+    tags = fields.pop("tags", None)
+    token = new_device_token()
+    device = Device(app=app, token_hash=hash_token(token), token_prefix=token[:8])
+    _apply_fields(device, fields)
+    with transaction.atomic():
+        device.save()
+        if tags is not None:
+            device_set_tags(device=device, tags=tags)
+    return Registration(device=device, token=token)
+
+
+def device_update(*, device: Device, **fields: Any) -> Device:
+    tags = fields.pop("tags", None)
+    _apply_fields(device, fields)
+    with transaction.atomic():
+        device.save(update_fields=[*fields.keys()] or None)
+        if tags is not None:
+            device_set_tags(device=device, tags=tags)
+    return device
+
+
+def device_set_tags(*, device: Device, tags: Iterable[str]) -> list[str]:
+    names = _clean_tags(tags)
+    with transaction.atomic():
+        DeviceTag.objects.filter(device=device).exclude(name__in=names).delete()
+        existing = set(
+            DeviceTag.objects.filter(device=device).values_list("name", flat=True)
+        )
+        DeviceTag.objects.bulk_create(
+            DeviceTag(device=device, app_id=device.app_id, name=name)
+            for name in names
+            if name not in existing
+        )
+    return names
+
+
+def device_tags(*, device: Device) -> list[str]:
+    return sorted(device.tags.values_list("name", flat=True))
+
+
+def device_revoke(*, device: Device) -> None:
+    """Revoke a device: its token stops working and its socket is closed."""
+    Device.objects.filter(pk=device.pk).update(
+        is_active=False, revoked_at=timezone.now()
+    )
+    device.is_active = False
+    if device.node:
+        node, device_id = device.node, device.pk
+        transaction.on_commit(lambda: delivery.close_device(node, device_id))
+
+
+def device_authenticate(*, token: str) -> Device | None:
+    """The active device owning this token, or None."""
+    if not token or len(token) > 128:
+        return None
+    return (
+        Device.objects.filter(token_hash=hash_token(token), is_active=True)
+        .select_related("app")
+        .first()
+    )
+
+
+def _apply_fields(device: Device, fields: dict[str, Any]) -> None:
+    errors: dict[str, list[str]] = {}
+    for name, value in fields.items():
+        if name == "attributes":
+            if not isinstance(value, dict):
+                errors[name] = ["Must be a JSON object."]
+            elif len(json.dumps(value)) > MAX_ATTRIBUTES_BYTES:
+                errors[name] = [f"At most {MAX_ATTRIBUTES_BYTES} bytes of JSON."]
+            continue
+        if name not in UPDATABLE_FIELDS:
+            errors[name] = ["Unknown field."]
+            continue
+        if not isinstance(value, str):
+            errors[name] = ["Must be a string."]
+            continue
+        limit = Device._meta.get_field(name).max_length or 0
+        if len(value) > limit:
+            errors[name] = [f"At most {limit} characters."]
+        elif name == "platform" and value not in Platform.values:
+            errors[name] = [f"One of {', '.join(Platform.values)}."]
+        elif name == "timezone" and value:
+            try:
+                _check_timezone(value, field=name)
+            except ValidationError as exc:
+                errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
+    for name, value in fields.items():
+        setattr(device, name, value)
+
+
+def _clean_tags(tags: Iterable[str]) -> list[str]:
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        raise ValidationError({"tags": ["Must be a list of strings."]})
+    names = sorted({t for t in tags if isinstance(t, str)})
+    if len(names) != len(list(tags)) and any(not isinstance(t, str) for t in tags):
+        raise ValidationError({"tags": ["Must be a list of strings."]})
+    if len(names) > MAX_TAGS:
+        raise ValidationError({"tags": [f"At most {MAX_TAGS} tags."]})
+    bad = [t for t in names if not TAG_PATTERN.match(t)]
+    if bad:
+        raise ValidationError(
+            {"tags": [f"Invalid tag {bad[0]!r}: 1-64 of A-Z a-z 0-9 _ . : -"]}
+        )
+    return names
+
+
+def _check_timezone(name: str, *, field: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError({field: [f"Unknown time zone {name!r}."]}) from exc

@@ -1,0 +1,186 @@
+"""One device's live session: ordering, replay and in-flight messages.
+
+A session writes a device's pushes in strictly increasing ``seq`` order over
+its socket. ``cursor`` is the highest seq that needs nothing more from this
+socket (written, or known to need no writing). A wake-up for ``cursor + 1``
+is written at once; a wake-up further ahead means one was lost, so the
+session catches up from the database instead of guessing. The design:
+docs/architecture.md.
+"""
+
+import asyncio
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+
+from devices import inbox
+from devices.protocol import Codec, Push, PushTemplate, Resync, Welcome
+
+if TYPE_CHECKING:
+    from devices.node import Node
+
+logger = logging.getLogger(__name__)
+
+# Acks of messages older than this many in-flight ones go the slow path
+# (looked up by seq in the database) instead of growing memory.
+MAX_INFLIGHT = 2000
+REPLAY_BATCH = 1000
+
+SendFrame = Callable[[str | bytes], Awaitable[None]]
+Render = Callable[[int], str | bytes]
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        device_id: UUID,
+        codec: Codec,
+        node: "Node",
+        send_frame: SendFrame,
+        close: Callable[[int], Awaitable[None]],
+    ) -> None:
+        self.device_id = device_id
+        self.codec = codec
+        self.node = node
+        self.send_frame = send_frame
+        self.close = close
+        self.connection_id = secrets.token_hex(8)
+        self.cursor = 0
+        self.synced = False
+        self.closed = False
+        # seq -> (delivery id, message id) of pushes written but not acked.
+        self.inflight: OrderedDict[int, tuple[int, str]] = OrderedDict()
+        self._waiting: list[tuple[int, int, str, Render]] = []
+        self._catch_up: asyncio.Task[None] | None = None
+
+    async def start(self, *, last_seq: int, heartbeat: int, max_frame: int) -> None:
+        """Go online here, then replay what the device missed."""
+        result = await database_sync_to_async(inbox.device_connect)(
+            device_id=self.device_id,
+            node=self.node.name,
+            connection_id=self.connection_id,
+            last_seq=last_seq,
+        )
+        self.node.replaced(self, result.previous_node, result.previous_connection)
+        resume_at = max(0, min(last_seq, result.db_last_seq))
+        await self.send_frame(
+            self.codec.encode(
+                Welcome(
+                    device_id=str(self.device_id),
+                    last_seq=result.db_last_seq,
+                    heartbeat=heartbeat,
+                    max_frame=max_frame,
+                )
+            )
+        )
+        if result.resync:
+            await self.send_frame(
+                self.codec.encode(Resync(reason="backlog_dropped", last_seq=resume_at))
+            )
+        self.cursor = resume_at
+        await self._write_rows(result.replay)
+        self.cursor = max(self.cursor, result.db_last_seq)
+        self.synced = True
+        await self._drain_waiting()
+
+    async def offer(
+        self, seq: int, delivery_id: int, message_id: str, render: Render
+    ) -> None:
+        """A live wake-up for one committed delivery of this device."""
+        if self.closed or seq <= self.cursor:
+            return
+        if not self.synced or self._catch_up is not None or seq != self.cursor + 1:
+            self._waiting.append((seq, delivery_id, message_id, render))
+            if self.synced and self._catch_up is None:
+                self.request_catch_up()
+            return
+        await self._write(seq, delivery_id, message_id, render(seq))
+
+    def request_catch_up(self) -> None:
+        """Fetch what is open above the cursor (a wake-up was lost)."""
+        if self.synced and self._catch_up is None and not self.closed:
+            self._catch_up = asyncio.ensure_future(self._run_catch_up())
+
+    def hint_pending(self, seq: int) -> None:
+        """The database holds a pending seq for us that no wake-up announced."""
+        if self.synced and seq > self.cursor:
+            self._waiting.append((seq, 0, "", _unrendered))
+            self.request_catch_up()
+
+    def acked(self, seq: int, message_id: str) -> bool:
+        """Record an ack; False if the id does not match what was sent."""
+        entry = self.inflight.pop(seq, None)
+        if entry is None:
+            self.node.receipts.acked_late.append((self.device_id, seq, message_id))
+            return True
+        if entry[1] != message_id:
+            self.inflight[seq] = entry
+            return False
+        self.node.receipts.delivered.append(entry[0])
+        return True
+
+    def opened(self, seq: int, message_id: str) -> None:
+        self.node.receipts.opened.append((self.device_id, seq, message_id))
+
+    def stop(self) -> None:
+        self.closed = True
+        if self._catch_up is not None:
+            self._catch_up.cancel()
+
+    async def _run_catch_up(self) -> None:
+        try:
+            while self._waiting and not self.closed:
+                seen = self._waiting
+                self._waiting = []
+                rows = await database_sync_to_async(inbox.open_deliveries_after)(
+                    device_id=self.device_id, after_seq=self.cursor, limit=REPLAY_BATCH
+                )
+                await self._write_rows(rows)
+                if len(rows) < REPLAY_BATCH:
+                    # The query ran after every wake-up in `seen` arrived, so
+                    # what it did not return is no longer open.
+                    self.cursor = max([self.cursor] + [w[0] for w in seen])
+                else:
+                    self._waiting = seen + self._waiting
+        except Exception:
+            logger.warning("catch-up failed for %s", self.device_id, exc_info=True)
+            self._waiting = []  # the sweep retries from the database
+        finally:
+            self._catch_up = None
+
+    async def _drain_waiting(self) -> None:
+        waiting, self._waiting = sorted(self._waiting), []
+        for seq, delivery_id, message_id, render in waiting:
+            await self.offer(seq, delivery_id, message_id, render)
+
+    async def _write_rows(self, rows: list[tuple[int, int, dict[str, Any]]]) -> None:
+        for seq, delivery_id, fields in rows:
+            if seq > self.cursor:
+                frame = self.codec.encode(Push(seq=seq, **fields))
+                await self._write(seq, delivery_id, fields["id"], frame)
+
+    async def _write(
+        self, seq: int, delivery_id: int, message_id: str, frame: str | bytes
+    ) -> None:
+        self.cursor = seq
+        self.inflight[seq] = (delivery_id, message_id)
+        if len(self.inflight) > MAX_INFLIGHT:
+            self.inflight.popitem(last=False)
+        self.node.receipts.sent.append(delivery_id)
+        await self.send_frame(frame)
+
+
+def _unrendered(seq: int) -> str:
+    # Hints only move the catch-up; the catch-up writes rows it read itself.
+    raise AssertionError("a pending hint is never written")
+
+
+def template_renderer(codec: Codec, push: dict[str, Any]) -> Render:
+    template: PushTemplate = codec.push_template(push)
+    return template.render

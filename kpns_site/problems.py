@@ -1,0 +1,64 @@
+"""Errors as RFC 7807 problem JSON, for every API response that fails."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def problem_response(
+    status_code: int, title: str, detail: str = "", **extra: Any
+) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status_code, **extra}
+    if detail:
+        body["detail"] = detail
+    return Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def problem_exception_handler(
+    exc: Exception, context: dict[str, Any]
+) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        )
+    if isinstance(exc, DatabaseError):
+        response = problem_response(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "Service unavailable",
+            "The database is unavailable; retry later.",
+        )
+        response["Retry-After"] = "5"
+        return response
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        errors = data if isinstance(data, dict) else {"non_field_errors": data}
+        body = problem_response(
+            response.status_code, "Invalid request", "See errors.", errors=errors
+        )
+    else:
+        detail = data.get("detail", "") if isinstance(data, dict) else str(data)
+        body = problem_response(
+            response.status_code, _title(response.status_code), str(detail)
+        )
+    for header in ("Retry-After", "WWW-Authenticate", "Allow"):
+        if header in response:
+            body[header] = response[header]
+    return body
+
+
+def _title(code: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"

@@ -1,0 +1,219 @@
+"""KPNS settings, read from the environment (see docs/operations.md).
+
+With nothing set, KPNS runs embedded: SQLite under var/ and an in-process
+channel layer (one server process). DATABASE_URL and REDIS_URL move it onto
+PostgreSQL and Redis, where any number of Daphne processes can share the work.
+"""
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=True)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment; in DEBUG a dev key kept under var/."""
+    if "SECRET_KEY" in env.ENVIRON:
+        return env.str("SECRET_KEY")
+    if not DEBUG:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    key_file = VAR_DIR / "dev-secret-key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "devices",
+    "campaigns",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "kpns_site.urls"
+ASGI_APPLICATION = "kpns_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Databases. Persistent connections stay off: async consumers reach the ORM
+# through thread hops, and long-lived connections there go stale
+# (django/channels #871, #1234).
+DATABASES = {
+    "default": env.db_url(
+        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'kpns.sqlite3'}"
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL plus IMMEDIATE transactions let the server and the scheduler write
+    # the same file without "database is locked" errors.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-kpns.sqlite3")}
+else:
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Channel layer: in-process when REDIS_URL is unset.
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # redis-py 8 raises past max_connections instead of
+                        # waiting; its 5 s read timeout equals the layer's
+                        # 5 s BLPOP and kills the receiver (field notes 1-2).
+                        "max_connections": 500,
+                        "socket_timeout": 10,
+                        "socket_connect_timeout": 3,
+                        "health_check_interval": 15,
+                    }
+                ],
+                # Only node channels (one per server process) receive; a
+                # node carries every wake-up for all of its sockets, so the
+                # default capacity of 100 would drop them (field notes 4).
+                "capacity": 20_000,
+                "expiry": 30,
+                "group_expiry": 120,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 20_000, "expiry": 30, "group_expiry": 120},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation."
+        "UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+    },
+}
+
+# Behind a TLS-terminating proxy (docs/operations.md).
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+# KPNS tunables: every default is documented in docs/operations.md and read
+# through devices.conf, never at import time elsewhere.
+KPNS = {
+    "HEARTBEAT_SECONDS": env.int("KPNS_HEARTBEAT_SECONDS", default=25),
+    "IDLE_TIMEOUT_SECONDS": env.int("KPNS_IDLE_TIMEOUT_SECONDS", default=75),
+    "HELLO_TIMEOUT_SECONDS": env.int("KPNS_HELLO_TIMEOUT_SECONDS", default=10),
+    "MAX_FRAME_BYTES": env.int("KPNS_MAX_FRAME_BYTES", default=4096),
+    "SWEEP_SECONDS": env.float("KPNS_SWEEP_SECONDS", default=2.0),
+    "NODE_HEARTBEAT_SECONDS": env.float("KPNS_NODE_HEARTBEAT_SECONDS", default=5.0),
+    "NODE_DEAD_AFTER_SECONDS": env.float("KPNS_NODE_DEAD_AFTER_SECONDS", default=20.0),
+    "DEFAULT_TTL_SECONDS": env.int("KPNS_DEFAULT_TTL_SECONDS", default=4 * 7 * 86400),
+    "MAX_PENDING_PER_DEVICE": env.int("KPNS_MAX_PENDING_PER_DEVICE", default=1000),
+    "MAX_PAYLOAD_BYTES": env.int("KPNS_MAX_PAYLOAD_BYTES", default=4096),
+    "RECEIPT_FLUSH_SECONDS": env.float("KPNS_RECEIPT_FLUSH_SECONDS", default=0.05),
+    "ALLOWED_ORIGINS": env.list("KPNS_ALLOWED_ORIGINS", default=[]),
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "kpns_site.problems.problem_exception_handler",
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "KPNS API",
+    "DESCRIPTION": "Push notifications over WebSockets: devices, pushes, campaigns.",
+    "VERSION": "1.0.0",
+}
