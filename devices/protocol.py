@@ -243,7 +243,7 @@ _FIELDS: dict[type, tuple[_Field, ...]] = {
 
 
 def _check(cls: type, field: _Field, value: Any) -> None:
-    if not (value is None and field.check.nullable or field.check.test(value)):
+    if not ((value is None and field.check.nullable) or field.check.test(value)):
         message = f"field {field.name!r} must be {field.check.expected}"
         raise ProtocolError(INVALID_FIELD, message, cls.TYPE)
 
