@@ -22,8 +22,8 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Q
-from django.db.models.functions import Greatest
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from devices.conf import kpns_setting
@@ -36,6 +36,7 @@ from devices.models import (
     Message,
     Priority,
 )
+from devices.protocol import JSON, Push
 
 MAX_TTL_SECONDS = 90 * 86400
 
@@ -96,7 +97,11 @@ def message_create(
         collapse_key=collapse_key,
         expires_at=timezone.now() + timedelta(seconds=ttl),
     )
-    _validate_message(message, ttl)
+    if not 0 <= ttl <= MAX_TTL_SECONDS:
+        raise ValidationError(
+            {"ttl_seconds": [f"Between 0 and {MAX_TTL_SECONDS} seconds."]}
+        )
+    message_validate(message)
     message.save()
     return message
 
@@ -117,7 +122,12 @@ def push_fields(message: Message) -> dict[str, Any]:
     }
 
 
-def deliveries_enqueue(*, message: Message, device_ids: Sequence[UUID]) -> list[Target]:
+def deliveries_enqueue(
+    *,
+    message: Message,
+    device_ids: Sequence[UUID],
+    expires_at: datetime | None = None,
+) -> list[Target]:
     """Give each active device of the message's app the message at its next seq.
 
     Idempotent: a device that already has the message is skipped. Must run
@@ -145,7 +155,7 @@ def deliveries_enqueue(*, message: Message, device_ids: Sequence[UUID]) -> list[
                 message=message,
                 device_id=device_id,
                 seq=last_seq + 1,
-                expires_at=message.expires_at,
+                expires_at=expires_at or message.expires_at,
                 created_at=now,
             )
             for device_id, last_seq, _node in rows
@@ -183,9 +193,7 @@ def device_connect(
         )
         # The app says it processed everything up to resume_at: its acks
         # for those were lost on the way, so they count as delivered.
-        open_rows.filter(seq__lte=resume_at).update(
-            status=DeliveryStatus.DELIVERED, delivered_at=now
-        )
+        open_rows.filter(seq__lte=resume_at).update(**_delivered(now))
         open_rows.filter(expires_at__lte=now).update(status=DeliveryStatus.EXPIRED)
         backlog = open_rows.filter(seq__gt=resume_at)
         excess = backlog.count() - limit
@@ -273,17 +281,24 @@ def receipts_record(receipts: Receipts) -> None:
         if receipts.delivered:
             Delivery.objects.filter(
                 pk__in=receipts.delivered, status__in=OPEN_STATUSES
-            ).update(status=DeliveryStatus.DELIVERED, delivered_at=now)
+            ).update(**_delivered(now))
         for device_id, seqs in _by_device(receipts.acked_late).items():
             _filter_seqs(device_id, seqs).filter(status__in=OPEN_STATUSES).update(
-                status=DeliveryStatus.DELIVERED, delivered_at=now
+                **_delivered(now)
             )
         for device_id, seqs in _by_device(receipts.opened).items():
             matching = _filter_seqs(device_id, seqs).exclude(
                 status=DeliveryStatus.OPENED
             )
-            matching.filter(delivered_at__isnull=True).update(delivered_at=now)
+            matching.filter(delivered_at__isnull=True).update(**_delivered(now))
             matching.update(status=DeliveryStatus.OPENED, opened_at=now)
+
+
+def deliveries_cancel(*, message_id: Any) -> int:
+    """Cancel every delivery of a message not yet confirmed by its device."""
+    return Delivery.objects.filter(
+        message_id=message_id, status__in=OPEN_STATUSES
+    ).update(status=DeliveryStatus.CANCELLED)
 
 
 def expire_due(*, now: datetime | None = None) -> int:
@@ -298,6 +313,15 @@ def presence_clear_nodes(*, nodes: Iterable[str]) -> int:
     return Device.objects.filter(node__in=list(nodes)).update(
         node=None, connection_id=None
     )
+
+
+def _delivered(now: datetime) -> dict[str, Any]:
+    # A receipt can overtake the "sent" one; delivered implies sent.
+    return {
+        "status": DeliveryStatus.DELIVERED,
+        "delivered_at": now,
+        "sent_at": Coalesce(F("sent_at"), Value(now)),
+    }
 
 
 def _collapse_older(message: Message, device_ids: list[UUID]) -> None:
@@ -327,23 +351,26 @@ def _filter_seqs(device_id: UUID, seqs: list[tuple[int, str]]) -> Any:
     return Delivery.objects.filter(query, device_id=device_id)
 
 
-def _validate_message(message: Message, ttl: int) -> None:
+def message_validate(message: Message) -> None:
+    """Check content and payload size; ValidationError names the field."""
     errors: dict[str, list[str]] = {}
     if not message.title.strip():
         errors["title"] = ["A title is required."]
     if not isinstance(message.data, dict):
         errors["data"] = ["Must be a JSON object."]
-    if not 0 <= ttl <= MAX_TTL_SECONDS:
-        errors["ttl_seconds"] = [f"Between 0 and {MAX_TTL_SECONDS} seconds."]
     if message.priority not in Priority.values:
         errors["priority"] = [f"One of {', '.join(Priority.values)}."]
     if not errors:
-        from devices.protocol import JSON, Push
-
-        size = len(JSON.encode(Push(seq=0, **push_fields(message))))
-        limit = kpns_setting("MAX_PAYLOAD_BYTES")
-        if size > limit:
-            errors["__all__"] = [f"Payload is {size} bytes; the limit is {limit}."]
+        try:
+            size = len(JSON.encode(Push(seq=0, **push_fields(message))).encode())
+        except ValueError as exc:
+            errors["data"] = [f"Not sendable as JSON: {exc}"]
+        else:
+            limit = kpns_setting("MAX_PAYLOAD_BYTES")
+            if size > limit:
+                errors["__all__"] = [
+                    f"The payload is {size} bytes; the limit is {limit}."
+                ]
     if errors:
         raise ValidationError(errors)
 

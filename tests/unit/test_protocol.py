@@ -410,7 +410,7 @@ def test_ack_with_float_seq_is_invalid_field() -> None:
 
 @pytest.mark.parametrize("seq", [0, -1, 2**53, 10**30])
 def test_ack_with_seq_out_of_range_is_invalid_field(seq: int) -> None:
-    data = '{"type":"ack","id":"x","seq":%d}' % seq
+    data = f'{{"type":"ack","id":"x","seq":{seq}}}'
     assert "seq" in decode_error(JSON, data).message
 
 
@@ -432,9 +432,9 @@ def test_missing_field_is_invalid_field_naming_it() -> None:
     assert "'seq'" in error.message
 
 
-@pytest.mark.parametrize("field_id", ['""', '"%s"' % ("x" * 65), "7", "null"])
+@pytest.mark.parametrize("field_id", ['""', json.dumps("x" * 65), "7", "null"])
 def test_ack_with_bad_id_is_invalid_field(field_id: str) -> None:
-    error = decode_error(JSON, '{"type":"ack","id":%s,"seq":1}' % field_id)
+    error = decode_error(JSON, f'{{"type":"ack","id":{field_id},"seq":1}}')
     assert (error.code, "'id'" in error.message) == ("invalid_field", True)
 
 

@@ -1,0 +1,274 @@
+"""Campaign lifecycle: every state change goes through ``_transition``.
+
+draft -> scheduled -> sending -> sent, or cancelled / failed. The change is
+made under the campaign's row lock, so two clicks, two admins or two
+schedulers can never move a campaign twice (a double "Send now" sends once).
+"""
+
+import zoneinfo
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce, NullIf
+from django.utils import timezone
+
+from campaigns.audience import audience_devices, audience_validate
+from campaigns.models import Campaign, CampaignSlice, CampaignStatus
+from devices import inbox, pushes
+from devices.models import DeliveryStatus, Message
+
+TRANSITIONS: dict[str, set[str]] = {
+    CampaignStatus.DRAFT: {CampaignStatus.SCHEDULED, CampaignStatus.CANCELLED},
+    CampaignStatus.SCHEDULED: {
+        CampaignStatus.SENDING,
+        CampaignStatus.CANCELLED,
+        CampaignStatus.DRAFT,
+    },
+    CampaignStatus.SENDING: {
+        CampaignStatus.SENT,
+        CampaignStatus.CANCELLED,
+        CampaignStatus.FAILED,
+    },
+}
+CAMPAIGN_UPDATABLE = ["name", "title", "body", "url", "image", "data", "audience_kind", "audience", "send_at", "local_time", "ttl_seconds", "priority", "collapse_key", "throttle_per_second"]
+
+
+class CampaignStateError(ValidationError):
+    """The campaign is not in a state that allows this change."""
+
+
+def campaign_validate(campaign: Campaign) -> None:
+    """Content, audience and options, with a message per field."""
+    errors: dict[str, list[str]] = {}
+    if not campaign.name.strip():
+        errors["name"] = ["A name is required."]
+    try:
+        campaign.audience = audience_validate(campaign.audience_kind, campaign.audience)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        inbox.message_validate(_message_for(campaign, timezone.now()))
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if campaign.throttle_per_second == 0:
+        errors["throttle_per_second"] = ["Leave empty for no throttle, or above 0."]
+    if errors:
+        raise ValidationError(errors)
+
+
+def campaign_create(*, created_by: Any = None, **fields: Any) -> Campaign:
+    campaign = Campaign(created_by=created_by, **fields)
+    campaign_validate(campaign)
+    campaign.save()
+    return campaign
+
+
+def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
+    """Edit a draft (scheduled campaigns must be unscheduled first)."""
+    unknown = set(fields) - set(CAMPAIGN_UPDATABLE)
+    if unknown:
+        raise ValidationError({name: ["Cannot be changed."] for name in unknown})
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if locked.status != CampaignStatus.DRAFT:
+            raise CampaignStateError(
+                {"status": [f"Only drafts can be edited; this one is {locked.status}."]}
+            )
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        campaign_validate(locked)
+        locked.save()
+    return locked
+
+
+def campaign_schedule(
+    *,
+    campaign: Campaign,
+    by: Any = None,
+    send_at: datetime | None = None,
+    now: datetime | None = None,
+) -> Campaign:
+    """Schedule a draft for send_at (default: its own send_at)."""
+    now = now or timezone.now()
+    when = send_at or campaign.send_at
+    if when is None:
+        raise ValidationError({"send_at": ["Choose when to send."]})
+    if not campaign.local_time and when < now - timedelta(seconds=60):
+        raise ValidationError({"send_at": ["That time is in the past."]})
+    return _schedule(campaign, by, when, now)
+
+
+def campaign_send_now(
+    *, campaign: Campaign, by: Any = None, now: datetime | None = None
+) -> Campaign:
+    now = now or timezone.now()
+    return _schedule(campaign, by, now, now, local_time=False)
+
+
+def campaign_cancel(
+    *, campaign: Campaign, by: Any = None, now: datetime | None = None
+) -> Campaign:
+    """Stop a campaign: nothing not yet written to a socket is delivered."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _transition(campaign, CampaignStatus.CANCELLED, finished_at=now)
+        locked.slices.update(done=True)
+        if locked.message_id:
+            inbox.deliveries_cancel(message_id=locked.message_id)
+    return locked
+
+
+def campaign_unschedule(*, campaign: Campaign) -> Campaign:
+    with transaction.atomic():
+        locked = _transition(campaign, CampaignStatus.DRAFT)
+        locked.slices.all().delete()
+    return locked
+
+
+def campaign_duplicate(*, campaign: Campaign, by: Any = None) -> Campaign:
+    copy = Campaign(
+        **{name: getattr(campaign, name) for name in CAMPAIGN_UPDATABLE},
+        app=campaign.app,
+        created_by=by,
+    )
+    copy.name = f"{campaign.name} (copy)"[:200]
+    copy.save()
+    return copy
+
+
+def campaign_send_test(
+    *, campaign: Campaign, device_ids: Iterable[Any]
+) -> tuple[Message, int]:
+    """Send the campaign's content to chosen devices; not counted in its stats."""
+    return pushes.push_to_devices(
+        app=campaign.app,
+        device_ids=list(device_ids),
+        title=f"[Test] {campaign.title}"[:200],
+        body=campaign.body,
+        url=campaign.url,
+        image=campaign.image,
+        data=campaign.data,
+        priority=campaign.priority,
+        ttl_seconds=min(campaign.ttl_seconds, 86400),
+    )
+
+
+def campaign_start(*, campaign_id: int, now: datetime) -> Campaign:
+    """scheduled -> sending, creating its message. Caller holds a transaction."""
+    campaign = _transition(
+        Campaign(pk=campaign_id), CampaignStatus.SENDING, started_at=now
+    )
+    ttl_end = max(s.expires_at for s in campaign.slices.all())
+    message = _message_for(campaign, now)
+    message.expires_at = ttl_end
+    message.save()
+    campaign.message = message
+    campaign.save(update_fields=["message"])
+    return campaign
+
+
+def campaign_finish(*, campaign: Campaign, now: datetime) -> Campaign:
+    return _transition(campaign, CampaignStatus.SENT, finished_at=now)
+
+
+def campaign_fail(*, campaign: Campaign, reason: str, now: datetime) -> Campaign:
+    with transaction.atomic():
+        failed = _transition(
+            campaign, CampaignStatus.FAILED, finished_at=now, failure_reason=reason
+        )
+        failed.slices.update(done=True)
+    return failed
+
+
+def slices_add_missing(*, campaign: Campaign, now: datetime) -> int:
+    """Create slices for time zones of the audience that have none yet."""
+    if not campaign.local_time:
+        return 0
+    assert campaign.send_at is not None
+    default = campaign.app.default_timezone
+    zones = set(
+        audience_devices(campaign.app, campaign.audience_kind, campaign.audience)
+        .annotate(zone=Coalesce(NullIf("timezone", Value("")), Value(default)))
+        .values_list("zone", flat=True)
+        .distinct()
+    )
+    zones.add(default)
+    existing = set(campaign.slices.values_list("timezone", flat=True))
+    wall = timezone.make_naive(campaign.send_at, zoneinfo.ZoneInfo("UTC"))
+    new = []
+    for zone in sorted(zones - existing):
+        due = wall.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+        new.append(_slice(campaign, zone, max(due, now)))
+    CampaignSlice.objects.bulk_create(new)
+    return len(new)
+
+
+def _schedule(
+    campaign: Campaign,
+    by: Any,
+    when: datetime,
+    now: datetime,
+    local_time: bool | None = None,
+) -> Campaign:
+    with transaction.atomic():
+        locked = _transition(campaign, CampaignStatus.SCHEDULED, sent_by=by)
+        if local_time is not None:
+            locked.local_time = local_time
+        locked.send_at = when
+        campaign_validate(locked)
+        locked.save()
+        if locked.local_time:
+            slices_add_missing(campaign=locked, now=now)
+        else:
+            _slice(locked, "", when).save()
+    return locked
+
+
+def _slice(campaign: Campaign, zone: str, due: datetime) -> CampaignSlice:
+    return CampaignSlice(
+        campaign=campaign,
+        timezone=zone,
+        due_at=due,
+        next_chunk_at=due,
+        expires_at=due + timedelta(seconds=campaign.ttl_seconds),
+    )
+
+
+def _transition(campaign: Campaign, to: str, **fields: Any) -> Campaign:
+    with transaction.atomic():
+        locked = (
+            Campaign.objects.select_for_update()
+            .select_related("app")
+            .get(pk=campaign.pk)
+        )
+        if to not in TRANSITIONS.get(locked.status, set()):
+            raise CampaignStateError(
+                {"status": [f"A {locked.status} campaign cannot become {to}."]}
+            )
+        locked.status = to
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        locked.save()
+    return locked
+
+
+def _message_for(campaign: Campaign, now: datetime) -> Message:
+    return Message(
+        app_id=campaign.app_id,
+        title=campaign.title,
+        body=campaign.body,
+        url=campaign.url,
+        image=campaign.image,
+        data=campaign.data,
+        priority=campaign.priority,
+        collapse_key=campaign.collapse_key,
+        created_at=now,
+        expires_at=now + timedelta(seconds=campaign.ttl_seconds),
+    )
+
+
+__all__ = ["DeliveryStatus"]

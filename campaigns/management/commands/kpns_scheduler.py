@@ -1,0 +1,24 @@
+"""Run the campaign scheduler until SIGINT or SIGTERM."""
+
+import signal
+import threading
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from campaigns.scheduler import run_scheduler
+
+
+class Command(BaseCommand):
+    help = "Send scheduled campaigns as they come due; several may run at once."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--poll", type=float, default=0.5, help="seconds")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        self.stdout.write("KPNS scheduler running")
+        run_scheduler(stop=stop, poll_seconds=options["poll"])
+        self.stdout.write("KPNS scheduler stopped")

@@ -1,0 +1,121 @@
+"""Campaigns: what marketers write, target, schedule and follow.
+
+A campaign becomes one devices.Message when it starts sending; its audience
+is sent in slices (one per time zone for local-time campaigns, else one),
+each advanced chunk by chunk with a cursor, so a crash resumes exactly where
+the last committed chunk ended (docs/architecture.md).
+"""
+
+from django.conf import settings
+from django.db import models
+
+from devices.models import App, Message, Priority
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+
+
+class AudienceKind(models.TextChoices):
+    ALL = "all", "All devices of the app"
+    FILTER = "filter", "Devices matching a filter"
+    DEVICES = "devices", "An explicit list of devices"
+
+
+class Campaign(models.Model):
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="campaigns")
+    name = models.CharField(max_length=200)
+    # Content
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    url = models.URLField(max_length=1000, blank=True)
+    image = models.URLField(max_length=1000, blank=True, verbose_name="image URL")
+    data = models.JSONField(default=dict, blank=True)
+    # Audience: see campaigns.audience for the filter's keys.
+    audience_kind = models.CharField(
+        max_length=10, choices=AudienceKind.choices, default=AudienceKind.ALL
+    )
+    audience = models.JSONField(default=dict, blank=True)
+    # Schedule: send_at is absolute, unless local_time is set, in which case
+    # its wall-clock date and time apply in each device's own time zone.
+    send_at = models.DateTimeField(null=True, blank=True)
+    local_time = models.BooleanField(
+        default=False,
+        help_text="Send at the wall-clock time of send_at in each device's time zone.",
+    )
+    # Delivery options
+    ttl_seconds = models.PositiveIntegerField(default=7 * 86400)
+    priority = models.CharField(
+        max_length=8, choices=Priority.choices, default=Priority.NORMAL
+    )
+    collapse_key = models.CharField(max_length=64, blank=True)
+    throttle_per_second = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many deliveries per second."
+    )
+    # Lifecycle
+    status = models.CharField(
+        max_length=10, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT
+    )
+    message = models.OneToOneField(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, editable=False
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+    failure_reason = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["app", "status"], name="campaign_app_status")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignSlice(models.Model):
+    """The part of a campaign's audience due at one moment (one time zone)."""
+
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="slices"
+    )
+    # "" for a campaign sent at one absolute time; else an IANA zone name.
+    timezone = models.CharField(max_length=64, blank=True)
+    due_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    # Keyset position in the audience ordered by device id.
+    cursor = models.CharField(max_length=36, blank=True)
+    next_chunk_at = models.DateTimeField()
+    done = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "timezone"], name="uniq_campaign_slice_tz"
+            )
+        ]
+        indexes = [models.Index(fields=["done", "next_chunk_at"], name="slice_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}:{self.timezone or 'all'}"

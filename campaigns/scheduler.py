@@ -1,0 +1,50 @@
+"""The scheduler loop: sends due campaign chunks and does housekeeping.
+
+Any number of schedulers may run (on PostgreSQL they share work through
+SKIP LOCKED row locks); a stopped one loses nothing, because every chunk
+commits its own progress (campaigns.sender).
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from campaigns.sender import send_due
+from devices import inbox
+
+logger = logging.getLogger(__name__)
+
+HOUSEKEEPING_SECONDS = 30.0
+
+
+def run_scheduler(
+    *,
+    stop: threading.Event,
+    poll_seconds: float = 0.5,
+    clock: Callable[[], datetime] = timezone.now,
+) -> None:
+    last_housekeeping = 0.0
+    delay = poll_seconds
+    while not stop.is_set():
+        try:
+            close_old_connections()
+            chunks = send_due(now=clock())
+            now = clock().timestamp()
+            if now - last_housekeeping > HOUSEKEEPING_SECONDS:
+                expired = inbox.expire_due(now=clock())
+                if expired:
+                    logger.info("expired %d deliveries", expired)
+                last_housekeeping = now
+            delay = poll_seconds
+        except DatabaseError as exc:
+            # PostgreSQL down or restarting: back off and try again; no
+            # chunk was half-written (each is one transaction).
+            logger.warning("scheduler: database unavailable (%s)", exc)
+            chunks = 0
+            delay = min(max(delay * 2, 1.0), 10.0)
+        if chunks == 0:
+            stop.wait(delay)

@@ -1,0 +1,119 @@
+"""Read-side queries for campaigns: stats, timeline, per-device results.
+
+Counts are computed from the delivery rows themselves, so they are exact
+under any concurrency: there is no counter to drift.
+"""
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, Q
+from django.db.models.functions import TruncMinute, TruncSecond
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from devices.models import Delivery, DeliveryStatus, Device
+
+STAT_NAMES = (
+    "targeted",
+    "sent",
+    "delivered",
+    "opened",
+    "pending",
+    "expired",
+    "collapsed",
+    "cancelled",
+    "dropped",
+)
+
+
+def campaign_stats(campaign: Campaign) -> dict[str, int]:
+    if campaign.message_id is None:
+        return dict.fromkeys(STAT_NAMES, 0)
+    return Delivery.objects.filter(message_id=campaign.message_id).aggregate(
+        targeted=Count("pk"),
+        sent=Count("pk", filter=Q(sent_at__isnull=False)),
+        delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
+        opened=Count("pk", filter=Q(opened_at__isnull=False)),
+        pending=Count(
+            "pk",
+            filter=Q(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENT]),
+        ),
+        expired=Count("pk", filter=Q(status=DeliveryStatus.EXPIRED)),
+        collapsed=Count("pk", filter=Q(status=DeliveryStatus.COLLAPSED)),
+        cancelled=Count("pk", filter=Q(status=DeliveryStatus.CANCELLED)),
+        dropped=Count("pk", filter=Q(status=DeliveryStatus.DROPPED)),
+    )
+
+
+def campaign_timeline(campaign: Campaign) -> list[dict[str, Any]]:
+    """Sent, delivered and opened per second (per minute past 10 minutes)."""
+    if campaign.message_id is None or campaign.started_at is None:
+        return []
+    end = campaign.finished_at or timezone.now()
+    trunc = (
+        TruncSecond
+        if end - campaign.started_at < timedelta(minutes=10)
+        else TruncMinute
+    )
+    rows = Delivery.objects.filter(message_id=campaign.message_id)
+    buckets: dict[Any, dict[str, int]] = {}
+    for name in ("sent", "delivered", "opened"):
+        field = f"{name}_at"
+        counted = (
+            rows.filter(**{f"{field}__isnull": False})
+            .annotate(bucket=trunc(field))
+            .values("bucket")
+            .annotate(n=Count("pk"))
+        )
+        for row in counted:
+            entry = buckets.setdefault(
+                row["bucket"], {"sent": 0, "delivered": 0, "opened": 0}
+            )
+            entry[name] = row["n"]
+    return [{"t": bucket.isoformat(), **buckets[bucket]} for bucket in sorted(buckets)]
+
+
+RESULT_COLUMNS = (
+    "device_id",
+    "alias",
+    "platform",
+    "seq",
+    "status",
+    "sent_at",
+    "delivered_at",
+    "opened_at",
+)
+
+
+def campaign_results(campaign: Campaign) -> Iterator[tuple[Any, ...]]:
+    """One row per targeted device, streamed from the database."""
+    if campaign.message_id is None:
+        return iter(())
+    return (
+        Delivery.objects.filter(message_id=campaign.message_id)
+        .order_by("device_id")
+        .values_list(
+            "device_id",
+            "device__alias",
+            "device__platform",
+            "seq",
+            "status",
+            "sent_at",
+            "delivered_at",
+            "opened_at",
+        )
+        .iterator(chunk_size=2000)
+    )
+
+
+def dashboard_stats() -> dict[str, int]:
+    hour_ago = timezone.now() - timedelta(hours=1)
+    return {
+        "devices": Device.objects.filter(is_active=True).count(),
+        "online": Device.objects.filter(node__isnull=False).count(),
+        "delivered_last_hour": Delivery.objects.filter(
+            delivered_at__gte=hour_ago
+        ).count(),
+    }
