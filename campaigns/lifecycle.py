@@ -34,7 +34,22 @@ TRANSITIONS: dict[str, set[str]] = {
         CampaignStatus.FAILED,
     },
 }
-CAMPAIGN_UPDATABLE = ["name", "title", "body", "url", "image", "data", "audience_kind", "audience", "send_at", "local_time", "ttl_seconds", "priority", "collapse_key", "throttle_per_second"]
+CAMPAIGN_UPDATABLE = [
+    "name",
+    "title",
+    "body",
+    "url",
+    "image",
+    "data",
+    "audience_kind",
+    "audience",
+    "send_at",
+    "local_time",
+    "ttl_seconds",
+    "priority",
+    "collapse_key",
+    "throttle_per_second",
+]
 
 
 class CampaignStateError(ValidationError):

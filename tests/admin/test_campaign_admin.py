@@ -1,0 +1,143 @@
+"""The campaign admin through Django's test client, as a Marketer and an admin."""
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from campaigns.models import Campaign, CampaignStatus
+from devices.models import Delivery
+from tests.factories import make_app, make_device
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def marketer(client):
+    user = User.objects.create_user("mary", password="pw-mary-123", is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketer"))
+    client.force_login(user)
+    return user
+
+
+def campaign_form(app, **overrides):
+    data = {
+        "app": app.pk,
+        "name": "Spring sale",
+        "title": "Spring sale",
+        "body": "20% off",
+        "url": "",
+        "image": "",
+        "data": "{}",
+        "audience_kind": "filter",
+        "tags_any": "vip",
+        "tags_all": "",
+        "tags_none": "",
+        "platforms": ["android", "ios"],
+        "locales": "en",
+        "app_versions": "",
+        "aliases": "",
+        "attributes": "",
+        "device_ids": "",
+        "send_at_0": "",
+        "send_at_1": "",
+        "ttl_seconds": "3600",
+        "priority": "normal",
+        "collapse_key": "",
+        "throttle_per_second": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_marketer_creates_a_campaign_with_a_filter_audience(client, marketer):
+    app = make_app()
+    response = client.post("/admin/campaigns/campaign/add/", campaign_form(app))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    campaign = Campaign.objects.get()
+    assert campaign.audience == {
+        "tags_any": ["vip"],
+        "locales": ["en"],
+        "platforms": ["android", "ios"],
+    }
+    assert campaign.created_by == marketer
+
+
+def test_invalid_campaign_shows_field_errors(client, marketer):
+    app = make_app()
+    response = client.post(
+        "/admin/campaigns/campaign/add/",
+        campaign_form(
+            app, title="", data="[1]", attributes='[{"key": "x", "op": "zz"}]'
+        ),
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "This field is required" in page
+    assert "Must be a JSON object" in page
+    assert "Attribute op must be one of" in page
+    assert Campaign.objects.count() == 0
+
+
+def test_change_page_shows_estimate_of_matching_and_online(client, marketer):
+    app = make_app()
+    make_device(app, tags=["vip"], platform="ios", locale="en-GB")
+    make_device(app, tags=["vip"], platform="web", locale="en")
+    client.post("/admin/campaigns/campaign/add/", campaign_form(app))
+    campaign = Campaign.objects.get()
+    page = client.get(
+        f"/admin/campaigns/campaign/{campaign.pk}/change/"
+    ).content.decode()
+    assert '<strong id="est-matching">1</strong>' in page
+    assert '<strong id="est-online">0</strong>' in page
+
+
+def test_send_now_twice_sends_once_and_reports_the_refusal(client, marketer):
+    app = make_app()
+    make_device(app, tags=["vip"], platform="ios", locale="en")
+    client.post("/admin/campaigns/campaign/add/", campaign_form(app))
+    campaign = Campaign.objects.get()
+    action = {"action": "send_now", "_selected_action": [campaign.pk]}
+    client.post("/admin/campaigns/campaign/", action)
+    response = client.post("/admin/campaigns/campaign/", action, follow=True)
+    assert "cannot become scheduled" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SCHEDULED
+    assert campaign.slices.count() == 1
+
+
+def test_marketer_cannot_manage_apps_or_users(client, marketer):
+    assert client.get("/admin/devices/app/").status_code == 403
+    assert client.get("/admin/auth/user/").status_code == 403
+    assert client.get("/admin/devices/device/").status_code == 200
+    assert client.post("/admin/devices/device/", {"action": "revoke"}).status_code in (
+        200,
+        403,
+    )
+
+
+def test_stats_json_and_csv_export(client, marketer):
+    from campaigns import lifecycle, sender
+
+    app = make_app()
+    device, _ = make_device(app, alias="user-7")
+    campaign = lifecycle.campaign_create(app=app, name="c", title="t")
+    lifecycle.campaign_send_now(campaign=campaign)
+    sender.send_due(now=campaign.slices.get().due_at)
+    stats = client.get(f"/admin/campaigns/campaign/{campaign.pk}/stats.json").json()
+    assert stats["stats"]["targeted"] == 1
+    assert stats["status"] == "sent"
+    csv_text = b"".join(
+        client.get(
+            f"/admin/campaigns/campaign/{campaign.pk}/results.csv"
+        ).streaming_content
+    ).decode()
+    lines = csv_text.strip().splitlines()
+    assert lines[0].startswith("device_id,alias,platform,seq,status")
+    assert lines[1].startswith(f"{device.pk},user-7,android,1,pending")
+    assert Delivery.objects.count() == 1
+
+
+def test_dashboard_shows_online_and_delivered_last_hour(client, admin_user):
+    client.force_login(admin_user)
+    page = client.get("/admin/").content.decode()
+    assert 'id="dash-online">0<' in page
+    assert "Messages delivered in the last hour" in page
