@@ -20,6 +20,20 @@ def fast_kpns(settings):
     return settings.KPNS
 
 
+@pytest.fixture(scope="session", autouse=True)
+def close_orm_worker_connection(django_db_setup, django_db_blocker):
+    """Close the ORM worker thread's connection before the test database goes.
+
+    database_sync_to_async runs ORM calls in one worker thread that keeps its
+    connection; PostgreSQL refuses to drop a database that is still in use.
+    """
+    yield
+    from asgiref.sync import SyncToAsync
+
+    with django_db_blocker.unblock():
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
 @pytest.fixture
 def app(db):
     return make_app()

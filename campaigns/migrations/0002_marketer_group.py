@@ -3,15 +3,7 @@
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-MARKETER_PERMISSIONS = [
-    ("campaigns", "add_campaign"),
-    ("campaigns", "change_campaign"),
-    ("campaigns", "delete_campaign"),
-    ("campaigns", "view_campaign"),
-    ("devices", "view_device"),
-    ("devices", "view_message"),
-    ("devices", "view_delivery"),
-]
+from campaigns.roles import marketer_group_sync
 
 
 def create_marketer_group(apps, schema_editor):
@@ -20,13 +12,9 @@ def create_marketer_group(apps, schema_editor):
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    group, _ = Group.objects.get_or_create(name="Marketer")
-    for app_label, codename in MARKETER_PERMISSIONS:
-        group.permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
+    marketer_group_sync(
+        apps.get_model("auth", "Group"), apps.get_model("auth", "Permission")
+    )
 
 
 def remove_marketer_group(apps, schema_editor):

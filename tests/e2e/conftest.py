@@ -6,7 +6,7 @@ import redis
 
 @pytest.fixture(scope="session")
 def redis_url():
-    """A reachable Redis: REDIS_URL, else the local default; skip (saying why) if none."""
+    """A reachable Redis (REDIS_URL or the local default), else skip saying why."""
     url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()

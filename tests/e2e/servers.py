@@ -69,15 +69,10 @@ def wait_for_port(
     )
 
 
-@contextmanager
-def daphne_servers(
-    count: int,
-    *,
-    redis_url: str,
-    tmp_path: Path,
-    extra_env: dict[str, str] | None = None,
-) -> Iterator[list[ServerProcess]]:
-    env = {
+def child_env(
+    redis_url: str, extra_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    return {
         **os.environ,
         "DATABASE_URL": database_url(),
         "REDIS_URL": redis_url,
@@ -87,6 +82,40 @@ def daphne_servers(
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
+
+
+@contextmanager
+def scheduler_process(
+    *, redis_url: str, tmp_path: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen]:
+    log = tmp_path / "scheduler.log"
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "kpns_scheduler", "--poll", "0.2"],
+        cwd=ROOT,
+        env=child_env(redis_url, extra_env),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def daphne_servers(
+    count: int,
+    *,
+    redis_url: str,
+    tmp_path: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[list[ServerProcess]]:
+    env = child_env(redis_url, extra_env)
     servers: list[ServerProcess] = []
     try:
         for index in range(count):

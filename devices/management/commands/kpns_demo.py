@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from campaigns.roles import marketer_group
 from devices import registry
 from devices.models import App
 
@@ -22,6 +23,7 @@ class Command(BaseCommand):
         app = App.objects.filter(name=DEMO_APP).first() or registry.app_create(
             name=DEMO_APP
         )
+        marketer_group()
         users = get_user_model().objects
         if not users.filter(username=options["username"]).exists():
             users.create_superuser(options["username"], "", options["password"])

@@ -1,0 +1,35 @@
+"""Roles: the Marketer group manages campaigns and views devices and stats,
+but not apps, API keys or users."""
+
+from typing import Any
+
+MARKETER = "Marketer"
+MARKETER_PERMISSIONS = [
+    ("campaigns", "add_campaign"),
+    ("campaigns", "change_campaign"),
+    ("campaigns", "delete_campaign"),
+    ("campaigns", "view_campaign"),
+    ("devices", "view_device"),
+    ("devices", "view_message"),
+    ("devices", "view_delivery"),
+]
+
+
+def marketer_group_sync(group_model: Any, permission_model: Any) -> Any:
+    """Create or repair the Marketer group (models passed in for migrations)."""
+    group, _ = group_model.objects.get_or_create(name=MARKETER)
+    group.permissions.set(
+        [
+            permission_model.objects.get(
+                content_type__app_label=app_label, codename=codename
+            )
+            for app_label, codename in MARKETER_PERMISSIONS
+        ]
+    )
+    return group
+
+
+def marketer_group() -> Any:
+    from django.contrib.auth.models import Group, Permission
+
+    return marketer_group_sync(Group, Permission)
