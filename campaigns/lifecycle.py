@@ -1,6 +1,7 @@
 """Campaign lifecycle: every state change goes through ``_transition``.
 
-draft -> scheduled -> sending -> sent, or cancelled / failed. The change is
+draft -> scheduled -> sending -> sent, or cancelled / failed (a sent
+campaign can still be cancelled: that withdraws its undelivered rest). The change is
 made under the campaign's row lock, so two clicks, two admins or two
 schedulers can never move a campaign twice (a double "Send now" sends once).
 """
@@ -33,6 +34,9 @@ TRANSITIONS: dict[str, set[str]] = {
         CampaignStatus.CANCELLED,
         CampaignStatus.FAILED,
     },
+    # Withdrawing a sent campaign cancels what offline devices have not
+    # received yet.
+    CampaignStatus.SENT: {CampaignStatus.CANCELLED},
 }
 CAMPAIGN_UPDATABLE = [
     "name",

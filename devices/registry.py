@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from devices import delivery
 from devices.models import App, Device, DeviceTag, Platform
-from devices.tokens import hash_token, new_client_key, new_device_token
+from devices.tokens import hash_token, new_client_key, new_device_token, token_prefix
 
 MAX_TAGS = 50
 MAX_ATTRIBUTES_BYTES = 4096
@@ -40,8 +40,10 @@ def device_register(*, client_key: str, **fields: Any) -> Registration:
         raise ValidationError({"client_key": ["Unknown client key."]})
     tags = fields.pop("tags", None)
     token = new_device_token()
-    device = Device(app=app, token_hash=hash_token(token), token_prefix=token[:8])
-    _apply_fields(device, fields)
+    device = Device(
+        app=app, token_hash=hash_token(token), token_prefix=token_prefix(token)
+    )
+    _apply_fields(device, fields, tags)
     with transaction.atomic():
         device.save()
         if tags is not None:
@@ -51,9 +53,10 @@ def device_register(*, client_key: str, **fields: Any) -> Registration:
 
 def device_update(*, device: Device, **fields: Any) -> Device:
     tags = fields.pop("tags", None)
-    _apply_fields(device, fields)
+    _apply_fields(device, fields, tags)
     with transaction.atomic():
-        device.save(update_fields=[*fields.keys()] or None)
+        if fields:
+            device.save(update_fields=list(fields))
         if tags is not None:
             device_set_tags(device=device, tags=tags)
     return device
@@ -100,8 +103,16 @@ def device_authenticate(*, token: str) -> Device | None:
     )
 
 
-def _apply_fields(device: Device, fields: dict[str, Any]) -> None:
+def _apply_fields(
+    device: Device, fields: dict[str, Any], tags: Iterable[str] | None
+) -> None:
+    """Validate every field (and the tags) at once, then set them."""
     errors: dict[str, list[str]] = {}
+    if tags is not None:
+        try:
+            _clean_tags(tags)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
     for name, value in fields.items():
         if name == "attributes":
             if not isinstance(value, dict):
@@ -134,9 +145,10 @@ def _apply_fields(device: Device, fields: dict[str, Any]) -> None:
 def _clean_tags(tags: Iterable[str]) -> list[str]:
     if isinstance(tags, str) or not isinstance(tags, Iterable):
         raise ValidationError({"tags": ["Must be a list of strings."]})
-    names = sorted({t for t in tags if isinstance(t, str)})
-    if len(names) != len(list(tags)) and any(not isinstance(t, str) for t in tags):
+    tags = list(tags)
+    if not all(isinstance(t, str) for t in tags):
         raise ValidationError({"tags": ["Must be a list of strings."]})
+    names = sorted(set(tags))
     if len(names) > MAX_TAGS:
         raise ValidationError({"tags": [f"At most {MAX_TAGS} tags."]})
     bad = [t for t in names if not TAG_PATTERN.match(t)]

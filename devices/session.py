@@ -115,8 +115,11 @@ class Session:
 
     def acked(self, seq: int, message_id: str) -> bool:
         """Record an ack; False if the id does not match what was sent."""
+        if seq > self.cursor:
+            return False  # never sent to this device
         entry = self.inflight.pop(seq, None)
         if entry is None:
+            # Sent earlier than the in-flight window: checked in the database.
             self.node.receipts.acked_late.append((self.device_id, seq, message_id))
             return True
         if entry[1] != message_id:

@@ -1,0 +1,40 @@
+"""A campaign costs one layer event per node (per 5,000 targets), not per device."""
+
+import uuid
+
+from channels.layers import get_channel_layer
+
+from devices.delivery import TARGETS_PER_EVENT, awake_targets
+from devices.groups import node_channel
+from devices.inbox import Target
+
+PUSH = {"id": "m1", "title": "t", "expires_at": 0}
+
+
+async def test_targets_are_batched_per_node_and_offline_ones_skipped():
+    targets = [
+        Target(device_id=uuid.uuid4(), seq=1, delivery_id=i, node=f"node-{i % 2}")
+        for i in range(6000)
+    ] + [Target(device_id=uuid.uuid4(), seq=1, delivery_id=-1, node=None)]
+    sent = await awake_targets(PUSH, targets)
+    # 3,000 per node fit one event each.
+    assert sent == 2
+    layer = get_channel_layer()
+    for node in ("node-0", "node-1"):
+        event = await layer.receive(node_channel(node))
+        assert event["type"] == "node.deliver"
+        assert len(event["targets"]) == 3000
+        assert event["push"] == PUSH
+
+
+async def test_large_node_share_is_split_into_bounded_events():
+    targets = [
+        Target(device_id=uuid.uuid4(), seq=1, delivery_id=i, node="big")
+        for i in range(TARGETS_PER_EVENT * 2 + 1)
+    ]
+    assert await awake_targets(PUSH, targets) == 3
+    layer = get_channel_layer()
+    sizes = [
+        len((await layer.receive(node_channel("big")))["targets"]) for _ in range(3)
+    ]
+    assert sizes == [TARGETS_PER_EVENT, TARGETS_PER_EVENT, 1]
