@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from campaigns import lifecycle
+from campaigns import lifecycle, sender
 from campaigns.audience import audience_estimate
 from campaigns.forms import CampaignForm, SendTestForm
 from campaigns.models import Campaign, CampaignStatus
@@ -166,7 +166,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send now", permissions=["change"])
     def send_now(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
-        self._each(request, queryset, "queued to send now", lifecycle.campaign_send_now)
+        self._each(request, queryset, "queued to send now", sender.campaign_send_now)
 
     @admin.action(description="Schedule at its send time", permissions=["change"])
     def schedule(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:

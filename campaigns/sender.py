@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from campaigns import lifecycle
 from campaigns.audience import audience_devices
@@ -34,20 +35,23 @@ class ChunkResult:
 
 
 def send_next_chunk(
-    *, now: datetime, chunk_size: int = CHUNK_SIZE
+    *, now: datetime, chunk_size: int = CHUNK_SIZE, campaign_id: int | None = None
 ) -> ChunkResult | None:
-    """Advance one due slice by one chunk; None when nothing is due."""
+    """Advance one due slice (of one campaign, if given) by one chunk.
+
+    Returns None when nothing is due.
+    """
     with transaction.atomic():
-        slice_ = (
-            CampaignSlice.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(
-                done=False,
-                next_chunk_at__lte=now,
-                campaign__status__in=[CampaignStatus.SCHEDULED, CampaignStatus.SENDING],
-            )
-            .order_by("next_chunk_at")
-            .first()
+        due = CampaignSlice.objects.select_for_update(
+            skip_locked=True, of=("self",)
+        ).filter(
+            done=False,
+            next_chunk_at__lte=now,
+            campaign__status__in=[CampaignStatus.SCHEDULED, CampaignStatus.SENDING],
         )
+        if campaign_id is not None:
+            due = due.filter(campaign_id=campaign_id)
+        slice_ = due.order_by("next_chunk_at").first()
         if slice_ is None:
             return None
         campaign = Campaign.objects.select_related("app").get(pk=slice_.campaign_id)
@@ -75,6 +79,19 @@ def send_next_chunk(
         push = inbox.push_fields(campaign.message)
         transaction.on_commit(lambda: delivery.wake_targets(push, targets))
     return ChunkResult(campaign.pk, len(targets), finished)
+
+
+def campaign_send_now(*, campaign: Campaign, by: object = None) -> Campaign:
+    """Schedule for now and send the first chunk at once, in this process.
+
+    The scheduler sends the rest; sending the first chunk here saves its poll
+    interval, and in the embedded default it wakes sockets of this very
+    process without waiting for the sweep.
+    """
+    now = timezone.now()
+    campaign = lifecycle.campaign_send_now(campaign=campaign, by=by, now=now)
+    send_next_chunk(now=now, campaign_id=campaign.pk)
+    return campaign
 
 
 def send_due(*, now: datetime, max_chunks: int = 1000) -> int:

@@ -16,7 +16,9 @@ DEFAULTS: dict[str, Any] = {
     "HELLO_TIMEOUT_SECONDS": 10,
     # Device frames are acks and pings; 4 KiB leaves room for future fields.
     "MAX_FRAME_BYTES": 4096,
-    "SWEEP_SECONDS": 2.0,
+    # Recovery delay for wake-ups the layer lost (and, embedded, for sends
+    # made by the scheduler process); one indexed query per node per period.
+    "SWEEP_SECONDS": 1.0,
     "NODE_HEARTBEAT_SECONDS": 5.0,
     "NODE_DEAD_AFTER_SECONDS": 20.0,
     "DEFAULT_TTL_SECONDS": 4 * 7 * 86400,

@@ -2,6 +2,7 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import channel_layers
 from django.db import connections
 
 from devices import node as node_module
@@ -32,6 +33,15 @@ def close_orm_worker_connection(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock():
         SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """A new channel layer per test: each async test has its own event loop,
+    and channels-redis keeps loop-bound locks and pools in the layer."""
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture

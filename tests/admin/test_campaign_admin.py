@@ -100,8 +100,10 @@ def test_send_now_twice_sends_once_and_reports_the_refusal(client, marketer):
     response = client.post("/admin/campaigns/campaign/", action, follow=True)
     assert "cannot become scheduled" in response.content.decode()
     campaign.refresh_from_db()
-    assert campaign.status == CampaignStatus.SCHEDULED
+    # The first chunk went out within the request; the audience fits in it.
+    assert campaign.status == CampaignStatus.SENT
     assert campaign.slices.count() == 1
+    assert Delivery.objects.filter(message=campaign.message).count() == 1
 
 
 def test_marketer_cannot_manage_apps_or_users(client, marketer):
