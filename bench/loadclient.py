@@ -1,0 +1,188 @@
+"""A load-client process: holds many device sockets with picows on uvloop.
+
+Started by bench.run. Reads commands on stdin, one per line, and answers one
+JSON line on stdout per command:
+  connect   -> {"connected": n, "failed": n, "seconds": s}
+  report    -> receipts since the last report (see Receipts.as_dict)
+  close     -> closes every socket, then exits
+Every wait is bounded; the process exits by itself when stdin closes.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import picows
+import uvloop
+
+CONNECT_CONCURRENCY = 200
+CONNECT_TIMEOUT = 30.0
+
+
+class Receipts:
+    def __init__(self) -> None:
+        self.first_recv: dict[str, float] = {}  # message id -> first receipt time
+        self.times: dict[str, list[float]] = {}  # message id -> receipt times
+        self.duplicates = 0  # same (device, seq) twice: app-visible duplicates
+        self.out_of_order = 0
+        self.wire_duplicates = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "times": self.times,
+            "duplicates": self.duplicates,
+            "out_of_order": self.out_of_order,
+            "wire_duplicates": self.wire_duplicates,
+        }
+
+
+class Device(picows.WSListener):
+    def __init__(self, client: "LoadClient", index: int) -> None:
+        self.client = client
+        self.index = index
+        self.last_seq = 0
+        self.transport: picows.WSTransport | None = None
+        self.welcomed = asyncio.get_running_loop().create_future()
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self.transport = transport
+        transport.send(picows.WSMsgType.TEXT, b'{"type":"hello","last_seq":0}')
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        if frame.msg_type != picows.WSMsgType.TEXT:
+            return
+        message = json.loads(frame.get_payload_as_bytes())
+        kind = message.get("type")
+        if kind == "push":
+            self.client.on_push(self, message)
+        elif kind == "welcome" and not self.welcomed.done():
+            self.welcomed.set_result(True)
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        self.client.disconnected += 1
+        if not self.welcomed.done():
+            self.welcomed.set_result(False)
+
+
+class LoadClient:
+    def __init__(self, args: argparse.Namespace) -> None:
+        with open(args.devices) as handle:
+            self.tokens: list[str] = json.load(handle)
+        self.urls: list[str] = args.url
+        self.source = args.source
+        self.ack = not args.no_ack
+        self.devices: list[Device] = []
+        self.receipts = Receipts()
+        self.disconnected = 0
+
+    def on_push(self, device: Device, message: dict[str, Any]) -> None:
+        now = time.time()
+        seq = message["seq"]
+        if seq <= device.last_seq:
+            self.receipts.wire_duplicates += 1
+            if seq == device.last_seq:
+                return
+            self.receipts.out_of_order += 1
+            return
+        device.last_seq = seq
+        self.receipts.times.setdefault(message["id"], []).append(now)
+        if self.ack and device.transport is not None:
+            ack = '{"type":"ack","id":"%s","seq":%d}' % (message["id"], seq)
+            device.transport.send(picows.WSMsgType.TEXT, ack.encode())
+
+    async def connect_all(self) -> dict[str, Any]:
+        started = time.monotonic()
+        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        results = await asyncio.gather(
+            *(self._connect(i, token, gate) for i, token in enumerate(self.tokens))
+        )
+        return {
+            "connected": sum(results),
+            "failed": len(results) - sum(results),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+
+    async def _connect(self, index: int, token: str, gate: asyncio.Semaphore) -> int:
+        url = self.urls[index % len(self.urls)]
+        async with gate:
+            for attempt in range(3):
+                try:
+                    transport, device = await asyncio.wait_for(
+                        picows.ws_connect(
+                            lambda: Device(self, index),
+                            url,
+                            extra_headers={
+                                "Sec-WebSocket-Protocol": f"kpns.json.v1, kpns.token.{token}"
+                            },
+                            local_addr=(self.source, 0),
+                            enable_auto_pong=True,
+                        ),
+                        CONNECT_TIMEOUT,
+                    )
+                    if await asyncio.wait_for(device.welcomed, CONNECT_TIMEOUT):
+                        self.devices.append(device)
+                        return 1
+                except (OSError, picows.WSError, asyncio.TimeoutError):
+                    await asyncio.sleep(0.2 * (attempt + 1))
+        return 0
+
+    def report(self) -> dict[str, Any]:
+        report = self.receipts.as_dict()
+        report["disconnected"] = self.disconnected
+        report["sockets"] = len(self.devices)
+        self.receipts = Receipts()
+        return report
+
+    async def ping_all(self) -> None:
+        for device in self.devices:
+            if device.transport is not None:
+                device.transport.send(picows.WSMsgType.TEXT, b'{"type":"ping"}')
+
+    def close(self) -> None:
+        for device in self.devices:
+            if device.transport is not None:
+                device.transport.send_close()
+                device.transport.disconnect()
+
+
+async def main(args: argparse.Namespace) -> None:
+    client = LoadClient(args)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    heartbeat = asyncio.ensure_future(_heartbeats(client))
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if not line or line == "close":
+            client.close()
+            _answer({"closed": True})
+            break
+        if line == "connect":
+            _answer(await client.connect_all())
+        elif line == "report":
+            _answer(client.report())
+    heartbeat.cancel()
+
+
+async def _heartbeats(client: LoadClient) -> None:
+    # Well inside the server's 75 s idle timeout.
+    while True:
+        await asyncio.sleep(20)
+        await client.ping_all()
+
+
+def _answer(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--devices", required=True, help="JSON list of tokens")
+    parser.add_argument("--url", action="append", required=True)
+    parser.add_argument("--source", default="127.0.0.1")
+    parser.add_argument("--no-ack", action="store_true")
+    uvloop.run(main(parser.parse_args()))

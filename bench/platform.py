@@ -1,0 +1,245 @@
+"""The platform under test and its load clients, as processes."""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from bench.run import ROOT, SOCKETS_PER_CLIENT
+
+SEED_BATCH = 5000
+
+
+class Platform:
+    def __init__(self, *, devices: int, servers: int) -> None:
+        self.device_count = devices
+        self.server_count = servers
+        self.servers: list[tuple[int, subprocess.Popen]] = []
+        self.scheduler: subprocess.Popen | None = None
+        self.clients: list[subprocess.Popen] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="kpns-bench-"))
+        self.redis = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5)
+
+    # Set-up and tear-down ---------------------------------------------------
+
+    def __enter__(self) -> "Platform":
+        self.reset()
+        self.app, self.tokens = seed(self.device_count)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for _ in range(self.server_count):
+            port = free_port()
+            log = (self.tmp / f"server-{port}.log").open("w")
+            process = subprocess.Popen(
+                [sys.executable, "manage.py", "kpns_serve", "--port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            self.servers.append((port, process))
+        self.scheduler = subprocess.Popen(
+            [sys.executable, "manage.py", "kpns_scheduler", "--poll", "0.2"],
+            cwd=ROOT,
+            env=env,
+            stdout=(self.tmp / "scheduler.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for port, process in self.servers:
+            wait_for_port(port, process)
+            # Load the Django app before taking the memory baseline.
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        self.baseline_rss = self.server_rss()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for client in self.clients:
+            try:
+                self.command(client, "close", timeout=20)
+            except Exception:
+                client.kill()
+        for process in [p for _, p in self.servers] + [self.scheduler]:
+            if process is not None and process.poll() is None:
+                process.terminate()
+        for process in [c for c in self.clients] + [p for _, p in self.servers]:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if self.scheduler is not None:
+            self.scheduler.wait(timeout=15)
+
+    def reset(self) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE devices_delivery, devices_message, devices_devicetag, "
+                "devices_device, devices_node, campaigns_campaignslice, "
+                "campaigns_campaign, devices_app CASCADE"
+            )
+        self.redis.flushdb()
+
+    # Load clients -----------------------------------------------------------
+
+    def connect_all(self) -> dict[str, Any]:
+        """Start the load clients and open every device socket."""
+        urls = [f"ws://127.0.0.1:{port}/ws/v1/device/" for port, _ in self.servers]
+        count = max(1, math.ceil(self.device_count / SOCKETS_PER_CLIENT))
+        per = math.ceil(self.device_count / count)
+        for index in range(count):
+            tokens = self.tokens[index * per : (index + 1) * per]
+            path = self.tmp / f"tokens-{index}.json"
+            path.write_text(json.dumps(tokens))
+            command = [
+                sys.executable,
+                "-m",
+                "bench.loadclient",
+                "--devices",
+                str(path),
+                "--source",
+                f"127.0.0.{2 + index}",
+            ]
+            for url in urls:
+                command += ["--url", url]
+            self.clients.append(
+                subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        started = time.time()
+        answers = self.broadcast_command("connect", timeout=600)
+        result = {
+            "connected": sum(a["connected"] for a in answers),
+            "failed": sum(a["failed"] for a in answers),
+            "seconds": round(time.time() - started, 3),
+        }
+        self.wait_online(self.device_count)
+        return result
+
+    def broadcast_command(self, command: str, timeout: float) -> list[dict[str, Any]]:
+        for client in self.clients:
+            assert client.stdin is not None
+            client.stdin.write(command + "\n")
+            client.stdin.flush()
+        return [self._read_answer(client, timeout) for client in self.clients]
+
+    def command(self, client: subprocess.Popen, command: str, timeout: float) -> Any:
+        assert client.stdin is not None
+        client.stdin.write(command + "\n")
+        client.stdin.flush()
+        return self._read_answer(client, timeout)
+
+    def _read_answer(self, client: subprocess.Popen, timeout: float) -> dict[str, Any]:
+        import selectors
+
+        assert client.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(client.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise TimeoutError("load client did not answer")
+        return json.loads(client.stdout.readline())
+
+    def reports(self) -> list[dict[str, Any]]:
+        return self.broadcast_command("report", timeout=60)
+
+    def wait_online(self, expected: int, timeout: float = 120) -> int:
+        from devices.models import Device
+
+        deadline = time.monotonic() + timeout
+        online = 0
+        while time.monotonic() < deadline:
+            online = Device.objects.filter(node__isnull=False).count()
+            if online >= expected:
+                break
+            time.sleep(0.2)
+        return online
+
+    def wait_offline(self, timeout: float = 60) -> int:
+        from devices.models import Device
+
+        deadline = time.monotonic() + timeout
+        online = -1
+        while time.monotonic() < deadline:
+            online = Device.objects.filter(node__isnull=False).count()
+            if online == 0:
+                break
+            time.sleep(0.2)
+        return online
+
+    # Measurements -----------------------------------------------------------
+
+    def server_pids(self) -> list[int]:
+        return [p.pid for _, p in self.servers]
+
+    def server_rss(self) -> int:
+        return sum(psutil.Process(pid).memory_info().rss for pid in self.server_pids())
+
+    def cpu_seconds(self) -> dict[str, float]:
+        def total(pid: int) -> float:
+            times = psutil.Process(pid).cpu_times()
+            return times.user + times.system
+
+        info = self.redis.info("cpu")
+        clients = sum(total(c.pid) for c in self.clients)
+        return {
+            "server": sum(total(pid) for pid in self.server_pids()),
+            "client": clients,
+            "redis": info["used_cpu_sys"] + info["used_cpu_user"],
+        }
+
+    def redis_memory(self) -> int:
+        return int(self.redis.info("memory")["used_memory"])
+
+
+def seed(count: int) -> tuple[Any, list[str]]:
+    """An app and `count` devices, inserted in bulk; returns their tokens."""
+    from devices import registry
+    from devices.models import Device
+    from devices.tokens import hash_token, new_device_token, token_prefix
+
+    app = registry.app_create(name="Bench")
+    tokens = [new_device_token() for _ in range(count)]
+    for start in range(0, count, SEED_BATCH):
+        Device.objects.bulk_create(
+            Device(
+                app=app,
+                token_hash=hash_token(token),
+                token_prefix=token_prefix(token),
+                platform="android",
+            )
+            for token in tokens[start : start + SEED_BATCH]
+        )
+    return app, tokens
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on {port} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not listen on {port}")

@@ -1,0 +1,146 @@
+"""KPNS load harness: `python -m bench.run --scenario broadcast --devices 20000`.
+
+Starts the platform in its production shape (PostgreSQL, Redis, K Daphne
+processes, a scheduler) against a dedicated database, seeds devices, opens
+their sockets from load-client processes spread over 127.0.0.x source
+addresses, runs scenarios, checks every delivery against the database
+(nothing lost, nothing twice) and writes JSON plus a Markdown table under
+bench/results/. Every loop is bounded in count and time. docs/benchmarks.md
+has the figures and the commands.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SOCKETS_PER_CLIENT = 15_000
+
+
+def configure(args: argparse.Namespace) -> None:
+    os.environ["DATABASE_URL"] = args.database_url
+    os.environ["REDIS_URL"] = args.redis_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kpns_site.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(ROOT))
+    _ensure_database(args.database_url)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _ensure_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+        ).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=["idle", "broadcast", "storm", "targeted", "naive"],
+        help="repeatable; default: idle, broadcast, storm",
+    )
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--servers", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=500, help="targeted: pushes/s")
+    parser.add_argument(
+        "--database-url", default="postgres://postgres@127.0.0.1:5432/kpns_bench"
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    scenarios = args.scenario or ["idle", "broadcast", "storm"]
+    configure(args)
+
+    from bench.platform import Platform
+
+    started = time.time()
+    with Platform(devices=args.devices, servers=args.servers) as platform:
+        report: dict[str, Any] = {
+            "devices": args.devices,
+            "servers": args.servers,
+            "runs": args.runs,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
+            "scenarios": {},
+        }
+        platform.connect_all()
+        for name in scenarios:
+            from bench import scenarios as module
+
+            runner = getattr(module, f"scenario_{name}")
+            runs = [runner(platform, args) for _ in range(args.runs)]
+            report["scenarios"][name] = {"runs": runs, "summary": summarize(runs)}
+            print(json.dumps({name: report["scenarios"][name]["summary"]}, indent=1))
+        report["seconds"] = round(time.time() - started, 1)
+    write(report, args)
+    failures = [
+        f"{name}: {check}"
+        for name, data in report["scenarios"].items()
+        for run in data["runs"]
+        for check, ok in run.get("checks", {}).items()
+        if not ok
+    ]
+    if failures:
+        print("CORRECTNESS FAILURES:", *failures, sep="\n  ")
+        sys.exit(1)
+    print("all correctness checks passed")
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median, min and max of every numeric figure over the runs."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, int | float)]
+    summary = {}
+    for key in keys:
+        values = [run[key] for run in runs if isinstance(run.get(key), int | float)]
+        summary[key] = {
+            "median": round(statistics.median(values), 4),
+            "min": round(min(values), 4),
+            "max": round(max(values), 4),
+        }
+    return summary
+
+
+def write(report: dict[str, Any], args: argparse.Namespace) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.label or 'run'}-{args.devices}x{args.servers}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    lines = [f"# {stem} ({report['started']} UTC, {report['seconds']} s)", ""]
+    for name, data in report["scenarios"].items():
+        lines += [f"## {name}", "", "| figure | median | min | max |", "|---|---|---|---|"]
+        for key, value in data["summary"].items():
+            lines.append(f"| {key} | {value['median']} | {value['min']} | {value['max']} |")
+        lines.append("")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines))
+    print(f"wrote {RESULTS / stem}.json and .md")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+if __name__ == "__main__":
+    main()

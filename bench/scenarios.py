@@ -1,0 +1,99 @@
+"""Scenarios: each returns one run's figures plus correctness checks."""
+
+import argparse
+import time
+from typing import Any
+
+from bench.platform import Platform
+from bench.run import percentile
+
+ACK_TIMEOUT = 120.0
+
+
+def scenario_idle(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
+    """Held sockets: server memory per connection and idle CPU over 10 s."""
+    before = platform.cpu_seconds()
+    time.sleep(10)
+    after = platform.cpu_seconds()
+    rss = platform.server_rss()
+    return {
+        "sockets": args.devices,
+        "server_rss_mb": round(rss / 2**20, 1),
+        "rss_per_socket_kb": round((rss - platform.baseline_rss) / args.devices / 1024, 2),
+        "idle_server_cpu_cores": round((after["server"] - before["server"]) / 10, 3),
+        "checks": {"all online": platform.wait_online(args.devices, 5) == args.devices},
+    }
+
+
+def scenario_broadcast(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
+    """Send now to every online device; time receipts and acks; check each got one."""
+    from campaigns import lifecycle, sender
+    from devices.models import Delivery
+
+    campaign = lifecycle.campaign_create(
+        app=platform.app, name=f"bench {time.time()}", title="Benchmark", body="x"
+    )
+    cpu_before = platform.cpu_seconds()
+    t0 = time.time()
+    sender.campaign_send_now(campaign=campaign)
+    campaign.refresh_from_db()
+    delivered = Delivery.objects.filter(
+        message_id=campaign.message_id, delivered_at__isnull=False
+    )
+    acked_at = None
+    deadline = time.monotonic() + ACK_TIMEOUT
+    while time.monotonic() < deadline:
+        if delivered.count() >= args.devices:
+            acked_at = time.time()
+            break
+        time.sleep(0.05)
+    cpu_after = platform.cpu_seconds()
+    reports = platform.reports()
+    times = [t for r in reports for ts in r["times"].values() for t in ts]
+    latencies = sorted(t - t0 for t in times)
+    rows = Delivery.objects.filter(message_id=campaign.message_id)
+    last = latencies[-1] if latencies else float("nan")
+    server_cpu = cpu_after["server"] - cpu_before["server"]
+    return {
+        "targeted": rows.count(),
+        "received": len(times),
+        "first_s": round(latencies[0], 4) if latencies else None,
+        "p50_s": round(percentile(latencies, 0.5), 4) if latencies else None,
+        "p99_s": round(percentile(latencies, 0.99), 4) if latencies else None,
+        "last_s": round(last, 4),
+        "all_acked_s": round(acked_at - t0, 4) if acked_at else None,
+        "deliveries_per_s": round(len(times) / last, 1) if latencies else 0,
+        "deliveries_per_server_cpu_s": round(len(times) / server_cpu, 1)
+        if server_cpu
+        else None,
+        "server_cpu_s": round(server_cpu, 2),
+        "client_cpu_s": round(cpu_after["client"] - cpu_before["client"], 2),
+        "redis_cpu_s": round(cpu_after["redis"] - cpu_before["redis"], 3),
+        "server_rss_mb": round(platform.server_rss() / 2**20, 1),
+        "wire_duplicates": sum(r["wire_duplicates"] for r in reports),
+        "checks": {
+            "0 lost": len(times) == args.devices,
+            # Clients keep one receipt per new seq; a repeat is a wire duplicate.
+            "0 duplicated": len(times) <= args.devices
+            and sum(r["out_of_order"] for r in reports) == 0,
+            "every ack recorded": acked_at is not None,
+            "0 disconnected": sum(r["disconnected"] for r in reports) == 0,
+        },
+    }
+
+
+def scenario_storm(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
+    """Every device reconnects at once (as after a restart): handshakes/s."""
+    closed = platform.broadcast_command("close", timeout=120)
+    assert all(answer.get("closed") for answer in closed)
+    for client in platform.clients:
+        client.wait(timeout=30)
+    platform.clients.clear()
+    platform.wait_offline()
+    result = platform.connect_all()
+    return {
+        "sockets": result["connected"],
+        "seconds": result["seconds"],
+        "handshakes_per_s": round(result["connected"] / result["seconds"], 1),
+        "checks": {"all reconnected": result["failed"] == 0},
+    }
