@@ -90,7 +90,7 @@ class LoadClient:
         device.last_seq = seq
         self.receipts.times.setdefault(message["id"], []).append(now)
         if self.ack and device.transport is not None:
-            ack = '{"type":"ack","id":"%s","seq":%d}' % (message["id"], seq)
+            ack = f'{{"type":"ack","id":"{message["id"]}","seq":{seq}}}'
             device.transport.send(picows.WSMsgType.TEXT, ack.encode())
 
     async def connect_all(self) -> dict[str, Any]:
@@ -107,6 +107,7 @@ class LoadClient:
 
     async def _connect(self, index: int, token: str, gate: asyncio.Semaphore) -> int:
         url = self.urls[index % len(self.urls)]
+        protocols = f"kpns.json.v1, kpns.token.{token}"
         async with gate:
             for attempt in range(3):
                 try:
@@ -114,9 +115,7 @@ class LoadClient:
                         picows.ws_connect(
                             lambda: Device(self, index),
                             url,
-                            extra_headers={
-                                "Sec-WebSocket-Protocol": f"kpns.json.v1, kpns.token.{token}"
-                            },
+                            extra_headers={"Sec-WebSocket-Protocol": protocols},
                             local_addr=(self.source, 0),
                             enable_auto_pong=True,
                         ),
@@ -125,7 +124,7 @@ class LoadClient:
                     if await asyncio.wait_for(device.welcomed, CONNECT_TIMEOUT):
                         self.devices.append(device)
                         return 1
-                except (OSError, picows.WSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError, picows.WSError):
                     await asyncio.sleep(0.2 * (attempt + 1))
         return 0
 
@@ -152,7 +151,9 @@ async def main(args: argparse.Namespace) -> None:
     client = LoadClient(args)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
     heartbeat = asyncio.ensure_future(_heartbeats(client))
     while True:
         line = (await reader.readline()).decode().strip()

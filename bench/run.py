@@ -14,7 +14,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,11 @@ def configure(args: argparse.Namespace) -> None:
     os.environ["REDIS_URL"] = args.redis_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kpns_site.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # The production shape: no query recording, real settings.
+    os.environ["DEBUG"] = "false"
+    os.environ.setdefault("SECRET_KEY", "bench-" + "k" * 60)
+    os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
     sys.path.insert(0, str(ROOT))
     _ensure_database(args.database_url)
     import django
@@ -128,9 +132,16 @@ def write(report: dict[str, Any], args: argparse.Namespace) -> None:
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1))
     lines = [f"# {stem} ({report['started']} UTC, {report['seconds']} s)", ""]
     for name, data in report["scenarios"].items():
-        lines += [f"## {name}", "", "| figure | median | min | max |", "|---|---|---|---|"]
+        lines += [
+            f"## {name}",
+            "",
+            "| figure | median | min | max |",
+            "|---|---|---|---|",
+        ]
         for key, value in data["summary"].items():
-            lines.append(f"| {key} | {value['median']} | {value['min']} | {value['max']} |")
+            lines.append(
+                f"| {key} | {value['median']} | {value['min']} | {value['max']} |"
+            )
         lines.append("")
     (RESULTS / f"{stem}.md").write_text("\n".join(lines))
     print(f"wrote {RESULTS / stem}.json and .md")

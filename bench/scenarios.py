@@ -19,7 +19,9 @@ def scenario_idle(platform: Platform, args: argparse.Namespace) -> dict[str, Any
     return {
         "sockets": args.devices,
         "server_rss_mb": round(rss / 2**20, 1),
-        "rss_per_socket_kb": round((rss - platform.baseline_rss) / args.devices / 1024, 2),
+        "rss_per_socket_kb": round(
+            (rss - platform.baseline_rss) / args.devices / 1024, 2
+        ),
         "idle_server_cpu_cores": round((after["server"] - before["server"]) / 10, 3),
         "checks": {"all online": platform.wait_online(args.devices, 5) == args.devices},
     }

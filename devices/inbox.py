@@ -22,7 +22,8 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Q
+from django.db.models.expressions import RawSQL, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -163,11 +164,11 @@ def _bump_seqs(
     delivery_table = connection.ops.quote_name(Delivery._meta.db_table)
     pk = Device._meta.pk
     assert pk is not None
-    params = [pk.get_db_prep_value(i, connection) for i in device_ids]
-    marks = ",".join(["%s"] * len(params))
+    id_sql, params = _id_list_sql(device_ids)
+    # Only quoted table names and placeholders are interpolated.
     sql = (
-        f"UPDATE {device_table} SET last_seq = last_seq + 1 "
-        f"WHERE id IN ({marks}) AND app_id = %s AND is_active "
+        f"UPDATE {device_table} SET last_seq = last_seq + 1 "  # noqa: S608
+        f"WHERE {id_sql} AND app_id = %s AND is_active "
         f"AND NOT EXISTS (SELECT 1 FROM {delivery_table} d "
         f"WHERE d.device_id = {device_table}.id AND d.message_id = %s) "
         "RETURNING id, last_seq, node"
@@ -197,13 +198,13 @@ def _insert_deliveries(
     message_pk = Message._meta.pk
     assert pk is not None and message_pk is not None
     stamp = Delivery._meta.get_field("created_at")
-    params = [pk.get_db_prep_value(i, connection) for i in device_ids]
-    marks = ",".join(["%s"] * len(params))
+    id_sql, params = _id_list_sql(device_ids)
+    # Only quoted table names and placeholders are interpolated.
     sql = (
-        f"INSERT INTO {delivery_table} "
+        f"INSERT INTO {delivery_table} "  # noqa: S608
         "(message_id, device_id, seq, status, created_at, expires_at) "
         f"SELECT %s, id, last_seq, %s, %s, %s FROM {device_table} "
-        f"WHERE id IN ({marks}) RETURNING id, device_id"
+        f"WHERE {id_sql} RETURNING id, device_id"
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -330,11 +331,11 @@ def receipts_record(receipts: Receipts) -> None:
     with transaction.atomic():
         if receipts.sent:
             Delivery.objects.filter(
-                pk__in=receipts.sent, status=DeliveryStatus.PENDING
+                pk__in=_many(receipts.sent, "bigint"), status=DeliveryStatus.PENDING
             ).update(status=DeliveryStatus.SENT, sent_at=now)
         if receipts.delivered:
             Delivery.objects.filter(
-                pk__in=receipts.delivered, status__in=OPEN_STATUSES
+                pk__in=_many(receipts.delivered, "bigint"), status__in=OPEN_STATUSES
             ).update(**_delivered(now))
         for device_id, seqs in _by_device(receipts.acked_late).items():
             _filter_seqs(device_id, seqs).filter(status__in=OPEN_STATUSES).update(
@@ -367,6 +368,28 @@ def presence_clear_nodes(*, nodes: Iterable[str]) -> int:
     return Device.objects.filter(node__in=list(nodes)).update(
         node=None, connection_id=None
     )
+
+
+def _id_list_sql(device_ids: list[UUID]) -> tuple[str, list[Any]]:
+    """`id IN (...)` for raw SQL: one array parameter on PostgreSQL.
+
+    psycopg spent more time splitting a query with 5,000 placeholders than
+    PostgreSQL spent running it.
+    """
+    if connection.vendor == "postgresql":
+        return "id = ANY(%s::uuid[])", [list(device_ids)]
+    pk = Device._meta.pk
+    assert pk is not None
+    params = [pk.get_db_prep_value(i, connection) for i in device_ids]
+    return f"id IN ({','.join(['%s'] * len(params))})", params
+
+
+def _many(values: list[Any], sql_type: str) -> Any:
+    """The right side of an ORM `__in` for a long list (see _id_list_sql)."""
+    if connection.vendor == "postgresql":
+        # sql_type is one of our literals; the values travel as one parameter.
+        return RawSQL(f"SELECT unnest(%s::{sql_type}[])", [list(values)])  # noqa: S611
+    return values
 
 
 def _delivered(now: datetime) -> dict[str, Any]:

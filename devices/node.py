@@ -156,9 +156,14 @@ class Node:
             await asyncio.Event().wait()
             return
         while True:
-            event = await asyncio.wait_for(
-                layer.receive(self.channel), LAYER_RECEIVE_TIMEOUT
-            )
+            try:
+                event = await asyncio.wait_for(
+                    layer.receive(self.channel), LAYER_RECEIVE_TIMEOUT
+                )
+            except TimeoutError:
+                # Quiet is normal; the bound only stops a receive that hangs
+                # on a dead connection from waiting forever.
+                continue
             handler = getattr(self, event.get("type", "").replace(".", "_"), None)
             if handler is None or not event["type"].startswith("node."):
                 logger.warning("unknown node event %r", event.get("type"))
