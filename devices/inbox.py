@@ -24,7 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.expressions import RawSQL, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from devices.conf import kpns_setting
@@ -234,42 +234,55 @@ def device_connect(
     now = timezone.now()
     limit = kpns_setting("MAX_PENDING_PER_DEVICE")
     with transaction.atomic():
-        device = Device.objects.select_for_update().get(pk=device_id)
-        previous = (device.node, device.connection_id)
+        device = (
+            Device.objects.select_for_update()
+            .only("node", "connection_id", "last_seq", "acked_seq")
+            .get(pk=device_id)
+        )
         resume_at = max(0, min(last_seq, device.last_seq))
         Device.objects.filter(pk=device_id).update(
             node=node,
             connection_id=connection_id,
             last_seen_at=now,
-            acked_seq=Greatest(F("acked_seq"), resume_at),
+            acked_seq=max(device.acked_seq, resume_at),
         )
-        open_rows = Delivery.objects.filter(
-            device_id=device_id, status__in=OPEN_STATUSES
+        # One read of the open deliveries (a small partial index) decides the
+        # rest; a device with nothing pending costs no further statement.
+        open_rows = list(
+            Delivery.objects.filter(device_id=device_id, status__in=OPEN_STATUSES)
+            .order_by("seq")
+            .values_list("pk", "seq", "expires_at", "message_id")
         )
         # The app says it processed everything up to resume_at: its acks
         # for those were lost on the way, so they count as delivered.
-        open_rows.filter(seq__lte=resume_at).update(**_delivered(now))
-        open_rows.filter(expires_at__lte=now).update(status=DeliveryStatus.EXPIRED)
-        backlog = open_rows.filter(seq__gt=resume_at)
-        excess = backlog.count() - limit
-        if excess > 0:
-            oldest = backlog.order_by("seq").values_list("pk", flat=True)[:excess]
-            Delivery.objects.filter(pk__in=list(oldest)).update(
+        done = [row[0] for row in open_rows if row[1] <= resume_at]
+        expired = [row[0] for row in open_rows if row[1] > resume_at and row[2] <= now]
+        live = [row for row in open_rows if row[1] > resume_at and row[2] > now]
+        dropped = [row[0] for row in live[: max(0, len(live) - limit)]]
+        live = live[len(dropped) :]
+        if done:
+            Delivery.objects.filter(pk__in=done).update(**_delivered(now))
+        if expired:
+            Delivery.objects.filter(pk__in=expired).update(
+                status=DeliveryStatus.EXPIRED
+            )
+        if dropped:
+            Delivery.objects.filter(pk__in=dropped).update(
                 status=DeliveryStatus.DROPPED
             )
-        resync = Delivery.objects.filter(
-            device_id=device_id, status=DeliveryStatus.DROPPED, seq__gt=resume_at
-        ).exists()
-        replay = [
-            (d.seq, d.pk, push_fields(d.message))
-            for d in backlog.select_related("message").order_by("seq")[:limit]
-        ]
+        resync = bool(dropped) or (
+            Delivery.objects.filter(
+                device_id=device_id, status=DeliveryStatus.DROPPED, seq__gt=resume_at
+            ).exists()
+        )
+        messages = Message.objects.in_bulk({row[3] for row in live})
+        replay = [(seq, pk, push_fields(messages[mid])) for pk, seq, _e, mid in live]
     return ConnectResult(
         db_last_seq=device.last_seq,
         replay=replay,
         resync=resync,
-        previous_node=previous[0],
-        previous_connection=previous[1],
+        previous_node=device.node,
+        previous_connection=device.connection_id,
     )
 
 
