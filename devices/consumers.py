@@ -11,12 +11,12 @@ import time
 from typing import Any
 from uuid import UUID
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
 from devices import registry
 from devices.conf import kpns_setting
+from devices.dbpool import db_parallel
 from devices.node import CLOSE_IDLE, CLOSE_REPLACED, get_node
 from devices.origins import origin_allowed
 from devices.protocol import (
@@ -71,7 +71,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         try:
-            device = await database_sync_to_async(registry.device_authenticate)(
+            device = await db_parallel(registry.device_authenticate)(
                 token=token
             )
         except DatabaseError:

@@ -16,9 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from channels.db import database_sync_to_async
-
 from devices import inbox
+from devices.dbpool import db_parallel
 from devices.protocol import Codec, Push, PushTemplate, Resync, Welcome
 
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ class Session:
 
     async def start(self, *, last_seq: int, heartbeat: int, max_frame: int) -> None:
         """Go online here, then replay what the device missed."""
-        result = await database_sync_to_async(inbox.device_connect)(
+        result = await db_parallel(inbox.device_connect)(
             device_id=self.device_id,
             node=self.node.name,
             connection_id=self.connection_id,
@@ -141,7 +140,7 @@ class Session:
             while self._waiting and not self.closed:
                 seen = self._waiting
                 self._waiting = []
-                rows = await database_sync_to_async(inbox.open_deliveries_after)(
+                rows = await db_parallel(inbox.open_deliveries_after)(
                     device_id=self.device_id, after_seq=self.cursor, limit=REPLAY_BATCH
                 )
                 await self._write_rows(rows)

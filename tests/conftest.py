@@ -31,8 +31,11 @@ def close_orm_worker_connection(django_db_setup, django_db_blocker):
     yield
     from asgiref.sync import SyncToAsync
 
+    from devices import dbpool
+
     with django_db_blocker.unblock():
         SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+        dbpool.shutdown()
 
 
 @pytest.fixture(autouse=True)

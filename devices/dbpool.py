@@ -1,0 +1,45 @@
+"""ORM calls from the socket path, on a small pool of worker threads.
+
+Channels' database_sync_to_async runs every call in one thread per process,
+so a connect storm waits on one database round trip at a time. Calls that
+are independent per device (authentication, connect, catch-up) run here on a
+few threads instead, each with its own reused connection.
+"""
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db import connections
+
+DB_THREADS = 4
+_executor: ThreadPoolExecutor | None = None
+
+
+def db_parallel(func: Callable[..., Any]) -> Callable[..., Any]:
+    """An async wrapper running `func` on the pool, closing stale connections."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="kpns-db")
+    return database_sync_to_async(func, thread_sensitive=False, executor=_executor)
+
+
+def shutdown() -> None:
+    """Close every pool thread's connection, then stop the pool."""
+    global _executor
+    if _executor is None:
+        return
+    # One task per thread: each closes its own connection, then waits for
+    # the others so that no thread takes two.
+    barrier = threading.Barrier(DB_THREADS)
+
+    def close_own() -> None:
+        connections.close_all()
+        barrier.wait(timeout=10)
+
+    for future in [_executor.submit(close_own) for _ in range(DB_THREADS)]:
+        future.result(timeout=20)
+    _executor.shutdown(wait=True)
+    _executor = None
