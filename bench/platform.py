@@ -35,7 +35,7 @@ class Platform:
     def __enter__(self) -> "Platform":
         self.reset()
         self.app, self.tokens = seed(self.device_count)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "KPNS_BENCH_NAIVE": "1"}
         for _ in range(self.server_count):
             port = free_port()
             log = (self.tmp / f"server-{port}.log").open("w")
@@ -91,9 +91,9 @@ class Platform:
 
     # Load clients -----------------------------------------------------------
 
-    def connect_all(self) -> dict[str, Any]:
+    def connect_all(self, path: str = "/ws/v1/device/") -> dict[str, Any]:
         """Start the load clients and open every device socket."""
-        urls = [f"ws://127.0.0.1:{port}/ws/v1/device/" for port, _ in self.servers]
+        urls = [f"ws://127.0.0.1:{port}{path}" for port, _ in self.servers]
         count = max(1, math.ceil(self.device_count / SOCKETS_PER_CLIENT))
         per = math.ceil(self.device_count / count)
         for index in range(count):
@@ -127,8 +127,16 @@ class Platform:
             "failed": sum(a["failed"] for a in answers),
             "seconds": round(time.time() - started, 3),
         }
-        self.wait_online(self.device_count)
+        if path == "/ws/v1/device/":
+            self.wait_online(self.device_count)
         return result
+
+    def close_clients(self) -> None:
+        closed = self.broadcast_command("close", timeout=120)
+        assert all(answer.get("closed") for answer in closed)
+        for client in self.clients:
+            client.wait(timeout=30)
+        self.clients.clear()
 
     def broadcast_command(self, command: str, timeout: float) -> list[dict[str, Any]]:
         for client in self.clients:

@@ -86,11 +86,7 @@ def scenario_broadcast(platform: Platform, args: argparse.Namespace) -> dict[str
 
 def scenario_storm(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
     """Every device reconnects at once (as after a restart): handshakes/s."""
-    closed = platform.broadcast_command("close", timeout=120)
-    assert all(answer.get("closed") for answer in closed)
-    for client in platform.clients:
-        client.wait(timeout=30)
-    platform.clients.clear()
+    platform.close_clients()
     platform.wait_offline()
     result = platform.connect_all()
     return {
@@ -98,4 +94,49 @@ def scenario_storm(platform: Platform, args: argparse.Namespace) -> dict[str, An
         "seconds": result["seconds"],
         "handshakes_per_s": round(result["connected"] / result["seconds"], 1),
         "checks": {"all reconnected": result["failed"] == 0},
+    }
+
+
+def scenario_naive(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
+    """The same broadcast through one channel-layer group of every consumer."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from bench.naive import GROUP
+
+    platform.close_clients()
+    platform.wait_offline()
+    platform.connect_all("/ws/bench/naive/")
+    time.sleep(1)  # group_add is done before accept; let the last ones settle
+    layer = get_channel_layer()
+    cpu_before = platform.cpu_seconds()
+    t0 = time.time()
+    push = {"id": f"naive-{t0}", "title": "Benchmark", "body": "x"}
+    async_to_sync(layer.group_send)(GROUP, {"type": "naive.push", "push": push})
+    deadline = time.monotonic() + ACK_TIMEOUT
+    times: list[float] = []
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        reports = platform.reports()
+        times += [t for r in reports for ts in r["times"].values() for t in ts]
+        if len(times) >= args.devices:
+            break
+    cpu_after = platform.cpu_seconds()
+    platform.close_clients()
+    platform.connect_all()
+    latencies = sorted(t - t0 for t in times)
+    last = latencies[-1] if latencies else float("nan")
+    server_cpu = cpu_after["server"] - cpu_before["server"]
+    return {
+        "received": len(times),
+        "first_s": round(latencies[0], 4) if latencies else None,
+        "p50_s": round(percentile(latencies, 0.5), 4) if latencies else None,
+        "p99_s": round(percentile(latencies, 0.99), 4) if latencies else None,
+        "last_s": round(last, 4),
+        "deliveries_per_s": round(len(times) / last, 1) if latencies else 0,
+        "server_cpu_s": round(server_cpu, 2),
+        "redis_cpu_s": round(cpu_after["redis"] - cpu_before["redis"], 3),
+        # The naive layer is at-most-once: losses are reported, not failed.
+        "lost": args.devices - len(times),
+        "checks": {},
     }
