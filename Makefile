@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint migrate clean
+.PHONY: install run test lint migrate clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,21 @@ test: lint
 
 clean:
 	rm -rf $(VENV) var
+
+# Load harness (docs/benchmarks.md): PostgreSQL and Redis must be running.
+BENCH_STAMP := $(VENV)/.bench-stamp
+SCENARIO ?= idle broadcast storm naive
+N ?= 20000
+K ?= 2
+RUNS ?= 3
+
+$(BENCH_STAMP): $(STAMP)
+	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench.run $(foreach s,$(SCENARIO),--scenario $(s)) --devices $(N) --servers $(K) --runs $(RUNS) --label bench
+
+# 2,000 devices, every scenario once: a correctness smoke test (0 lost, 0 twice).
+bench-quick: $(BENCH_STAMP)
+	$(PY) -m bench.run --scenario idle --scenario broadcast --scenario storm --scenario naive --devices 2000 --servers 2 --runs 1 --label quick
