@@ -25,6 +25,17 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PENDING_PER_DEVICE": 1000,
     "MAX_PAYLOAD_BYTES": 4096,
     "RECEIPT_FLUSH_SECONDS": 0.05,
+    # Flow control (docs/guarantees.md): at most this many pushes written to
+    # one socket and not yet acked. Replay waits for acks past it; a live
+    # socket that falls this far behind is closed with 4429 and resumes.
+    "MAX_UNACKED": 500,
+    # Inbound frames per socket: a token bucket of this rate and burst. Over
+    # it a frame is answered with error `rate_limited` and ignored; a socket
+    # that keeps flooding (RATE_LIMIT_CLOSE_AFTER rejected frames within 10 s)
+    # is closed with 1008.
+    "MAX_FRAMES_PER_SECOND": 50,
+    "FRAME_BURST": 100,
+    "RATE_LIMIT_CLOSE_AFTER": 200,
     "ALLOWED_ORIGINS": [],
 }
 

@@ -5,7 +5,6 @@ devices.protocol and hands them to the device's Session and the node. It has
 no channel of its own: the node receives for every socket of the process.
 """
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -36,8 +35,10 @@ from devices.session import Session
 logger = logging.getLogger(__name__)
 
 CLOSE_PROTOCOL_ERROR = 4400
+CLOSE_POLICY_VIOLATION = 1008  # kept flooding past the frame rate limit
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN_LATER = 1013
+RATE_LIMIT_WINDOW_SECONDS = 10.0
 # A client that sends this many bad frames in a row is broken or hostile.
 MAX_CONSECUTIVE_ERRORS = 20
 
@@ -49,7 +50,6 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     device_id: UUID
     codec: Codec
     session: Session | None = None
-    _watchdog: asyncio.Task[None] | None = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale DB connections in a thread hop before every
@@ -88,7 +88,10 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.codec, accepted = negotiate(subprotocols)
         self.last_received = time.monotonic()
         await self.accept(accepted)
-        self._watchdog = asyncio.ensure_future(self._watch())
+        self.connected_at = self.last_received
+        self._node = get_node()
+        self._node.watch(self)
+        await self._node.ensure_started()
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
@@ -100,6 +103,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         if len(data) > kpns_setting("MAX_FRAME_BYTES"):
             await self.close(CLOSE_TOO_BIG)
             return
+        if not self._take_token():
+            await self._rate_limited()
+            return
         try:
             frame = self.codec.decode_client(data)
             await self._handle(frame)
@@ -108,8 +114,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self._send_error(exc)
 
     async def disconnect(self, code: int) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        node = getattr(self, "_node", None)
+        if node is not None:
+            node.unwatch(self)
         if self.session is not None:
             await get_node().detach(self.session)
             self.session = None
@@ -154,20 +161,52 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             logger.warning("session start failed: database unavailable")
             await self.close(CLOSE_TRY_AGAIN_LATER)
 
-    async def _watch(self) -> None:
-        """Close sockets that never said hello, or went silent."""
-        hello_deadline = kpns_setting("HELLO_TIMEOUT_SECONDS")
-        idle_limit = kpns_setting("IDLE_TIMEOUT_SECONDS")
-        started = time.monotonic()
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            if self.session is None and now - started > hello_deadline:
-                await self.close(CLOSE_IDLE)
-                return
-            if now - self.last_received > idle_limit:
-                await self.close(CLOSE_IDLE)
-                return
+    def overdue(self, now: float) -> int | None:
+        """The close code if this socket never said hello, or went silent.
+
+        Checked by the node's watchdog for every socket every few seconds:
+        one task per socket waking each second cost a whole core at 20,000
+        idle sockets (docs/benchmarks.md).
+        """
+        if self.session is None and now - self.connected_at > kpns_setting(
+            "HELLO_TIMEOUT_SECONDS"
+        ):
+            return CLOSE_IDLE
+        if now - self.last_received > kpns_setting("IDLE_TIMEOUT_SECONDS"):
+            return CLOSE_IDLE
+        return None
+
+    def _take_token(self) -> bool:
+        """Per-socket token bucket over inbound frames (docs/protocol.md)."""
+        rate = float(kpns_setting("MAX_FRAMES_PER_SECOND"))
+        burst = float(kpns_setting("FRAME_BURST"))
+        now = self.last_received
+        tokens, stamp = getattr(self, "_bucket", (burst, now))
+        tokens = min(burst, tokens + (now - stamp) * rate)
+        allowed = tokens >= 1.0
+        self._bucket = (tokens - 1.0 if allowed else tokens, now)
+        return allowed
+
+    async def _rate_limited(self) -> None:
+        """Answer `rate_limited` (once per second at most); close a flooder."""
+        now = self.last_received
+        start, rejected, told = getattr(self, "_rejected", (now, 0, 0.0))
+        if now - start > RATE_LIMIT_WINDOW_SECONDS:
+            start, rejected = now, 0
+        rejected += 1
+        limit = kpns_setting("RATE_LIMIT_CLOSE_AFTER")
+        if rejected > limit:
+            self._rejected = (start, rejected, told)
+            if rejected == limit + 1:
+                logger.info("device %s flooding, closing", self.device_id)
+                await self.close(CLOSE_POLICY_VIOLATION)
+            return
+        if now - told >= 1.0:
+            told = now
+            await self._send(
+                Error(code="rate_limited", message="Too many frames; slow down.")
+            )
+        self._rejected = (start, rejected, told)
 
     async def _send_error(self, exc: ProtocolError) -> None:
         self._errors = getattr(self, "_errors", 0) + 1

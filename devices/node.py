@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db import transaction
 from django.utils import timezone
 
 from devices import delivery, inbox
@@ -37,6 +39,7 @@ CLOSE_IDLE = 4408
 LAYER_RECEIVE_TIMEOUT = 30.0
 DB_TIMEOUT = 10.0
 SWEEP_LIMIT = 20_000
+WATCHDOG_SECONDS = 2.0
 
 
 class Node:
@@ -44,11 +47,18 @@ class Node:
         self.name = new_node_name()
         self.channel = node_channel(self.name)
         self.sessions: dict[UUID, Session] = {}
+        # Every accepted socket of this process, hello said or not.
+        self.sockets: set[Any] = set()
         self.receipts = inbox.Receipts()
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
         self._started = asyncio.Event()
         self._starting = False
+        # Since when our own heartbeats succeed (None while they fail): we
+        # judge other nodes dead only after NODE_DEAD_AFTER_SECONDS of our
+        # own health, so a database outage does not make every node declare
+        # every other one dead when it comes back.
+        self._healthy_since: float | None = None
 
     async def ensure_started(self) -> None:
         if self._started.is_set():
@@ -59,12 +69,17 @@ class Node:
         self._starting = True
         try:
             await database_sync_to_async(self._register_row)()
+        except Exception as exc:
+            # The loops must run anyway: the heartbeat registers the row
+            # once the database answers.
+            logger.warning("node row not registered yet: %s", exc)
         finally:
             self._started.set()
         for loop in (
             self._receive_loop,
             self._receipt_loop,
             self._heartbeat_loop,
+            self._watchdog_loop,
             self._sweep_loop,
         ):
             self._tasks.append(asyncio.ensure_future(self._guard(loop)))
@@ -75,6 +90,25 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.flush_receipts()
+
+    # Sockets --------------------------------------------------------------
+
+    def watch(self, consumer: Any) -> None:
+        self.sockets.add(consumer)
+
+    def unwatch(self, consumer: Any) -> None:
+        self.sockets.discard(consumer)
+
+    async def _watchdog_loop(self) -> None:
+        """Close sockets that never said hello or went silent (consumer.overdue)."""
+        while True:
+            await asyncio.sleep(WATCHDOG_SECONDS)
+            now = time.monotonic()
+            for consumer in list(self.sockets):
+                code = consumer.overdue(now)
+                if code is not None:
+                    self.sockets.discard(consumer)
+                    await consumer.close(code)
 
     # Sessions -------------------------------------------------------------
 
@@ -178,9 +212,20 @@ class Node:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(kpns_setting("NODE_HEARTBEAT_SECONDS"))
-            revoked = await asyncio.wait_for(
-                database_sync_to_async(self._heartbeat)(), DB_TIMEOUT
+            healthy = self._healthy_since
+            judge = healthy is not None and (
+                time.monotonic() - healthy >= kpns_setting("NODE_DEAD_AFTER_SECONDS")
             )
+            live = [(s.device_id, s.connection_id) for s in self.sessions.values()]
+            try:
+                revoked = await asyncio.wait_for(
+                    database_sync_to_async(self._heartbeat)(judge, live), DB_TIMEOUT
+                )
+            except BaseException:
+                self._healthy_since = None
+                raise
+            if self._healthy_since is None:
+                self._healthy_since = time.monotonic()
             for device_id in revoked:
                 session = self.sessions.get(device_id)
                 if session:
@@ -211,6 +256,7 @@ class Node:
         """Keep a background loop alive across Redis or database outages."""
         delay = 0.5
         while True:
+            started = time.monotonic()
             try:
                 await loop()
                 return
@@ -218,6 +264,8 @@ class Node:
                 raise
             except Exception as exc:
                 logger.warning("node loop %s failed: %s", loop.__name__, exc)
+                if time.monotonic() - started > 60:
+                    delay = 0.5  # a new outage, not the same one going on
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -237,19 +285,29 @@ class Node:
             },
         )
 
-    def _heartbeat(self) -> list[UUID]:
+    def _heartbeat(
+        self, judge_dead: bool = True, live: list[tuple[UUID, str]] | None = None
+    ) -> list[UUID]:
         now = timezone.now()
         updated = NodeRow.objects.filter(name=self.name).update(
             heartbeat_at=now, connections=len(self.sessions), draining=self.draining
         )
         if not updated:
             self._register_row()
+            if live:
+                # Another node judged us dead (we were stopped, or cut off
+                # from the database) and marked our devices offline: they
+                # are still here, and without presence no wake-up or sweep
+                # would find them until they reconnect.
+                self._restore_presence(live)
         dead_before = now - timedelta(seconds=kpns_setting("NODE_DEAD_AFTER_SECONDS"))
-        dead = list(
-            NodeRow.objects.filter(heartbeat_at__lt=dead_before).values_list(
-                "name", flat=True
+        dead = []
+        if judge_dead:
+            dead = list(
+                NodeRow.objects.filter(heartbeat_at__lt=dead_before)
+                .exclude(name=self.name)
+                .values_list("name", flat=True)
             )
-        )
         if dead:
             inbox.presence_clear_nodes(nodes=dead)
             NodeRow.objects.filter(name__in=dead).delete()
@@ -258,6 +316,14 @@ class Node:
                 "id", flat=True
             )
         )
+
+    def _restore_presence(self, live: list[tuple[UUID, str]]) -> None:
+        restored = 0
+        with transaction.atomic():
+            for device_id, connection_id in live:
+                offline = Device.objects.filter(pk=device_id, node__isnull=True)
+                restored += offline.update(node=self.name, connection_id=connection_id)
+        logger.warning("node %s judged dead; %d devices restored", self.name, restored)
 
 
 def _merge(into: inbox.Receipts, batch: inbox.Receipts) -> None:

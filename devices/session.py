@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from devices import inbox
+from devices.conf import kpns_setting
 from devices.dbpool import db_parallel
 from devices.protocol import Codec, Push, PushTemplate, Resync, Welcome
 
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 # (looked up by seq in the database) instead of growing memory.
 MAX_INFLIGHT = 2000
 REPLAY_BATCH = 1000
+# A live socket more than MAX_UNACKED pushes behind is closed with this code
+# (docs/protocol.md): it resumes from the database when it reconnects.
+CLOSE_TOO_SLOW = 4429
 
 SendFrame = Callable[[str | bytes], Awaitable[None]]
 Render = Callable[[int], str | bytes]
@@ -57,6 +61,11 @@ class Session:
         self.inflight: OrderedDict[int, tuple[int, str]] = OrderedDict()
         self._waiting: list[tuple[int, int, str, Render]] = []
         self._catch_up: asyncio.Task[None] | None = None
+        # Flow control: at most `window` pushes written and not acked. While
+        # `_backlog` is set the database holds open deliveries above the
+        # cursor that the window did not allow to write yet; acks resume.
+        self.window = max(1, min(kpns_setting("MAX_UNACKED"), MAX_INFLIGHT))
+        self._backlog = False
 
     async def start(self, *, last_seq: int, heartbeat: int, max_frame: int) -> None:
         """Go online here, then replay what the device missed."""
@@ -84,7 +93,8 @@ class Session:
             )
         self.cursor = resume_at
         await self._write_rows(result.replay)
-        self.cursor = max(self.cursor, result.db_last_seq)
+        if not self._backlog:
+            self.cursor = max(self.cursor, result.db_last_seq)
         self.synced = True
         await self._drain_waiting()
 
@@ -94,10 +104,19 @@ class Session:
         """A live wake-up for one committed delivery of this device."""
         if self.closed or seq <= self.cursor:
             return
+        if self._backlog and self._catch_up is None:
+            return  # committed: the catch-up that acks start reads it
         if not self.synced or self._catch_up is not None or seq != self.cursor + 1:
             self._waiting.append((seq, delivery_id, message_id, render))
             if self.synced and self._catch_up is None:
                 self.request_catch_up()
+            return
+        if len(self.inflight) >= self.window:
+            # The device stopped reading or acking: rather than buffer without
+            # bound in the server, close; it resumes from its last_seq.
+            logger.info("device %s too slow, closing", self.device_id)
+            self.stop()
+            await self.close(CLOSE_TOO_SLOW)
             return
         await self._write(seq, delivery_id, message_id, render(seq))
 
@@ -125,6 +144,8 @@ class Session:
             self.inflight[seq] = entry
             return False
         self.node.receipts.delivered.append(entry[0])
+        if self._backlog and len(self.inflight) <= self.window // 2:
+            self.request_catch_up()
         return True
 
     def opened(self, seq: int, message_id: str) -> None:
@@ -137,19 +158,25 @@ class Session:
 
     async def _run_catch_up(self) -> None:
         try:
-            while self._waiting and not self.closed:
+            while (self._waiting or self._backlog) and not self.closed:
+                room = min(REPLAY_BATCH, self.window - len(self.inflight))
+                if room <= 0:
+                    self._backlog = True  # acks restart the catch-up
+                    self._waiting = []
+                    return
                 seen = self._waiting
                 self._waiting = []
                 rows = await db_parallel(inbox.open_deliveries_after)(
-                    device_id=self.device_id, after_seq=self.cursor, limit=REPLAY_BATCH
+                    device_id=self.device_id, after_seq=self.cursor, limit=room
                 )
                 await self._write_rows(rows)
-                if len(rows) < REPLAY_BATCH:
+                if len(rows) < room:
                     # The query ran after every wake-up in `seen` arrived, so
                     # what it did not return is no longer open.
+                    self._backlog = False
                     self.cursor = max([self.cursor] + [w[0] for w in seen])
                 else:
-                    self._waiting = seen + self._waiting
+                    self._backlog = True
         except Exception:
             logger.warning("catch-up failed for %s", self.device_id, exc_info=True)
             self._waiting = []  # the sweep retries from the database
@@ -163,7 +190,13 @@ class Session:
 
     async def _write_rows(self, rows: list[tuple[int, int, dict[str, Any]]]) -> None:
         for seq, delivery_id, fields in rows:
+            if self.closed:
+                return
             if seq > self.cursor:
+                if len(self.inflight) >= self.window:
+                    # The rest stays open in the database; acks resume.
+                    self._backlog = True
+                    return
                 frame = self.codec.encode(Push(seq=seq, **fields))
                 await self._write(seq, delivery_id, fields["id"], frame)
 

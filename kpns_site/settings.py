@@ -5,6 +5,7 @@ channel layer (one server process). DATABASE_URL and REDIS_URL move it onto
 PostgreSQL and Redis, where any number of Daphne processes can share the work.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -104,7 +105,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-kpns.sqlite3")}
+    # A file (not memory) so that end-to-end tests' server processes share
+    # it; one per test process so that parallel runs never collide.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(VAR_DIR / f"test-kpns-{os.getpid()}.sqlite3")
+    }
 else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
@@ -210,6 +215,10 @@ KPNS = {
     "MAX_PAYLOAD_BYTES": env.int("KPNS_MAX_PAYLOAD_BYTES", default=4096),
     "RECEIPT_FLUSH_SECONDS": env.float("KPNS_RECEIPT_FLUSH_SECONDS", default=0.05),
     "ALLOWED_ORIGINS": env.list("KPNS_ALLOWED_ORIGINS", default=[]),
+    "MAX_UNACKED": env.int("KPNS_MAX_UNACKED", default=500),
+    "MAX_FRAMES_PER_SECOND": env.float("KPNS_MAX_FRAMES_PER_SECOND", default=50),
+    "FRAME_BURST": env.int("KPNS_FRAME_BURST", default=100),
+    "RATE_LIMIT_CLOSE_AFTER": env.int("KPNS_RATE_LIMIT_CLOSE_AFTER", default=200),
 }
 
 REST_FRAMEWORK = {
