@@ -10,6 +10,7 @@ has the figures and the commands.
 """
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -22,6 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SOCKETS_PER_CLIENT = 15_000
+LOCK_FILE = "/tmp/kpns-bench.lock"  # noqa: S108 - a lock, not data
 
 
 def configure(args: argparse.Namespace) -> None:
@@ -76,6 +78,10 @@ def main() -> None:
     parser.add_argument("--label", default="")
     args = parser.parse_args()
     scenarios = args.scenario or ["idle", "broadcast", "storm"]
+    # One harness at a time per machine: runs share the bench database and
+    # would truncate each other's devices.
+    lock = open(LOCK_FILE, "w")  # noqa: SIM115 - held for the whole run
+    fcntl.flock(lock, fcntl.LOCK_EX)
     configure(args)
 
     from bench.platform import Platform
