@@ -17,8 +17,6 @@ import redis
 
 from bench.run import ROOT, SOCKETS_PER_CLIENT
 
-SEED_BATCH = 5000
-
 
 class Platform:
     def __init__(self, *, devices: int, servers: int) -> None:
@@ -93,25 +91,29 @@ class Platform:
 
     def connect_all(self, path: str = "/ws/v1/device/") -> dict[str, Any]:
         """Start the load clients and open every device socket."""
+        self.clients = self.start_clients(self.tokens, path, first_source=2)
+        result = self.connect(self.clients)
+        if path == "/ws/v1/device/":
+            self.wait_online(self.device_count)
+        return result
+
+    def start_clients(
+        self, tokens: list[str], path: str, first_source: int
+    ) -> list[subprocess.Popen]:
+        """Load-client processes for these tokens, each on its own source IP."""
         urls = [f"ws://127.0.0.1:{port}{path}" for port, _ in self.servers]
-        count = max(1, math.ceil(self.device_count / SOCKETS_PER_CLIENT))
-        per = math.ceil(self.device_count / count)
+        count = max(1, math.ceil(len(tokens) / SOCKETS_PER_CLIENT))
+        per = math.ceil(len(tokens) / count)
+        clients = []
         for index in range(count):
-            tokens = self.tokens[index * per : (index + 1) * per]
-            path = self.tmp / f"tokens-{index}.json"
-            path.write_text(json.dumps(tokens))
-            command = [
-                sys.executable,
-                "-m",
-                "bench.loadclient",
-                "--devices",
-                str(path),
-                "--source",
-                f"127.0.0.{2 + index}",
-            ]
+            token_file = self.tmp / f"tokens-{first_source + index}.json"
+            token_file.write_text(json.dumps(tokens[index * per : (index + 1) * per]))
+            command = [sys.executable, "-m", "bench.loadclient"]
+            command += ["--devices", str(token_file)]
+            command += ["--source", f"127.0.0.{first_source + index}"]
             for url in urls:
                 command += ["--url", url]
-            self.clients.append(
+            clients.append(
                 subprocess.Popen(
                     command,
                     cwd=ROOT,
@@ -120,16 +122,20 @@ class Platform:
                     text=True,
                 )
             )
+        return clients
+
+    def connect(self, clients: list[subprocess.Popen]) -> dict[str, Any]:
         started = time.time()
-        answers = self.broadcast_command("connect", timeout=600)
-        result = {
+        for client in clients:  # all at once: a storm, not a queue
+            assert client.stdin is not None
+            client.stdin.write("connect\n")
+            client.stdin.flush()
+        answers = [self._read_answer(c, timeout=600) for c in clients]
+        return {
             "connected": sum(a["connected"] for a in answers),
             "failed": sum(a["failed"] for a in answers),
             "seconds": round(time.time() - started, 3),
         }
-        if path == "/ws/v1/device/":
-            self.wait_online(self.device_count)
-        return result
 
     def close_clients(self) -> None:
         closed = self.broadcast_command("close", timeout=120)
@@ -216,22 +222,50 @@ class Platform:
 def seed(count: int) -> tuple[Any, list[str]]:
     """An app and `count` devices, inserted in bulk; returns their tokens."""
     from devices import registry
-    from devices.models import Device
-    from devices.tokens import hash_token, new_device_token, token_prefix
 
     app = registry.app_create(name="Bench")
+    return app, seed_devices(app, count)
+
+
+def seed_devices(app: Any, count: int) -> list[str]:
+    """`count` more devices of the app, by COPY; returns their tokens."""
+    import uuid
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from devices.tokens import hash_token, new_device_token, token_prefix
+
     tokens = [new_device_token() for _ in range(count)]
-    for start in range(0, count, SEED_BATCH):
-        Device.objects.bulk_create(
-            Device(
-                app=app,
-                token_hash=hash_token(token),
-                token_prefix=token_prefix(token),
-                platform="android",
-            )
-            for token in tokens[start : start + SEED_BATCH]
-        )
-    return app, tokens
+    now = timezone.now()
+    columns = (
+        "id, app_id, token_hash, token_prefix, platform, alias, locale, timezone, "
+        "app_version, attributes, is_active, created_at, last_seq, acked_seq"
+    )
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg 3 cursor: COPY without the ORM
+        for start in range(0, count, 100_000):
+            with raw.copy(f"COPY devices_device ({columns}) FROM STDIN") as copy:
+                for token in tokens[start : start + 100_000]:
+                    copy.write_row(
+                        (
+                            uuid.uuid4(),
+                            app.pk,
+                            hash_token(token),
+                            token_prefix(token),
+                            "android",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "{}",
+                            True,
+                            now,
+                            0,
+                            0,
+                        )
+                    )
+    return tokens
 
 
 def free_port() -> int:

@@ -64,13 +64,18 @@ def main() -> None:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=["idle", "broadcast", "storm", "targeted", "naive"],
+        choices=["idle", "broadcast", "storm", "naive", "offline"],
         help="repeatable; default: idle, broadcast, storm",
     )
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--servers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--rate", type=int, default=500, help="targeted: pushes/s")
+    parser.add_argument(
+        "--offline",
+        type=int,
+        default=100_000,
+        help="offline scenario: registered devices that are not connected",
+    )
     parser.add_argument(
         "--database-url", default="postgres://postgres@127.0.0.1:5432/kpns_bench"
     )

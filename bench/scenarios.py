@@ -140,3 +140,83 @@ def scenario_naive(platform: Platform, args: argparse.Namespace) -> dict[str, An
         "lost": args.devices - len(times),
         "checks": {},
     }
+
+
+def scenario_offline(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
+    """A campaign to every registered device, most of them offline; then a
+    share of the offline ones reconnect and catch up from their inbox."""
+    from django.db import connection
+
+    from bench.platform import seed_devices
+    from campaigns import lifecycle, sender
+    from campaigns.models import Campaign, CampaignStatus
+    from devices.models import Delivery
+
+    run = getattr(platform, "offline_runs", 0)
+    platform.offline_runs = run + 1
+    if run == 0:
+        platform.offline_tokens = seed_devices(platform.app, args.offline)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE devices_device")
+    returning = platform.offline_tokens[run * args.devices : (run + 1) * args.devices]
+    size = "SELECT pg_total_relation_size('devices_delivery')"
+    with connection.cursor() as cursor:
+        cursor.execute(size)
+        bytes_before = cursor.fetchone()[0]
+    campaign = lifecycle.campaign_create(
+        app=platform.app, name=f"offline {time.time()}", title="Offline", body="x"
+    )
+    t0 = time.time()
+    sender.campaign_send_now(campaign=campaign)
+    sent_at = None
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENT:
+            sent_at = time.time()
+            break
+        time.sleep(0.2)
+    campaign.refresh_from_db()
+    rows = Delivery.objects.filter(message_id=campaign.message_id)
+    online_acked = None
+    while time.monotonic() < deadline:
+        if rows.filter(delivered_at__isnull=False).count() >= args.devices:
+            online_acked = time.time()
+            break
+        time.sleep(0.2)
+    online_reports = platform.reports()
+    online_received = sum(len(ts) for r in online_reports for ts in r["times"].values())
+    with connection.cursor() as cursor:
+        cursor.execute(size)
+        bytes_after = cursor.fetchone()[0]
+    # The reconnect: devices that were offline at send time come back.
+    clients = platform.start_clients(returning, "/ws/v1/device/", first_source=100)
+    started = time.time()
+    connected = platform.connect(clients)
+    caught_up = []
+    while time.monotonic() < deadline and len(caught_up) < len(returning):
+        time.sleep(0.5)
+        for client in clients:
+            report = platform.command(client, "report", timeout=60)
+            caught_up += [t for ts in report["times"].values() for t in ts]
+    catch_up_s = (max(caught_up) - started) if caught_up else None
+    for client in clients:
+        platform.command(client, "close", timeout=60)
+        client.wait(timeout=30)
+    targeted = rows.count()
+    return {
+        "registered": args.offline + args.devices,
+        "online": args.devices,
+        "targeted": targeted,
+        "send_all_s": round(sent_at - t0, 2) if sent_at else None,
+        "online_all_acked_s": round(online_acked - t0, 2) if online_acked else None,
+        "rows_written": targeted,
+        "delivery_mb_written": round((bytes_after - bytes_before) / 2**20, 1),
+        "reconnected": connected["connected"],
+        "reconnect_catch_up_s": round(catch_up_s, 2) if catch_up_s else None,
+        "reconnect_per_s": round(len(caught_up) / catch_up_s, 1) if catch_up_s else 0,
+        "checks": {
+            "every device targeted": targeted == args.offline + args.devices,
+            "online got it once": online_received == args.devices,
+            "returning got it once": len(caught_up) == len(returning),
+        },
+    }
