@@ -104,7 +104,11 @@ class CampaignSlice(models.Model):
     timezone = models.CharField(max_length=64, blank=True)
     due_at = models.DateTimeField()
     expires_at = models.DateTimeField()
-    # Keyset position in the audience ordered by device id.
+    # Devices online when the slice starts are sent first, so a campaign to
+    # a million mostly offline devices reaches the online ones in seconds;
+    # the second pass enqueues everyone else (repeats are skipped).
+    online_pass = models.BooleanField(default=True)
+    # Keyset position in the audience ordered by device id, within the pass.
     cursor = models.CharField(max_length=36, blank=True)
     next_chunk_at = models.DateTimeField()
     done = models.BooleanField(default=False)

@@ -25,6 +25,7 @@ from devices import delivery, inbox
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 5000
+INLINE_CHUNKS = 10
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,16 @@ def send_next_chunk(
         )
         if ids:
             slice_.cursor = str(ids[-1])
-        slice_.done = len(ids) < size
+        if len(ids) < size:
+            if slice_.online_pass:
+                slice_.online_pass, slice_.cursor = False, ""
+            else:
+                slice_.done = True
         if campaign.throttle_per_second:
             slice_.next_chunk_at = now + timedelta(
                 seconds=len(ids) / campaign.throttle_per_second
             )
-        slice_.save(update_fields=["cursor", "done", "next_chunk_at"])
+        slice_.save(update_fields=["online_pass", "cursor", "done", "next_chunk_at"])
         finished = slice_.done and _finish_if_complete(campaign, now)
         push = inbox.push_fields(campaign.message)
         transaction.on_commit(lambda: delivery.wake_targets(push, targets))
@@ -82,15 +87,21 @@ def send_next_chunk(
 
 
 def campaign_send_now(*, campaign: Campaign, by: object = None) -> Campaign:
-    """Schedule for now and send the first chunk at once, in this process.
+    """Schedule for now and send to the online devices at once, here.
 
-    The scheduler sends the rest; sending the first chunk here saves its poll
+    The online pass (devices connected now) is sent here, up to
+    INLINE_CHUNKS chunks; the scheduler sends the rest. This saves its poll
     interval, and in the embedded default it wakes sockets of this very
     process without waiting for the sweep.
     """
     now = timezone.now()
     campaign = lifecycle.campaign_send_now(campaign=campaign, by=by, now=now)
-    send_next_chunk(now=now, campaign_id=campaign.pk)
+    online = campaign.slices.filter(online_pass=True, done=False)
+    for _ in range(INLINE_CHUNKS):
+        if not online.exists():
+            break
+        if send_next_chunk(now=now, campaign_id=campaign.pk) is None:
+            break
     return campaign
 
 
@@ -104,6 +115,8 @@ def send_due(*, now: datetime, max_chunks: int = 1000) -> int:
 
 def _slice_devices(campaign: Campaign, slice_: CampaignSlice):  # type: ignore[no-untyped-def]
     devices = audience_devices(campaign.app, campaign.audience_kind, campaign.audience)
+    if slice_.online_pass:
+        devices = devices.filter(node__isnull=False)
     if slice_.cursor:
         devices = devices.filter(pk__gt=uuid.UUID(slice_.cursor))
     if slice_.timezone:

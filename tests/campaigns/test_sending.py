@@ -49,7 +49,7 @@ def test_send_now_targets_every_matching_device_once():
         "online": 0,
     }
     lifecycle.campaign_send_now(campaign=campaign, now=NOON)
-    assert sender.send_due(now=NOON) == 1
+    assert sender.send_due(now=NOON) == 2  # the online pass, then everyone
     rows = deliveries(campaign)
     assert list(rows.values_list("device_id", flat=True)) == [vip.pk]
     campaign.refresh_from_db()
@@ -72,6 +72,8 @@ def test_chunks_resume_from_the_cursor_without_repeating(monkeypatch):
     devices = [make_device(app)[0] for _ in range(7)]
     campaign = make_campaign(app)
     lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    online_pass = sender.send_next_chunk(now=NOON, chunk_size=3)
+    assert online_pass.enqueued == 0  # nobody is online
     first = sender.send_next_chunk(now=NOON, chunk_size=3)
     assert first.enqueued == 3 and not first.finished
     # A second scheduler (or a restarted one) continues where the cursor is.
@@ -89,7 +91,7 @@ def test_throttle_spaces_chunks_in_time():
         make_device(app)
     campaign = make_campaign(app, throttle_per_second=2)
     lifecycle.campaign_send_now(campaign=campaign, now=NOON)
-    assert sender.send_due(now=NOON) == 1
+    assert sender.send_due(now=NOON) == 2  # the (empty) online pass, then 2
     assert deliveries(campaign).count() == 2
     assert sender.send_due(now=NOON + timedelta(milliseconds=900)) == 0
     assert sender.send_due(now=NOON + timedelta(seconds=1)) == 1
@@ -102,6 +104,7 @@ def test_cancel_mid_send_stops_the_rest_and_cancels_open_deliveries():
         make_device(app)
     campaign = make_campaign(app)
     lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    sender.send_next_chunk(now=NOON, chunk_size=2)  # online pass: nobody
     sender.send_next_chunk(now=NOON, chunk_size=2)
     lifecycle.campaign_cancel(campaign=campaign, now=NOON)
     assert sender.send_next_chunk(now=NOON, chunk_size=2) is None
@@ -211,6 +214,23 @@ def test_validation_names_the_bad_fields():
             campaign=campaign, send_at=NOON - timedelta(days=1), now=NOON
         )
     assert "past" in str(error.value)
+
+
+def test_online_devices_are_enqueued_before_offline_ones():
+    app = make_app()
+    offline = [make_device(app)[0] for _ in range(4)]
+    online, _ = make_device(app)
+    Device.objects.filter(pk=online.pk).update(node="n1", connection_id="c")
+    campaign = make_campaign(app)
+    lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    first = sender.send_next_chunk(now=NOON, chunk_size=2)
+    assert first.enqueued == 1
+    assert list(deliveries(campaign).values_list("device_id", flat=True)) == [online.pk]
+    sender.send_due(now=NOON)
+    assert deliveries(campaign).count() == 5
+    assert {d.pk for d in offline} < set(
+        deliveries(campaign).values_list("device_id", flat=True)
+    )
 
 
 def test_revoked_devices_are_not_targeted():
