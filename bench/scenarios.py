@@ -168,21 +168,18 @@ def scenario_offline(platform: Platform, args: argparse.Namespace) -> dict[str, 
     )
     t0 = time.time()
     sender.campaign_send_now(campaign=campaign)
-    sent_at = None
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENT:
-            sent_at = time.time()
-            break
-        time.sleep(0.2)
     campaign.refresh_from_db()
     rows = Delivery.objects.filter(message_id=campaign.message_id)
-    online_acked = None
-    while time.monotonic() < deadline:
-        if rows.filter(delivered_at__isnull=False).count() >= args.devices:
+    acked = rows.filter(delivered_at__isnull=False)
+    sent_at = online_acked = None
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not (sent_at and online_acked):
+        if not online_acked and acked.count() >= args.devices:
             online_acked = time.time()
-            break
-        time.sleep(0.2)
+        if not sent_at:
+            if Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENT:
+                sent_at = time.time()
+        time.sleep(0.1)
     online_reports = platform.reports()
     online_received = sum(len(ts) for r in online_reports for ts in r["times"].values())
     with connection.cursor() as cursor:
