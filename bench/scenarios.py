@@ -176,9 +176,9 @@ def scenario_offline(platform: Platform, args: argparse.Namespace) -> dict[str, 
     while time.monotonic() < deadline and not (sent_at and online_acked):
         if not online_acked and acked.count() >= args.devices:
             online_acked = time.time()
-        if not sent_at:
-            if Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENT:
-                sent_at = time.time()
+        status = Campaign.objects.get(pk=campaign.pk).status
+        if not sent_at and status == CampaignStatus.SENT:
+            sent_at = time.time()
         time.sleep(0.1)
     online_reports = platform.reports()
     online_received = sum(len(ts) for r in online_reports for ts in r["times"].values())
