@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
     # Inbound frames per socket: a token bucket of this rate and burst. Over
     # it a frame is answered with error `rate_limited` and ignored; a socket
     # that keeps flooding (RATE_LIMIT_CLOSE_AFTER rejected frames within 10 s)
-    # is closed with 1008.
+    # is closed with 4400.
     "MAX_FRAMES_PER_SECOND": 50,
     "FRAME_BURST": 100,
     "RATE_LIMIT_CLOSE_AFTER": 200,

@@ -35,9 +35,10 @@ from devices.session import Session
 logger = logging.getLogger(__name__)
 
 CLOSE_PROTOCOL_ERROR = 4400
-CLOSE_POLICY_VIOLATION = 1008  # kept flooding past the frame rate limit
 CLOSE_TOO_BIG = 1009
-CLOSE_TRY_AGAIN_LATER = 1013
+# Daphne (autobahn) refuses to send 1013 (or any code other than 1000 and
+# 3000-4999): "try again later" is 4503, after HTTP 503.
+CLOSE_TRY_AGAIN_LATER = 4503
 RATE_LIMIT_WINDOW_SECONDS = 10.0
 # A client that sends this many bad frames in a row is broken or hostile.
 MAX_CONSECUTIVE_ERRORS = 20
@@ -199,7 +200,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             self._rejected = (start, rejected, told)
             if rejected == limit + 1:
                 logger.info("device %s flooding, closing", self.device_id)
-                await self.close(CLOSE_POLICY_VIOLATION)
+                await self.close(CLOSE_PROTOCOL_ERROR)
             return
         if now - told >= 1.0:
             told = now

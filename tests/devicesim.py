@@ -5,7 +5,7 @@ highest seq the app processed, the drop rule ``seq <= last_seq``, an ack for
 every push (duplicates too, so the server can mark them), an app-level ping
 every ``heartbeat`` seconds, and on a lost socket a reconnect to one of the
 server URLs after an exponential backoff with jitter. Close codes 4403
-(revoked) and 4409 (replaced) stop it; everything else (1006, 1013, 4408,
+(revoked) and 4409 (replaced) stop it; everything else (1006, 4503, 4408,
 4429, ...) reconnects. Everything it receives goes to a ``DeviceLog`` for the
 receipt checker (tests/receipts.py).
 """

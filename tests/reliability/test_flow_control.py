@@ -3,7 +3,7 @@
 * at most MAX_UNACKED pushes in flight: a live socket further behind is
   closed with 4429; a replay waits for acks instead of flooding the socket;
 * at most MAX_FRAMES_PER_SECOND inbound frames (token bucket): `rate_limited`
-  error frames, then 1008 for a socket that keeps flooding;
+  error frames, then 4400 for a socket that keeps flooding;
 * node heartbeats: a node that was cut off from the database does not
   declare the others dead when it comes back, and a node judged dead
   restores the presence of the devices it still holds.
@@ -127,7 +127,7 @@ async def test_live_socket_too_far_behind_is_closed_with_4429_and_resumes(settin
     await again.disconnect()
 
 
-async def test_frame_flood_gets_rate_limited_then_closed_with_1008(settings):
+async def test_frame_flood_gets_rate_limited_then_closed_with_4400(settings):
     settings.KPNS = {
         **settings.KPNS,
         "MAX_FRAMES_PER_SECOND": 10,
@@ -150,7 +150,7 @@ async def test_frame_flood_gets_rate_limited_then_closed_with_1008(settings):
             errors.append(frame.code)
     assert pongs <= 11
     assert errors and set(errors) == {"rate_limited"}
-    assert closed == {"type": "websocket.close", "code": 1008}
+    assert closed == {"type": "websocket.close", "code": 4400}
 
 
 async def test_frames_within_the_rate_are_all_served(settings):

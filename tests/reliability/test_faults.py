@@ -1,0 +1,458 @@
+"""Fault injection on real processes, on loopback, each bounded in time.
+
+Every scenario runs real Daphne processes (and a scheduler where campaigns
+are involved) against private Redis / PostgreSQL instances or the test
+database, drives simulated devices that reconnect and resume
+(tests/devicesim.py), and ends with the receipt checker's verdict
+(tests/receipts.py). Measured recovery times go to
+var/reliability-figures.jsonl and are quoted in docs/guarantees.md.
+"""
+
+import asyncio
+import os
+import signal
+import time
+
+import httpx
+import pytest
+from channels.db import database_sync_to_async
+
+from campaigns import lifecycle, sender
+from devices import pushes
+from devices.models import Device
+from devices.models import Node as NodeRow
+from tests.devicesim import start_fleet, stop_fleet
+from tests.e2e.servers import daphne_servers, scheduler_process
+from tests.receipts import check, rows_from_orm
+from tests.reliability.conftest import (
+    online_count,
+    record_figure,
+    server_tracebacks,
+    wait_for,
+    world,
+)
+from tests.reliability.services import private_redis
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("postgres_only"),
+    pytest.mark.timeout(180),
+]
+
+
+def use_layer(settings, redis_url: str) -> None:
+    """Point this test process's channel layer at a private Redis."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": redis_url,
+                        "socket_timeout": 10,
+                        "socket_connect_timeout": 3,
+                    }
+                ],
+                "capacity": 20_000,
+                "expiry": 30,
+            },
+        }
+    }
+
+
+def has_all(fleet, message_ids) -> bool:
+    wanted = set(message_ids)
+    return all(wanted <= {r.message_id for r in sim.log.receipts} for sim in fleet)
+
+
+async def until(predicate, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval)
+    return predicate()
+
+
+def last_receipt(fleet, message_ids) -> float:
+    wanted = set(message_ids)
+    return max(
+        min(r.at for r in sim.log.receipts if r.message_id == mid)
+        for sim in fleet
+        for mid in wanted
+    )
+
+
+async def verdict_for(fleet, message_ids=None):
+    rows = await database_sync_to_async(rows_from_orm)([s.log.device_id for s in fleet])
+    return check([s.log for s in fleet], rows, message_ids=message_ids)
+
+
+def new_campaign(app, **fields):
+    fields = {
+        "name": "Broadcast",
+        "title": "Broadcast",
+        "body": "to everyone",
+        "audience_kind": "all",
+        "ttl_seconds": 3600,
+        **fields,
+    }
+    campaign = lifecycle.campaign_create(app=app, **fields)
+    campaign = sender.campaign_send_now(campaign=campaign)
+    campaign.refresh_from_db()
+    return str(campaign.message_id)
+
+
+def push_one(app, device_ids, title):
+    message, _count = pushes.push_to_devices(
+        app=app, device_ids=list(device_ids), title=title, ttl_seconds=3600
+    )
+    return str(message.pk)
+
+
+async def test_redis_killed_mid_broadcast_then_restarted_empty(settings, tmp_path):
+    """(a) Every online device ends with the campaign exactly once, within
+    30 s of Redis coming back, with no KPNS process restarted."""
+    with private_redis() as redis:
+        use_layer(settings, redis.url)
+        app, devices = await world(300)
+        ids = [d for d, _t in devices]
+        with (
+            daphne_servers(2, redis_url=redis.url, tmp_path=tmp_path) as servers,
+            scheduler_process(redis_url=redis.url, tmp_path=tmp_path),
+        ):
+            fleet = await start_fleet([s.ws_url for s in servers], devices)
+            try:
+                assert await wait_for(lambda: online_count(ids) == len(ids), 20)
+                # 100 devices per chunk, one chunk a second: a 3 s broadcast.
+                message_id = await database_sync_to_async(new_campaign)(
+                    app, throttle_per_second=100
+                )
+                await asyncio.sleep(0.5)
+                redis.kill()
+                killed_at = time.monotonic()
+                await asyncio.sleep(3)
+                redis.start()
+                back_at = time.monotonic()
+                assert await until(lambda: has_all(fleet, [message_id]), 30), (
+                    await verdict_for(fleet, [message_id])
+                ).summary()
+                recovery = max(0.0, last_receipt(fleet, [message_id]) - back_at)
+                # A push after the restart travels through the new Redis.
+                later = await database_sync_to_async(push_one)(app, ids[:50], "after")
+                sent = time.monotonic()
+                assert await until(lambda: has_all(fleet[:50], [later]), 10)
+                after_latency = last_receipt(fleet[:50], [later]) - sent
+                await asyncio.sleep(0.5)  # acks of the last frames
+                verdict = await verdict_for(fleet, [message_id, later])
+                verdict.assert_ok()
+                assert verdict.owed == len(ids) + 50
+                assert all(sim.welcomes == 1 for sim in fleet)  # no socket lost
+                record_figure(
+                    "redis_killed_mid_broadcast",
+                    devices=len(ids),
+                    redis_down_s=round(back_at - killed_at, 2),
+                    all_delivered_after_redis_back_s=round(recovery, 2),
+                    next_push_latency_s=round(after_latency, 3),
+                    wire_duplicates=verdict.wire_duplicates,
+                )
+            finally:
+                await stop_fleet(fleet)
+            assert not server_tracebacks([s.output() for s in servers])
+
+
+async def test_daphne_killed_devices_move_to_the_others_and_presence_heals(
+    settings, tmp_path
+):
+    """(b) SIGKILL one of three Daphnes: its devices reconnect elsewhere with
+    backoff and jitter and get what was sent meanwhile; the dead node's
+    devices that do not come back are marked offline within
+    NODE_DEAD_AFTER_SECONDS."""
+    dead_after = 3.0
+    with private_redis() as redis:
+        use_layer(settings, redis.url)
+        app, devices = await world(250)
+        roaming, pinned = devices[:240], devices[240:]
+        extra = {"KPNS_NODE_DEAD_AFTER_SECONDS": str(dead_after)}
+        with daphne_servers(
+            3, redis_url=redis.url, tmp_path=tmp_path, extra_env=extra
+        ) as servers:
+            urls = [s.ws_url for s in servers]
+            victim, survivors = servers[0], servers[1:]
+            fleet = await start_fleet(urls, roaming)
+            stay_away = await start_fleet([victim.ws_url], pinned)
+            everyone = fleet + stay_away
+            ids = [d for d, _t in devices]
+            try:
+                assert await wait_for(lambda: online_count(ids) == len(ids), 20)
+                on_victim = [s for s in fleet if s.url == victim.ws_url]
+                assert on_victim
+                victim_node = await database_sync_to_async(
+                    lambda: Device.objects.get(pk=pinned[0][0]).node
+                )()
+                victim.process.send_signal(signal.SIGKILL)
+                killed_at = time.monotonic()
+                first = await database_sync_to_async(push_one)(app, ids, "during")
+                await asyncio.sleep(1.0)
+                second = await database_sync_to_async(push_one)(app, ids, "later")
+                assert await until(lambda: has_all(fleet, [first, second]), 30), (
+                    await verdict_for(fleet, [first, second])
+                ).summary()
+                moved = max(last_receipt(on_victim, [first, second]) - killed_at, 0.0)
+                # The devices that cannot come back are marked offline.
+                pinned_ids = [d for d, _t in pinned]
+                assert await wait_for(
+                    lambda: online_count(pinned_ids) == 0, dead_after + 10
+                )
+                offline_after = time.monotonic() - killed_at
+                assert not await database_sync_to_async(
+                    NodeRow.objects.filter(name=victim_node).exists
+                )()
+                # ... and get everything once they can reach a live server.
+                for sim in stay_away:
+                    sim.urls = [s.ws_url for s in survivors]
+                assert await until(lambda: has_all(everyone, [first, second]), 30)
+                await asyncio.sleep(0.5)
+                verdict = await verdict_for(everyone, [first, second])
+                verdict.assert_ok()
+                assert verdict.owed == 2 * len(ids)
+                record_figure(
+                    "daphne_sigkill",
+                    devices=len(ids),
+                    on_killed_node=len(on_victim) + len(pinned),
+                    all_moved_and_delivered_s=round(moved, 2),
+                    dead_node_devices_offline_s=round(offline_after, 2),
+                    node_dead_after_s=dead_after,
+                    wire_duplicates=verdict.wire_duplicates,
+                )
+            finally:
+                await stop_fleet(everyone)
+            assert not server_tracebacks([s.output() for s in survivors])
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    """Run manage.py in a child process (for the private database)."""
+    import subprocess
+    import sys
+
+    from tests.e2e.servers import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+MAKE_WORLD = """
+import json
+from datetime import timedelta
+from django.utils import timezone
+from campaigns import lifecycle
+from devices import registry
+app = registry.app_create(name="Outage")
+out = {"client_key": app.client_key, "devices": []}
+for _ in range(COUNT):
+    r = registry.device_register(client_key=app.client_key, platform="android")
+    out["devices"].append([str(r.device.pk), r.token])
+campaign = lifecycle.campaign_create(
+    app=app, name="After the outage", title="After the outage",
+    audience_kind="all", ttl_seconds=3600,
+)
+lifecycle.campaign_schedule(
+    campaign=campaign, send_at=timezone.now() + timedelta(seconds=DUE)
+)
+out["campaign"] = campaign.pk
+print("WORLD" + json.dumps(out))
+"""
+
+
+def problem_or_fail(response: httpx.Response) -> dict:
+    assert response.status_code == 503, (response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == 503
+    return body
+
+
+async def test_postgres_stopped_api_503_sockets_stay_open_delivery_resumes(
+    tmp_path,
+):
+    """(c) PostgreSQL stopped for OUTAGE seconds (a private cluster)."""
+    import json
+
+    import psycopg
+    import websockets
+
+    from tests.e2e.servers import child_env
+    from tests.reliability.services import private_postgres
+
+    outage = float(os.environ.get("KPNS_FAULT_PG_OUTAGE_SECONDS", "20"))
+    with private_redis() as redis, private_postgres() as pg:
+        env = child_env(
+            redis.url,
+            {
+                "DATABASE_URL": pg.url,
+                "KPNS_NODE_DEAD_AFTER_SECONDS": "5",
+                "KPNS_IDLE_TIMEOUT_SECONDS": "300",
+            },
+        )
+        manage(env, "migrate", "--noinput")
+        # The campaign falls due in the middle of the outage.
+        script = MAKE_WORLD.replace("COUNT", "100").replace("DUE", "12")
+        out = manage(env, "shell", "-c", script)
+        world_data = json.loads(out.split("WORLD", 1)[1])
+        devices = [(d, t) for d, t in world_data["devices"]]
+        with (
+            daphne_servers(
+                2,
+                redis_url=redis.url,
+                tmp_path=tmp_path,
+                extra_env={
+                    k: env[k]
+                    for k in (
+                        "DATABASE_URL",
+                        "KPNS_NODE_DEAD_AFTER_SECONDS",
+                        "KPNS_IDLE_TIMEOUT_SECONDS",
+                    )
+                },
+            ) as servers,
+            scheduler_process(
+                redis_url=redis.url,
+                tmp_path=tmp_path,
+                extra_env={"DATABASE_URL": pg.url},
+            ),
+        ):
+            fleet = await start_fleet([s.ws_url for s in servers], devices)
+            http = httpx.AsyncClient(base_url=servers[0].http_url, timeout=10)
+            try:
+                await asyncio.sleep(1.5)  # presence and a heartbeat or two
+                pg.stop("fast")
+                stopped_at = time.monotonic()
+                # The API answers 503 problem JSON, quickly, and creates nothing.
+                started = time.monotonic()
+                response = await http.post(
+                    "/api/v1/devices/register",
+                    json={"client_key": world_data["client_key"], "platform": "ios"},
+                )
+                api_seconds = time.monotonic() - started
+                problem_or_fail(response)
+                assert response.headers.get("Retry-After")
+                started = time.monotonic()
+                response = await http.get(
+                    "/api/v1/device",
+                    headers={"Authorization": f"Device {devices[0][1]}"},
+                )
+                problem_or_fail(response)
+                auth_seconds = time.monotonic() - started
+                health = await http.get("/healthz")
+                assert health.status_code == 503
+                assert not health.json()["checks"]["database"]["ok"]
+                # New handshakes: accepted only to be closed with 4503.
+                started = time.monotonic()
+                async with websockets.connect(
+                    servers[1].ws_url,
+                    subprotocols=["kpns.json.v1", f"kpns.token.{devices[1][1]}"],
+                    open_timeout=10,
+                ) as ws:
+                    with pytest.raises(websockets.ConnectionClosed) as closed:
+                        await asyncio.wait_for(ws.recv(), 10)
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == 4503
+                handshake_seconds = time.monotonic() - started
+                await asyncio.sleep(max(0.0, outage - (time.monotonic() - stopped_at)))
+                pg.start()
+                back_at = time.monotonic()
+
+                healthy = None
+                while time.monotonic() < back_at + 30:
+                    if (await http.get("/healthz")).status_code == 200:
+                        healthy = time.monotonic() - back_at
+                        break
+                    await asyncio.sleep(0.2)
+                assert healthy is not None
+
+                # Delivery resumes by itself: the campaign that fell due
+                # during the outage reaches every device.
+                def campaign_message():
+                    with psycopg.connect(
+                        pg.url.replace("postgres://", "postgresql://")
+                    ) as c:
+                        row = c.execute(
+                            "SELECT message_id::text FROM campaigns_campaign "
+                            "WHERE id = %s",
+                            [world_data["campaign"]],
+                        ).fetchone()
+                        return row[0] if row else None
+
+                message_id = None
+                deadline = time.monotonic() + 30
+                while message_id is None and time.monotonic() < deadline:
+                    with_retry = await asyncio.to_thread(_quietly, campaign_message)
+                    message_id = with_retry
+                    await asyncio.sleep(0.2)
+                assert message_id, "the campaign did not start after the outage"
+                assert await until(lambda: has_all(fleet, [message_id]), 30)
+                delivered_after = last_receipt(fleet, [message_id]) - back_at
+                # Open sockets stayed open through the outage.
+                assert all(sim.welcomes == 1 for sim in fleet), [
+                    sim.log.closes for sim in fleet if sim.welcomes != 1
+                ][:5]
+                await asyncio.sleep(1.0)  # last acks and presence
+
+                def verdict_rows():
+                    from tests.receipts import rows_from_sql
+
+                    dsn = pg.url.replace("postgres://", "postgresql://")
+                    with psycopg.connect(dsn) as c, c.cursor() as cur:
+                        rows = rows_from_sql(cur, [d for d, _t in devices])
+                        cur.execute("SELECT count(*) FROM devices_device")
+                        count = cur.fetchone()[0]
+                        cur.execute(
+                            "SELECT count(*) FROM devices_device WHERE node IS NULL"
+                        )
+                        offline = cur.fetchone()[0]
+                        cur.execute(
+                            "SELECT count(*) FROM devices_delivery "
+                            "WHERE status NOT IN ('delivered', 'opened')"
+                        )
+                        unacked = cur.fetchone()[0]
+                    return rows, count, offline, unacked
+
+                rows, count, offline, unacked = await asyncio.to_thread(verdict_rows)
+                assert count == len(devices)  # the 503 registration left nothing
+                assert offline == 0  # presence survived the outage
+                assert unacked == 0  # acks buffered during it were written
+                verdict = check([s.log for s in fleet], rows, message_ids=[message_id])
+                verdict.assert_ok()
+                assert verdict.owed == len(devices)
+                record_figure(
+                    "postgres_stopped",
+                    devices=len(devices),
+                    outage_s=round(back_at - stopped_at, 1),
+                    api_503_s=round(api_seconds, 3),
+                    api_auth_503_s=round(auth_seconds, 3),
+                    handshake_4503_s=round(handshake_seconds, 3),
+                    healthz_ok_after_s=round(healthy, 2),
+                    campaign_delivered_after_s=round(delivered_after, 2),
+                )
+                assert api_seconds < 5 and auth_seconds < 5
+            finally:
+                await http.aclose()
+                await stop_fleet(fleet)
+            assert not server_tracebacks([s.output() for s in servers])
+
+
+def _quietly(func):
+    try:
+        return func()
+    except Exception:
+        return None
