@@ -218,11 +218,25 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     async def _send(self, frame: object) -> None:
         await self._send_frame(self.codec.encode(frame))
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None):
+        self._closing = True
+        await super().close(code, reason)
+
     async def _send_frame(self, data: str | bytes) -> None:
-        if isinstance(data, bytes):
-            await self.base_send({"type": "websocket.send", "bytes": data})
-        else:
-            await self.base_send({"type": "websocket.send", "text": data})
+        # Daphne raises (autobahn "Disconnected") on a send after the close
+        # began: an unhandled exception that killed the consumer with a
+        # traceback when a device pinged right after a 4429 close. What was
+        # not written stays open in the database and is replayed.
+        if getattr(self, "_closing", False):
+            return
+        message: dict[str, Any] = {"type": "websocket.send"}
+        message["bytes" if isinstance(data, bytes) else "text"] = data
+        try:
+            await self.base_send(message)
+        except Exception as exc:
+            if type(exc).__name__ != "Disconnected":
+                raise
+            self._closing = True
 
     async def _close_with(self, code: int) -> None:
         await self.close(code)

@@ -35,16 +35,21 @@ async def awake_targets(push: dict[str, Any], targets: Iterable[Target]) -> int:
             by_node[target.node].append(
                 [str(target.device_id), target.seq, target.delivery_id]
             )
-    sent = 0
-    for node, rows in by_node.items():
-        for start in range(0, len(rows), TARGETS_PER_EVENT):
-            event = {
+    sends = [
+        _asend(
+            node,
+            {
                 "type": "node.deliver",
                 "push": push,
                 "targets": rows[start : start + TARGETS_PER_EVENT],
-            }
-            sent += await _asend(node, event)
-    return sent
+            },
+        )
+        for node, rows in by_node.items()
+        for start in range(0, len(rows), TARGETS_PER_EVENT)
+    ]
+    # Concurrently: with Redis unreachable each send waits SEND_TIMEOUT, and
+    # one after the other a push to K nodes held its caller K times as long.
+    return sum(await asyncio.gather(*sends))
 
 
 async def aclose_device(

@@ -456,3 +456,218 @@ def _quietly(func):
         return func()
     except Exception:
         return None
+
+
+async def test_redis_that_stops_answering_blocks_nothing(settings, tmp_path):
+    """(d) Redis behind a proxy that accepts and black-holes: sockets,
+    heartbeats and /healthz keep answering, handshakes work, wake-ups time
+    out within their bound and the sweep delivers; after healing, traffic
+    flows through Redis again."""
+    from tests.reliability.services import BlackholeProxy
+    from tests.wsclient import DeviceClient
+
+    with private_redis() as redis:
+        proxy = BlackholeProxy(redis.port).start()
+        proxy_url = f"redis://127.0.0.1:{proxy.port}/0"
+        try:
+            use_layer(settings, proxy_url)
+            app, devices = await world(60)
+            ids = [d for d, _t in devices]
+            with daphne_servers(2, redis_url=proxy_url, tmp_path=tmp_path) as servers:
+                urls = [s.ws_url for s in servers]
+                fleet = await start_fleet(urls, devices[:50])
+                http = httpx.AsyncClient(base_url=servers[0].http_url, timeout=15)
+                probe = DeviceClient(urls[0], devices[50][1])
+                try:
+                    await probe.connect()
+                    assert await wait_for(lambda: online_count(ids[:51]) == 51, 20)
+                    proxy.blackhole()
+                    black_at = time.monotonic()
+                    # A push sent now: its wake-up times out, the sweep delivers.
+                    sent = time.monotonic()
+                    during = await database_sync_to_async(push_one)(
+                        app, ids[:50], "during"
+                    )
+                    send_seconds = time.monotonic() - sent
+                    # The event loops are free: ping/pong, /healthz, handshakes.
+                    from devices.protocol import Ping, Pong
+
+                    started = time.monotonic()
+                    await probe.send(Ping(t=1))
+                    pong = await probe.receive(timeout=3)
+                    ping_seconds = time.monotonic() - started
+                    assert isinstance(pong, Pong)
+                    started = time.monotonic()
+                    health = await http.get("/healthz")
+                    health_seconds = time.monotonic() - started
+                    assert health.status_code == 503
+                    assert not health.json()["checks"]["channel_layer"]["ok"]
+                    late = DeviceClient(urls[1], devices[51][1])
+                    started = time.monotonic()
+                    await late.connect()
+                    handshake_seconds = time.monotonic() - started
+                    await late.close()
+                    assert await until(lambda: has_all(fleet, [during]), 15)
+                    delivered_black = last_receipt(fleet, [during]) - sent
+                    await asyncio.sleep(max(0.0, 12 - (time.monotonic() - black_at)))
+                    proxy.heal()
+                    healed_at = time.monotonic()
+                    # Wake-ups travel through Redis again (well under the sweep).
+                    recovered = None
+                    while time.monotonic() < healed_at + 40:
+                        status = (await http.get("/healthz")).status_code
+                        if status == 200:
+                            recovered = time.monotonic() - healed_at
+                            break
+                        await asyncio.sleep(0.5)
+                    assert recovered is not None, "layer did not recover"
+                    after = await database_sync_to_async(push_one)(
+                        app, ids[:50], "after"
+                    )
+                    assert await until(lambda: has_all(fleet, [after]), 15)
+                    await asyncio.sleep(0.5)
+                    verdict = await verdict_for(fleet, [during, after])
+                    verdict.assert_ok()
+                    assert all(sim.welcomes == 1 for sim in fleet)
+                    record_figure(
+                        "redis_blackholed",
+                        devices=50,
+                        push_call_blocked_s=round(send_seconds, 2),
+                        ping_rtt_s=round(ping_seconds, 3),
+                        healthz_s=round(health_seconds, 2),
+                        handshake_s=round(handshake_seconds, 3),
+                        delivered_while_black_s=round(delivered_black, 2),
+                        layer_healthy_after_heal_s=round(recovered, 1),
+                    )
+                    assert ping_seconds < 1.0
+                    assert health_seconds < 5.0
+                    assert handshake_seconds < 3.0
+                    assert send_seconds < 5.0
+                finally:
+                    await probe.close()
+                    await http.aclose()
+                    await stop_fleet(fleet)
+                assert not server_tracebacks([s.output() for s in servers])
+        finally:
+            proxy.close()
+
+
+FROZEN_CLIENT = """
+import asyncio, sys, websockets
+async def main():
+    ws = await websockets.connect(sys.argv[1],
+        subprotocols=["kpns.json.v1", "kpns.token." + sys.argv[2]])
+    await ws.send('{"type":"hello","last_seq":0}')
+    await ws.recv()
+    print("ready", flush=True)
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+
+
+def rss_bytes(pid: int) -> int:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss
+
+
+async def test_slow_and_frozen_consumers(settings, tmp_path):
+    """(e) A consumer that reads one frame a second is closed with 4429 once
+    MAX_UNACKED pushes are waiting and catches up by replay; a frozen
+    (SIGSTOPped) one is found by the idle timeout and cleaned up; the
+    others' latency and the server's memory do not move."""
+    import subprocess
+    import sys
+
+    window = 40
+    extra = {
+        "KPNS_MAX_UNACKED": str(window),
+        "KPNS_HEARTBEAT_SECONDS": "1",
+        "KPNS_IDLE_TIMEOUT_SECONDS": "4",
+    }
+    with private_redis() as redis:
+        use_layer(settings, redis.url)
+        app, devices = await world(22)
+        ids = [d for d, _t in devices]
+        with daphne_servers(
+            1, redis_url=redis.url, tmp_path=tmp_path, extra_env=extra
+        ) as servers:
+            url = servers[0].ws_url
+            pid = servers[0].process.pid
+            others = await start_fleet([url], devices[:20])
+            slow = (await start_fleet([url], devices[20:21], read_delay=1.0))[0]
+            frozen = subprocess.Popen(  # noqa: ASYNC220
+                [sys.executable, "-c", FROZEN_CLIENT, url, devices[21][1]],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                line = await asyncio.wait_for(
+                    asyncio.to_thread(frozen.stdout.readline), 10
+                )
+                assert line.strip() == "ready"
+                assert await wait_for(lambda: online_count(ids) == 22, 10)
+                frozen.send_signal(signal.SIGSTOP)
+                frozen_at = time.monotonic()
+                rss_before = rss_bytes(pid)
+                body = "x" * 3000
+                sent_at: dict[str, float] = {}
+
+                def burst():
+                    for i in range(3 * window):
+                        message, _ = pushes.push_to_devices(
+                            app=app,
+                            device_ids=ids,
+                            title=f"burst {i}",
+                            body=body,
+                            ttl_seconds=3600,
+                        )
+                        sent_at[str(message.pk)] = time.monotonic()
+                    return list(sent_at)
+
+                burst_ids = await database_sync_to_async(burst)()
+                assert await until(lambda: has_all(others, burst_ids), 30)
+                latencies = sorted(
+                    r.at - sent_at[r.message_id]
+                    for sim in others
+                    for r in sim.log.app_seen
+                    if r.message_id in sent_at
+                )
+                p99 = latencies[int(len(latencies) * 0.99) - 1]
+                # The slow one was closed with 4429 ...
+                # (it may see the 4429 frame, or only the connection drop
+                # when the close frame sits behind unread pushes)
+                assert await until(lambda: bool(slow.log.closes), 30)
+                assert "too slow, closing" in servers[0].output()
+                closed_slow = slow.log.closes[0]
+                # ... and catches up by replay once it reads at full speed.
+                slow.read_delay = 0.0
+                assert await until(lambda: has_all([slow], burst_ids), 30)
+                # The frozen one is found by the idle timeout and cleaned up.
+                assert await wait_for(lambda: online_count([ids[21]]) == 0, 20)
+                frozen_cleaned = time.monotonic() - frozen_at
+                rss_after = rss_bytes(pid)
+                await asyncio.sleep(0.5)
+                verdict = await verdict_for(others + [slow], burst_ids)
+                verdict.assert_ok()
+                record_figure(
+                    "slow_and_frozen",
+                    window=window,
+                    pushes=len(burst_ids),
+                    push_bytes=len(body),
+                    slow_close_code=closed_slow,
+                    slow_reconnects=slow.welcomes - 1,
+                    others_p99_latency_s=round(p99, 3),
+                    frozen_offline_after_s=round(frozen_cleaned, 1),
+                    idle_timeout_s=4,
+                    server_rss_growth_mb=round((rss_after - rss_before) / 2**20, 1),
+                )
+                assert closed_slow in (4429, 1006)
+                assert p99 < 2.0
+                assert rss_after - rss_before < 64 * 2**20
+            finally:
+                frozen.send_signal(signal.SIGCONT)
+                frozen.kill()
+                frozen.wait(timeout=10)
+                await stop_fleet(others + [slow])
+            assert not server_tracebacks([servers[0].output()])
