@@ -22,9 +22,12 @@ if os.environ.get("KPNS_BENCH_NAIVE") == "1":
         path("ws/bench/naive/", NaiveConsumer.as_asgi()),
     ]
 
+from kpns_site.bodylimit import BodyLimitMiddleware  # noqa: E402
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Oversized request bodies get 413 before Django buffers them.
+        "http": BodyLimitMiddleware(django_asgi_app),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
