@@ -1,0 +1,408 @@
+"""Access control: handshakes, revocation, isolation between devices, the role
+matrix (tests/security/access_matrix.csv), CSRF, escaping, secrets at rest
+and in logs.
+"""
+
+import asyncio
+import csv
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+
+from campaigns import lifecycle
+from campaigns.roles import marketer_group
+from devices import pushes, registry
+from devices.models import Delivery, Device
+from devices.protocol import JSON, Ack, Error, Hello, Push, Welcome
+from kpns_site.asgi import application
+from tests.factories import make_app, make_device
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+MATRIX = Path(__file__).with_name("access_matrix.csv")
+XSS = "<script>alert('kpns')</script>"
+SQLI = "x'); DROP TABLE devices_device; --"
+
+
+# Handshakes -----------------------------------------------------------------
+
+
+async def try_socket(subprotocols, headers=None):
+    communicator = WebsocketCommunicator(
+        application, "/ws/v1/device/", subprotocols=subprotocols, headers=headers or []
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    if connected:
+        await communicator.disconnect()
+    return connected
+
+
+@pytest.mark.usefixtures("stop_nodes")
+async def test_handshakes_without_a_valid_token_are_refused_before_accept():
+    app = await database_sync_to_async(make_app)()
+    other_app = await database_sync_to_async(make_app)()
+    device, token = await database_sync_to_async(make_device)(app)
+    revoked, revoked_token = await database_sync_to_async(make_device)(other_app)
+    await database_sync_to_async(registry.device_revoke)(device=revoked)
+    refused = {
+        "missing": ["kpns.json.v1"],
+        "empty": ["kpns.json.v1", "kpns.token."],
+        "malformed": ["kpns.json.v1", "kpns.token.%%%not-base64%%%"],
+        "too long": ["kpns.json.v1", "kpns.token." + "a" * 500],
+        "hash instead of token": ["kpns.json.v1", f"kpns.token.{device.token_hash}"],
+        "prefix only": ["kpns.json.v1", f"kpns.token.{device.token_prefix}"],
+        "revoked": ["kpns.json.v1", f"kpns.token.{revoked_token}"],
+        "other device's hash": ["kpns.json.v1", f"kpns.token.{revoked.token_hash}"],
+    }
+    for name, offered in refused.items():
+        assert not await try_socket(offered), name
+    # Cross-site WebSocket hijacking: a foreign or null Origin is refused.
+    good = ["kpns.json.v1", f"kpns.token.{token}"]
+    for origin in (b"https://evil.example", b"null", b"http://127.0.0.1.evil.example"):
+        assert not await try_socket(good, [(b"origin", origin)]), origin
+    assert await try_socket(good)  # a native client (no Origin)
+    assert await try_socket(good, [(b"origin", b"http://localhost:8000")])
+
+
+@pytest.mark.usefixtures("stop_nodes")
+async def test_revoked_device_socket_is_closed_by_the_heartbeat_even_without_event():
+    """The revocation's close event may be lost (Redis down); the node
+    heartbeat checks is_active every NODE_HEARTBEAT_SECONDS (5 s; 1 s here)."""
+    app = await database_sync_to_async(make_app)()
+    device, token = await database_sync_to_async(make_device)(app)
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/v1/device/",
+        subprotocols=["kpns.json.v1", f"kpns.token.{token}"],
+    )
+    assert (await communicator.connect(timeout=5))[0]
+    await communicator.send_to(text_data=JSON.encode(Hello(last_seq=0)))
+    await communicator.receive_output(5)
+    started = time.monotonic()
+    # Revoke behind the registry's back: no close event is sent.
+    await database_sync_to_async(Device.objects.filter(pk=device.pk).update)(
+        is_active=False
+    )
+    closed = await communicator.receive_output(10)
+    assert closed == {"type": "websocket.close", "code": 4403}
+    assert time.monotonic() - started < 5
+
+
+# Isolation between devices -----------------------------------------------------
+
+
+@pytest.mark.usefixtures("stop_nodes")
+async def test_device_a_cannot_ack_or_open_device_b_messages():
+    app = await database_sync_to_async(make_app)()
+    a, token_a = await database_sync_to_async(make_device)(app)
+    b, _token_b = await database_sync_to_async(make_device)(app)
+    message_b, _ = await database_sync_to_async(pushes.push_to_devices)(
+        app=app, device_ids=[b.pk], title="for b only"
+    )
+    message_a, _ = await database_sync_to_async(pushes.push_to_devices)(
+        app=app, device_ids=[a.pk], title="for a"
+    )
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/v1/device/",
+        subprotocols=["kpns.json.v1", f"kpns.token.{token_a}"],
+    )
+    await communicator.connect(timeout=5)
+    await communicator.send_to(text_data=JSON.encode(Hello(last_seq=0)))
+    assert isinstance(
+        JSON.decode_server((await communicator.receive_output(5))["text"]), Welcome
+    )
+    push = JSON.decode_server((await communicator.receive_output(5))["text"])
+    assert isinstance(push, Push) and push.id == str(message_a.pk)  # never B's
+    # A acks and opens B's message with B's id and seq (both 1).
+    for frame in (
+        Ack(id=str(message_b.pk), seq=1),
+        {"type": "opened", "id": str(message_b.pk), "seq": 1},
+    ):
+        text = JSON.encode(frame) if not isinstance(frame, dict) else _json(frame)
+        await communicator.send_to(text_data=text)
+    answer = JSON.decode_server((await communicator.receive_output(5))["text"])
+    assert isinstance(answer, Error) and answer.code == "unknown_message"
+    assert await communicator.receive_nothing(0.5)
+    await communicator.disconnect()
+    status = await database_sync_to_async(
+        lambda: Delivery.objects.get(device=b, message=message_b).status
+    )()
+    assert status == "pending"
+    mine = await database_sync_to_async(
+        lambda: Delivery.objects.get(device=a, message=message_a).status
+    )()
+    assert mine in ("sent", "pending")
+
+
+def _json(obj):
+    import json
+
+    return json.dumps(obj)
+
+
+def test_device_rest_endpoint_only_shows_the_callers_device():
+    app = make_app()
+    other_app = make_app()
+    a, token_a = make_device(app, alias="alice")
+    b, _token_b = make_device(other_app, alias="bob")
+    client = Client()
+    mine = client.get("/api/v1/device", HTTP_AUTHORIZATION=f"Device {token_a}")
+    assert mine.status_code == 200 and mine.json()["id"] == str(a.pk)
+    # The hash, or another tenant's id, is not a credential.
+    for credential in (a.token_hash, str(b.pk), b.token_hash):
+        response = client.get(
+            "/api/v1/device", HTTP_AUTHORIZATION=f"Device {credential}"
+        )
+        assert response.status_code == 401
+    changed = client.patch(
+        "/api/v1/device",
+        {"alias": "mallory"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Device {token_a}",
+    )
+    assert changed.status_code == 200
+    b.refresh_from_db()
+    assert b.alias == "bob"
+
+
+# The role matrix --------------------------------------------------------------
+
+
+def _users():
+    staff = User.objects.create_user("staff", password="pw-staff-123", is_staff=True)
+    marketer = User.objects.create_user("mary", password="pw-mary-123", is_staff=True)
+    marketer.groups.add(marketer_group())
+    admin = User.objects.create_superuser("boss", "", "pw-boss-123")
+    return {"staff": staff, "marketer": marketer, "admin": admin}
+
+
+def _rows():
+    lines = [
+        line for line in MATRIX.read_text().splitlines() if not line.startswith("#")
+    ]
+    return list(csv.DictReader(lines))
+
+
+def _outcome(response):
+    code = response.status_code
+    if code in (301, 302) and "/admin/login/" in response.get("Location", ""):
+        return "login"
+    if 200 <= code < 300:
+        return "ok"
+    if code in (401, 403):
+        return "deny"
+    return str(code)
+
+
+def test_role_matrix_matches_the_committed_table():
+    app = make_app()
+    device, token = make_device(app)
+    users = _users()
+    campaign = lifecycle.campaign_create(
+        app=app, name="Matrix", title="Matrix", audience_kind="all"
+    )
+    ids = {"{device}": str(device.pk), "{campaign}": str(campaign.pk)}
+    clients = {"anonymous": Client(), "device": Client()}
+    for name, user in users.items():
+        clients[name] = Client()
+        clients[name].force_login(user)
+    headers = {"device": {"HTTP_AUTHORIZATION": f"Device {token}"}}
+    rows = _rows()
+    roles = [r for r in rows[0] if r not in ("path", "method")]
+    mismatches, todo = [], 0
+    for row in rows:
+        path = row["path"]
+        for placeholder, value in ids.items():
+            path = path.replace(placeholder, value)
+        method = row["method"].lower()
+        for role in roles:
+            expected = row[role]
+            if expected == "todo" or role not in clients:
+                todo += 1
+                continue
+            kwargs = dict(headers.get(role, {}))
+            if method in ("post", "patch", "put"):
+                body = {"client_key": app.client_key, "platform": "web"}
+                if method == "patch":
+                    body = {"alias": "x"}
+                kwargs.update(data=body, content_type="application/json")
+            response = getattr(clients[role], method)(path, **kwargs)
+            got = _outcome(response)
+            if got != expected:
+                mismatches.append(
+                    f"{row['method']} {row['path']} as {role}: "
+                    f"{got}, table says {expected}"
+                )
+    assert not mismatches, "\n".join(mismatches)
+    assert len(rows) >= 20
+
+
+def test_every_admin_post_without_csrf_is_refused():
+    app = make_app()
+    device, _token = make_device(app)
+    campaign = lifecycle.campaign_create(
+        app=app, name="Csrf", title="Csrf", audience_kind="all"
+    )
+    admin = User.objects.create_superuser("boss", "", "pw-boss-123")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin)
+    posts = [
+        "/admin/devices/app/add/",
+        f"/admin/devices/app/{app.pk}/change/",
+        "/admin/devices/device/",
+        f"/admin/devices/device/{device.pk}/change/",
+        "/admin/campaigns/campaign/",
+        "/admin/campaigns/campaign/add/",
+        f"/admin/campaigns/campaign/{campaign.pk}/change/",
+        f"/admin/campaigns/campaign/{campaign.pk}/delete/",
+        "/admin/auth/user/add/",
+        "/admin/logout/",
+    ]
+    for path in posts:
+        response = client.post(
+            path, {"action": "delete_selected", "_selected_action": [1]}
+        )
+        assert response.status_code == 403, (path, response.status_code)
+    anonymous = Client(enforce_csrf_checks=True)
+    login = anonymous.post(
+        "/admin/login/", {"username": "boss", "password": "pw-boss-123"}
+    )
+    assert login.status_code == 403
+    assert Device.objects.filter(pk=device.pk).exists()
+
+
+# Hostile text is stored exactly and rendered escaped -----------------------------
+
+
+def test_script_and_sql_payloads_are_stored_exactly_and_rendered_escaped():
+    app = make_app(name=XSS)
+    client = Client()
+    response = client.post(
+        "/api/v1/devices/register",
+        {
+            "client_key": app.client_key,
+            "platform": "web",
+            "alias": XSS + SQLI,
+            "locale": "en",
+            "app_version": SQLI[:32],
+            "attributes": {"note": XSS, "q": SQLI},
+        },
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    device = Device.objects.get(pk=response.json()["id"])
+    assert device.alias == XSS + SQLI
+    assert device.attributes == {"note": XSS, "q": SQLI}
+    campaign = lifecycle.campaign_create(
+        app=app, name=XSS, title=XSS + SQLI, body=SQLI, audience_kind="all"
+    )
+    assert Device.objects.count() == 1  # the SQL did nothing
+    admin = User.objects.create_superuser("boss", "", "pw-boss-123")
+    client.force_login(admin)
+    pages = [
+        "/admin/devices/device/",
+        f"/admin/devices/device/{device.pk}/change/",
+        "/admin/devices/app/",
+        "/admin/campaigns/campaign/",
+        f"/admin/campaigns/campaign/{campaign.pk}/change/",
+    ]
+    for path in pages:
+        page = client.get(path)
+        assert page.status_code == 200, path
+        html = page.content.decode()
+        assert XSS not in html, path
+        assert "&lt;script&gt;" in html, path
+
+
+# Secrets at rest and in logs -------------------------------------------------------
+
+
+def test_no_device_token_in_a_database_dump_or_in_logs(caplog):
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_dump needs PostgreSQL")
+    app = make_app()
+    client = Client()
+    tokens = []
+    with caplog.at_level("DEBUG"):
+        for _ in range(3):
+            response = client.post(
+                "/api/v1/devices/register",
+                {"client_key": app.client_key, "platform": "android"},
+                content_type="application/json",
+            )
+            tokens.append(response.json()["token"])
+        for token in tokens:
+            client.get("/api/v1/device", HTTP_AUTHORIZATION=f"Device {token}")
+        client.get("/api/v1/device", HTTP_AUTHORIZATION="Device wrong-token-value")
+    conf = connection.settings_dict
+    dump = subprocess.run(
+        [
+            "pg_dump",
+            "--data-only",
+            "-h",
+            conf["HOST"] or "127.0.0.1",
+            "-p",
+            str(conf["PORT"] or 5432),
+            "-U",
+            conf["USER"] or "postgres",
+            conf["NAME"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={"PGPASSWORD": conf.get("PASSWORD") or "", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    assert "devices_device" in dump
+    for token in tokens:
+        assert token not in dump
+        assert token not in caplog.text
+
+
+@pytest.mark.e2e
+async def test_tokens_never_reach_server_logs(tmp_path):
+    import httpx
+    import websockets
+
+    from tests.e2e.servers import daphne_servers
+    from tests.reliability.services import private_redis
+
+    app = await database_sync_to_async(make_app)()
+    with (
+        private_redis() as redis,
+        daphne_servers(
+            1, redis_url=redis.url, tmp_path=tmp_path, extra_env={"LOG_LEVEL": "DEBUG"}
+        ) as servers,
+    ):
+        server = servers[0]
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
+            registered = await http.post(
+                "/api/v1/devices/register",
+                json={"client_key": app.client_key, "platform": "web"},
+            )
+            token = registered.json()["token"]
+            await http.get(
+                "/api/v1/device", headers={"Authorization": f"Device {token}"}
+            )
+        async with websockets.connect(
+            server.ws_url, subprotocols=["kpns.json.v1", f"kpns.token.{token}"]
+        ) as ws:
+            await ws.send(JSON.encode(Hello(last_seq=0)))
+            await asyncio.wait_for(ws.recv(), 5)
+        with pytest.raises(websockets.InvalidStatus):
+            await websockets.connect(
+                server.ws_url,
+                subprotocols=["kpns.json.v1", "kpns.token.bogus-token-1234"],
+            )
+        await asyncio.sleep(0.3)
+        output = server.output()
+        assert token not in output
+        assert "bogus-token-1234" not in output
