@@ -222,10 +222,29 @@ def _insert_deliveries(
         }
 
 
+@dataclass(frozen=True)
+class ConnectRequest:
+    device_id: UUID
+    connection_id: str
+    last_seq: int
+
+
 def device_connect(
     *, device_id: UUID, node: str, connection_id: str, last_seq: int
 ) -> ConnectResult:
-    """Mark the device online here and return what it must be replayed.
+    """Mark one device online here and return what it must be replayed."""
+    request = ConnectRequest(device_id, connection_id, last_seq)
+    return devices_connect(node=node, requests=[request])[device_id]
+
+
+def devices_connect(
+    *, node: str, requests: list[ConnectRequest]
+) -> dict[UUID, ConnectResult]:
+    """Mark devices online here and return what each must be replayed.
+
+    One transaction for a batch of hellos (the node gathers them for a few
+    milliseconds): a reconnect storm costs a handful of statements per
+    batch instead of per device.
 
     Presence is written first and under the device row lock: a concurrent
     enqueue either commits before this (and is replayed) or after (and sees
@@ -233,57 +252,123 @@ def device_connect(
     """
     now = timezone.now()
     limit = kpns_setting("MAX_PENDING_PER_DEVICE")
+    wanted = {r.device_id: r for r in requests}
+    ids = sorted(wanted)
     with transaction.atomic():
-        device = (
-            Device.objects.select_for_update()
+        devices = {
+            d.pk: d
+            for d in Device.objects.select_for_update()
+            .filter(pk__in=_many(ids, "uuid"))
+            .order_by("pk")
             .only("node", "connection_id", "last_seq", "acked_seq")
-            .get(pk=device_id)
-        )
-        resume_at = max(0, min(last_seq, device.last_seq))
-        Device.objects.filter(pk=device_id).update(
-            node=node,
-            connection_id=connection_id,
-            last_seen_at=now,
-            acked_seq=max(device.acked_seq, resume_at),
-        )
+        }
+        resume = {
+            pk: max(0, min(wanted[pk].last_seq, d.last_seq))
+            for pk, d in devices.items()
+        }
+        _presence_set(node, now, devices, wanted, resume)
         # One read of the open deliveries (a small partial index) decides the
-        # rest; a device with nothing pending costs no further statement.
-        open_rows = list(
-            Delivery.objects.filter(device_id=device_id, status__in=OPEN_STATUSES)
-            .order_by("seq")
-            .values_list("pk", "seq", "expires_at", "message_id")
-        )
-        # The app says it processed everything up to resume_at: its acks
-        # for those were lost on the way, so they count as delivered.
-        done = [row[0] for row in open_rows if row[1] <= resume_at]
-        expired = [row[0] for row in open_rows if row[1] > resume_at and row[2] <= now]
-        live = [row for row in open_rows if row[1] > resume_at and row[2] > now]
-        dropped = [row[0] for row in live[: max(0, len(live) - limit)]]
-        live = live[len(dropped) :]
+        # rest; devices with nothing pending cost no further statement.
+        open_rows: dict[UUID, list[tuple[int, int, datetime, UUID]]] = {}
+        for pk, device_id, seq, expires, message_id in (
+            Delivery.objects.filter(
+                device_id__in=_many(list(devices), "uuid"), status__in=OPEN_STATUSES
+            )
+            .order_by("device_id", "seq")
+            .values_list("pk", "device_id", "seq", "expires_at", "message_id")
+        ):
+            open_rows.setdefault(device_id, []).append((pk, seq, expires, message_id))
+        done: list[int] = []
+        expired: list[int] = []
+        dropped: list[int] = []
+        live_by_device: dict[UUID, list[tuple[int, int, datetime, UUID]]] = {}
+        maybe_gap: list[UUID] = []
+        gaps: set[UUID] = set()
+        for pk, device in devices.items():
+            rows = open_rows.get(pk, [])
+            at = resume[pk]
+            # The app says it processed everything up to `at`: its acks for
+            # those were lost on the way, so they count as delivered.
+            done += [row[0] for row in rows if row[1] <= at]
+            expired += [row[0] for row in rows if row[1] > at and row[2] <= now]
+            live = [row for row in rows if row[1] > at and row[2] > now]
+            cut = live[: max(0, len(live) - limit)]
+            dropped += [row[0] for row in cut]
+            live_by_device[pk] = live[len(cut) :]
+            above = sum(1 for row in rows if row[1] > at)
+            if cut:
+                gaps.add(pk)
+            elif above < device.last_seq - at:
+                # Seqs above `at` that are no longer open may include
+                # dropped ones; only then is the resync check worth a query.
+                maybe_gap.append(pk)
         if done:
-            Delivery.objects.filter(pk__in=done).update(**_delivered(now))
+            Delivery.objects.filter(pk__in=_many(done, "bigint")).update(
+                **_delivered(now)
+            )
         if expired:
-            Delivery.objects.filter(pk__in=expired).update(
+            Delivery.objects.filter(pk__in=_many(expired, "bigint")).update(
                 status=DeliveryStatus.EXPIRED
             )
         if dropped:
-            Delivery.objects.filter(pk__in=dropped).update(
+            Delivery.objects.filter(pk__in=_many(dropped, "bigint")).update(
                 status=DeliveryStatus.DROPPED
             )
-        resync = bool(dropped) or (
-            Delivery.objects.filter(
-                device_id=device_id, status=DeliveryStatus.DROPPED, seq__gt=resume_at
-            ).exists()
+        for pk in maybe_gap:
+            if Delivery.objects.filter(
+                device_id=pk, status=DeliveryStatus.DROPPED, seq__gt=resume[pk]
+            ).exists():
+                gaps.add(pk)
+        message_ids = {row[3] for rows in live_by_device.values() for row in rows}
+        messages = Message.objects.in_bulk(message_ids)
+        fields = {mid: push_fields(message) for mid, message in messages.items()}
+    return {
+        pk: ConnectResult(
+            db_last_seq=device.last_seq,
+            replay=[
+                (seq, row_pk, fields[mid])
+                for row_pk, seq, _e, mid in live_by_device[pk]
+            ],
+            resync=pk in gaps,
+            previous_node=device.node,
+            previous_connection=device.connection_id,
         )
-        messages = Message.objects.in_bulk({row[3] for row in live})
-        replay = [(seq, pk, push_fields(messages[mid])) for pk, seq, _e, mid in live]
-    return ConnectResult(
-        db_last_seq=device.last_seq,
-        replay=replay,
-        resync=resync,
-        previous_node=device.node,
-        previous_connection=device.connection_id,
-    )
+        for pk, device in devices.items()
+    }
+
+
+def _presence_set(
+    node: str,
+    now: datetime,
+    devices: dict[UUID, Device],
+    wanted: dict[UUID, ConnectRequest],
+    resume: dict[UUID, int],
+) -> None:
+    """Write presence and the acked position of every connecting device."""
+    if connection.vendor == "postgresql" and len(devices) > 1:
+        ids = list(devices)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE devices_device AS d SET node = %s, last_seen_at = %s, "
+                "connection_id = v.conn, acked_seq = GREATEST(d.acked_seq, v.at) "
+                "FROM unnest(%s::uuid[], %s::text[], %s::bigint[]) AS v(id, conn, at) "
+                "WHERE d.id = v.id",
+                [
+                    node,
+                    now,
+                    ids,
+                    [wanted[pk].connection_id for pk in ids],
+                    [resume[pk] for pk in ids],
+                ],
+            )
+        return
+    for pk, device in devices.items():
+        Device.objects.filter(pk=pk).update(
+            node=node,
+            connection_id=wanted[pk].connection_id,
+            last_seen_at=now,
+            acked_seq=max(device.acked_seq, resume[pk]),
+        )
 
 
 def open_deliveries_after(

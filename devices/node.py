@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from devices import delivery, inbox
+from devices.batching import ConnectBatcher
 from devices.conf import kpns_setting
 from devices.groups import new_node_name, node_channel
 from devices.models import Device
@@ -40,6 +41,7 @@ LAYER_RECEIVE_TIMEOUT = 30.0
 DB_TIMEOUT = 10.0
 SWEEP_LIMIT = 20_000
 WATCHDOG_SECONDS = 2.0
+STOP_TIMEOUT = 2.0
 
 
 class Node:
@@ -50,6 +52,7 @@ class Node:
         # Every accepted socket of this process, hello said or not.
         self.sockets: set[Any] = set()
         self.receipts = inbox.Receipts()
+        self.connects = ConnectBatcher(self.name)
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
         self._started = asyncio.Event()
@@ -87,7 +90,10 @@ class Node:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # A channels-redis receive may finish its blocking pop before it
+            # honours the cancel; do not let that hold a shutdown.
+            await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
         self._tasks.clear()
         await self.flush_receipts()
 

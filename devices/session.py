@@ -69,11 +69,8 @@ class Session:
 
     async def start(self, *, last_seq: int, heartbeat: int, max_frame: int) -> None:
         """Go online here, then replay what the device missed."""
-        result = await db_parallel(inbox.device_connect)(
-            device_id=self.device_id,
-            node=self.node.name,
-            connection_id=self.connection_id,
-            last_seq=last_seq,
+        result = await self.node.connects.connect(
+            inbox.ConnectRequest(self.device_id, self.connection_id, last_seq)
         )
         self.node.replaced(self, result.previous_node, result.previous_connection)
         resume_at = max(0, min(last_seq, result.db_last_seq))

@@ -100,3 +100,25 @@ def test_acks_with_a_foreign_message_id_change_nothing(app):
     message, targets = push(app, victim, "secret")
     inbox.receipts_record(inbox.Receipts(acked_late=[(device.pk, 1, str(message.pk))]))
     assert Delivery.objects.get(pk=targets[0].delivery_id).status == "pending"
+
+
+def test_a_batch_of_connects_sets_presence_and_replays_each_device(app):
+    devices = [make_device(app)[0] for _ in range(3)]
+    for index, device in enumerate(devices):
+        for n in range(index + 1):
+            push(app, device, f"{index}-{n}")
+    requests = [
+        inbox.ConnectRequest(device.pk, f"conn-{i}", last_seq=1 if i == 2 else 0)
+        for i, device in enumerate(devices)
+    ]
+    results = inbox.devices_connect(node="n9", requests=requests)
+    replays = {pk: [f["title"] for _s, _p, f in r.replay] for pk, r in results.items()}
+    assert replays == {
+        devices[0].pk: ["0-0"],
+        devices[1].pk: ["1-0", "1-1"],
+        devices[2].pk: ["2-1", "2-2"],
+    }
+    rows = Device.objects.filter(pk__in=[d.pk for d in devices]).order_by("acked_seq")
+    assert [(d.node, d.acked_seq) for d in rows] == [("n9", 0), ("n9", 0), ("n9", 1)]
+    assert {d.connection_id for d in rows} == {"conn-0", "conn-1", "conn-2"}
+    assert not any(r.resync for r in results.values())
