@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint migrate clean bench bench-quick
+.PHONY: install run test lint migrate clean soak bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,11 @@ bench: $(BENCH_STAMP)
 # 2,000 devices, every scenario once: a correctness smoke test (0 lost, 0 twice).
 bench-quick: $(BENCH_STAMP)
 	$(PY) -m bench.run --scenario idle --scenario broadcast --scenario storm --scenario naive --devices 2000 --servers 2 --runs 1 --label quick
+
+# Reliability soak tier (docs/guarantees.md): KPNS_SOAK_DEVICES (3000) devices
+# for KPNS_SOAK_MINUTES (5), a campaign every KPNS_SOAK_CAMPAIGN_SECONDS (60),
+# 10% reconnecting per minute. `make test` excludes it (-m "not soak").
+soak: install
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+	  $(VENV)/bin/pytest -m soak tests/reliability -s -p no:cacheprovider
