@@ -1,10 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from kpns_site.demo import demo
 from kpns_site.health import healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("devices.api.urls")),
+    path("demo/", demo, name="demo"),
 ]

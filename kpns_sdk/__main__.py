@@ -1,0 +1,3 @@
+from kpns_sdk.cli import run
+
+run()

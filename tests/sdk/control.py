@@ -1,0 +1,95 @@
+"""A small HTTP control server for SDK tests written in other languages.
+
+The Node tests of the JavaScript SDK (sdk/js/test/) cannot reach the test
+database; they ask this server, run by the pytest test in a thread, to push
+to devices, read delivery statuses and revoke devices, all through the real
+services.
+"""
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from django.db import connections
+
+from devices import registry
+from devices.models import Delivery, Device
+from devices.pushes import push_to_devices
+
+
+def _push(body: dict[str, Any]) -> dict[str, Any]:
+    devices = list(Device.objects.filter(pk__in=body["device_ids"]))
+    content = {
+        key: body[key]
+        for key in ("title", "body", "url", "image", "data", "ttl_seconds")
+        if key in body
+    }
+    message, targets = push_to_devices(
+        app=devices[0].app, device_ids=[d.pk for d in devices], **content
+    )
+    return {"message_id": str(message.pk), "targets": targets}
+
+
+def _deliveries(query: dict[str, list[str]]) -> dict[str, Any]:
+    rows = Delivery.objects.filter(message_id=query["message"][0])
+    return {str(d.device_id): {"status": d.status, "seq": d.seq} for d in rows}
+
+
+def _revoke(body: dict[str, Any]) -> dict[str, Any]:
+    registry.device_revoke(device=Device.objects.get(pk=body["device_id"]))
+    return {"revoked": body["device_id"]}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        parts = urlsplit(self.path)
+        if parts.path == "/deliveries":
+            self._answer(lambda: _deliveries(parse_qs(parts.query)))
+        else:
+            self._reply(404, {"error": "not found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        action = {"/push": _push, "/revoke": _revoke}.get(self.path)
+        if action is None:
+            self._reply(404, {"error": "not found"})
+        else:
+            self._answer(lambda: action(body))
+
+    def _answer(self, work: Any) -> None:
+        try:
+            self._reply(200, work())
+        except Exception as exc:  # reported to the Node test, which fails
+            self._reply(500, {"error": repr(exc)})
+        finally:
+            connections.close_all()  # one thread per request: do not leak
+
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@contextmanager
+def control_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
