@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from devices import inbox
+from devices.catchup import catch_up_batcher
 from devices.conf import kpns_setting
-from devices.dbpool import db_parallel
 from devices.protocol import Codec, Push, PushTemplate, Resync, Welcome
 
 if TYPE_CHECKING:
@@ -163,8 +163,8 @@ class Session:
                     return
                 seen = self._waiting
                 self._waiting = []
-                rows = await db_parallel(inbox.open_deliveries_after)(
-                    device_id=self.device_id, after_seq=self.cursor, limit=room
+                rows = await catch_up_batcher(self.node).fetch(
+                    self.device_id, self.cursor, room
                 )
                 await self._write_rows(rows)
                 if len(rows) < room:
