@@ -194,6 +194,30 @@ class Platform:
             time.sleep(0.2)
         return online
 
+    def start_profile(self, name: str, seconds: int = 15) -> subprocess.Popen:
+        """py-spy on the first server for the next `seconds` (raw stacks)."""
+        out = ROOT / "bench" / "results" / f"profile-{name}-{int(time.time())}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(self.server_pids()[0]),
+                "--duration",
+                str(seconds),
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1)  # let py-spy attach before the work starts
+        return process
+
     # Measurements -----------------------------------------------------------
 
     def server_pids(self) -> list[int]:

@@ -81,6 +81,9 @@ def main() -> None:
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the first server (broadcast)"
+    )
     args = parser.parse_args()
     scenarios = args.scenario or ["idle", "broadcast", "storm"]
     # One harness at a time per machine: runs share the bench database and

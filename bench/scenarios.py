@@ -35,6 +35,7 @@ def scenario_broadcast(platform: Platform, args: argparse.Namespace) -> dict[str
     campaign = lifecycle.campaign_create(
         app=platform.app, name=f"bench {time.time()}", title="Benchmark", body="x"
     )
+    profiler = platform.start_profile("broadcast") if args.profile else None
     cpu_before = platform.cpu_seconds()
     t0 = time.time()
     sender.campaign_send_now(campaign=campaign)
@@ -50,6 +51,8 @@ def scenario_broadcast(platform: Platform, args: argparse.Namespace) -> dict[str
             break
         time.sleep(0.05)
     cpu_after = platform.cpu_seconds()
+    if profiler is not None:
+        profiler.wait(timeout=120)
     reports = platform.reports()
     times = [t for r in reports for ts in r["times"].values() for t in ts]
     latencies = sorted(t - t0 for t in times)
