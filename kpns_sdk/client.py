@@ -399,7 +399,8 @@ class Client:
                 return _Decision(str(error), stop="failed")
             return _Decision(f"server error {error.status}")
         if error is not None:
-            await self._emit("error", error)
+            if not isinstance(error, OSError | TimeoutError | httpx.TransportError):
+                await self._emit("error", error)  # the reason below says the rest
             return _Decision("server unreachable")
         if outcome.status is not None:
             # The handshake was refused (403): is the token still valid?
