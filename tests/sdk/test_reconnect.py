@@ -118,8 +118,14 @@ def send_campaign(app, name):
         audience={"tags_any": [TAG]},
     )
     campaign = sender.campaign_send_now(campaign=campaign)
-    campaign.refresh_from_db()
-    return str(campaign.message_id)
+    # The scheduler may hold the first chunk (SKIP LOCKED): its message
+    # exists once that chunk commits.
+    for _ in range(200):
+        campaign.refresh_from_db()
+        if campaign.message_id is not None:
+            return str(campaign.message_id)
+        time.sleep(0.05)
+    raise AssertionError(f"campaign {name!r} has no message after 10 s")
 
 
 async def assert_once_each(received, message_id, timeout=BACK_WITHIN):
