@@ -13,8 +13,9 @@ from datetime import datetime
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
+from campaigns import watch
 from campaigns.sender import send_due
-from devices import inbox
+from devices import inbox, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +33,21 @@ def run_scheduler(
     while not stop.is_set():
         try:
             close_old_connections()
+            watch.tick()
             chunks = send_due(now=clock())
             now = clock().timestamp()
             if now - last_housekeeping > HOUSEKEEPING_SECONDS:
                 expired = inbox.expire_due(now=clock())
                 if expired:
                     logger.info("expired %d deliveries", expired)
+                    metrics.EXPIRED.inc(expired)
                 last_housekeeping = now
             delay = poll_seconds
         except DatabaseError as exc:
             # PostgreSQL down or restarting: back off and try again; no
             # chunk was half-written (each is one transaction).
             logger.warning("scheduler: database unavailable (%s)", exc)
+            metrics.FAILED.labels("scheduler_database").inc()
             chunks = 0
             delay = min(max(delay * 2, 1.0), 10.0)
         if chunks == 0:
