@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from campaigns.audience import audience_devices, audience_validate
 from campaigns.models import Campaign, CampaignSlice, CampaignStatus
-from devices import inbox, pushes
-from devices.models import DeliveryStatus, Message
+from devices import inbox, pushes, webhooks
+from devices.models import DeliveryStatus, Message, WebhookEvent
+from devices.selectors import message_stats
 
 TRANSITIONS: dict[str, set[str]] = {
     CampaignStatus.DRAFT: {CampaignStatus.SCHEDULED, CampaignStatus.CANCELLED},
@@ -268,11 +269,36 @@ def _transition(campaign: Campaign, to: str, **fields: Any) -> Campaign:
             raise CampaignStateError(
                 {"status": [f"A {locked.status} campaign cannot become {to}."]}
             )
+        was = locked.status
         locked.status = to
         for name, value in fields.items():
             setattr(locked, name, value)
         locked.save()
+        # Withdrawing a sent campaign does not finish it a second time.
+        if to in FINISHED and was != CampaignStatus.SENT:
+            webhooks.event_emit(
+                app_id=locked.app_id,
+                event=WebhookEvent.CAMPAIGN_FINISHED,
+                data=lambda: _finished_event(locked),
+            )
     return locked
+
+
+FINISHED = (CampaignStatus.SENT, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
+
+
+def _finished_event(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "campaign_id": campaign.pk,
+        "name": campaign.name,
+        "status": campaign.status,
+        "message_id": str(campaign.message_id) if campaign.message_id else None,
+        "started_at": campaign.started_at.isoformat() if campaign.started_at else None,
+        "finished_at": (
+            campaign.finished_at.isoformat() if campaign.finished_at else None
+        ),
+        "stats": message_stats(campaign.message_id),
+    }
 
 
 def _message_for(campaign: Campaign, now: datetime) -> Message:

@@ -8,43 +8,17 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, QuerySet
 from django.db.models.functions import TruncMinute, TruncSecond
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from devices.models import Delivery, DeliveryStatus, Device
-
-STAT_NAMES = (
-    "targeted",
-    "sent",
-    "delivered",
-    "opened",
-    "pending",
-    "expired",
-    "collapsed",
-    "cancelled",
-    "dropped",
-)
+from devices.models import Delivery, Device
+from devices.selectors import STAT_NAMES, message_stats  # noqa: F401 - re-exported
 
 
 def campaign_stats(campaign: Campaign) -> dict[str, int]:
-    if campaign.message_id is None:
-        return dict.fromkeys(STAT_NAMES, 0)
-    return Delivery.objects.filter(message_id=campaign.message_id).aggregate(
-        targeted=Count("pk"),
-        sent=Count("pk", filter=Q(sent_at__isnull=False)),
-        delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
-        opened=Count("pk", filter=Q(opened_at__isnull=False)),
-        pending=Count(
-            "pk",
-            filter=Q(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENT]),
-        ),
-        expired=Count("pk", filter=Q(status=DeliveryStatus.EXPIRED)),
-        collapsed=Count("pk", filter=Q(status=DeliveryStatus.COLLAPSED)),
-        cancelled=Count("pk", filter=Q(status=DeliveryStatus.CANCELLED)),
-        dropped=Count("pk", filter=Q(status=DeliveryStatus.DROPPED)),
-    )
+    return message_stats(campaign.message_id)
 
 
 def campaign_timeline(campaign: Campaign) -> list[dict[str, Any]]:
@@ -117,3 +91,20 @@ def dashboard_stats() -> dict[str, int]:
             delivered_at__gte=hour_ago
         ).count(),
     }
+
+
+def campaign_of_app(app: Any, campaign_id: int) -> Campaign | None:
+    """The app's campaign with this id; None for another app's (tenancy)."""
+    return Campaign.objects.filter(app=app, pk=campaign_id).first()
+
+
+def campaign_deliveries(campaign: Campaign, *, device_id: Any = None) -> QuerySet:
+    """The per-device results as rows (dicts), for paging by device id."""
+    rows = Delivery.objects.filter(message_id=campaign.message_id)
+    if campaign.message_id is None:
+        rows = rows.none()
+    if device_id is not None:
+        rows = rows.filter(device_id=device_id)
+    return rows.annotate(
+        alias=F("device__alias"), platform=F("device__platform")
+    ).values(*RESULT_COLUMNS)

@@ -4,19 +4,29 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from devices import pushes, registry
-from devices.conf import kpns_setting
-from devices.models import App, Delivery, Device, Message, Node
+from devices import apikeys, pushes, registry, webhooks
+from devices.models import (
+    ApiKey,
+    App,
+    Delivery,
+    Device,
+    Message,
+    Node,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 
 @admin.register(App)
 class AppAdmin(admin.ModelAdmin):
-    list_display = ["name", "client_key", "online", "default_timezone", "created_at"]
+    list_display = ["name", "client_key", "default_timezone", "created_at"]
     readonly_fields = ["client_key", "created_at"]
     search_fields = ["name"]
 
@@ -30,12 +40,6 @@ class AppAdmin(admin.ModelAdmin):
             obj.pk, obj.client_key = created.pk, created.client_key
             return
         super().save_model(request, obj, form, change)
-
-    @admin.display(description="online now")
-    def online(self, app: App) -> int:
-        # Presence, whichever process or machine holds the socket; one
-        # COUNT over the (app, node) index per row shown.
-        return Device.objects.filter(app=app, node__isnull=False).count()
 
 
 class OnlineFilter(admin.SimpleListFilter):
@@ -170,37 +174,208 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    """Server processes on every machine (docs/operations.md, "Presence")."""
-
     list_display = [
         "name",
         "hostname",
         "pid",
         "connections",
-        "devices_online",
-        "heartbeat_age",
+        "heartbeat_at",
         "alive",
         "draining",
-        "started_at",
     ]
-    list_filter = ["hostname", "draining"]
     readonly_fields = [f.name for f in Node._meta.fields]
-
-    @admin.display(description="devices (presence)")
-    def devices_online(self, node: Node) -> int:
-        return Device.objects.filter(node=node.name).count()
-
-    @admin.display(description="heartbeat", ordering="-heartbeat_at")
-    def heartbeat_age(self, node: Node) -> str:
-        age = (timezone.now() - node.heartbeat_at).total_seconds()
-        return f"{max(0.0, age):.0f} s ago"
 
     @admin.display(boolean=True)
     def alive(self, node: Node) -> bool:
-        # Dead after KPNS_NODE_DEAD_AFTER_SECONDS of silence: its devices are
-        # marked offline at the next heartbeat of a live node or scheduler.
-        age = (timezone.now() - node.heartbeat_at).total_seconds()
-        return age < kpns_setting("NODE_DEAD_AFTER_SECONDS")
+        return (timezone.now() - node.heartbeat_at).total_seconds() < 20
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+# Server API: keys and webhooks -------------------------------------------------
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in apikeys.SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["app", "name", "scopes"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are created here (the key is shown once) and revoked, never edited."""
+
+    form = ApiKeyForm
+    list_display = [
+        "name",
+        "app",
+        "prefix",
+        "scope_list",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["app"]
+    search_fields = ["name", "prefix"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return []
+        return [
+            "app",
+            "name",
+            "prefix",
+            "scope_list",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ["app", "name", "scopes"]
+        return self.get_readonly_fields(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # An existing key is read-only (revoke it with the action).
+        return obj is None and super().has_change_permission(request, obj)
+
+    @admin.display(description="scopes")
+    def scope_list(self, api_key: ApiKey) -> str:
+        return ", ".join(api_key.scopes)
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiKey, form: Any, change: bool
+    ) -> None:
+        if change:
+            return  # nothing is editable
+        created = apikeys.api_key_create(
+            app=form.cleaned_data["app"],
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+        )
+        obj.pk = created.api_key.pk
+        self.message_user(
+            request,
+            f"API key created: {created.key} — copy it now, it is not shown again.",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset:
+            apikeys.api_key_revoke(api_key=api_key)
+        self.message_user(
+            request, f"Revoked {queryset.count()} key(s).", messages.WARNING
+        )
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    events = forms.MultipleChoiceField(
+        choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["app", "url", "events", "description"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.errors or self.instance.pk:
+            return cleaned
+        try:
+            webhooks.webhook_endpoint_validate(
+                app=cleaned["app"],
+                url=cleaned["url"],
+                events=cleaned["events"],
+                description=cleaned.get("description", ""),
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                for error in errors:
+                    self.add_error(field if field in self.fields else None, error)
+        return cleaned
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Created here or through the API (same service); the secret is shown once."""
+
+    form = WebhookEndpointForm
+    list_display = ["url", "app", "event_list", "is_active", "created_at"]
+    list_filter = ["app", "is_active"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ["app", "url", "events", "description"]
+        return ["app", "url", "event_list", "description", "is_active", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return []
+        return ["app", "url", "event_list", "created_at"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        if obj is not None:
+            kwargs["form"] = forms.ModelForm  # only description and is_active
+        return super().get_form(request, obj, **kwargs)
+
+    @admin.display(description="events")
+    def event_list(self, endpoint: WebhookEndpoint) -> str:
+        return ", ".join(endpoint.events)
+
+    def save_model(
+        self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool
+    ) -> None:
+        if change:
+            super().save_model(request, obj, form, change)  # description, active
+            return
+        created = webhooks.webhook_endpoint_create(
+            app=form.cleaned_data["app"],
+            url=form.cleaned_data["url"],
+            events=form.cleaned_data["events"],
+            description=form.cleaned_data.get("description", ""),
+        )
+        obj.pk = created.pk
+        self.message_user(
+            request,
+            f"Signing secret: {created.secret} — copy it now, it is not shown again.",
+            messages.WARNING,
+        )
+
+    def delete_model(self, request: HttpRequest, obj: WebhookEndpoint) -> None:
+        webhooks.webhook_endpoint_delete(endpoint=obj)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """The webhook call log: each event, its attempts and the last error."""
+
+    list_display = [
+        "event",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "next_attempt_at",
+        "created_at",
+    ]
+    list_filter = ["status", "event"]
+    search_fields = ["=event_id"]
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+    list_select_related = ["endpoint"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

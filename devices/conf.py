@@ -37,11 +37,28 @@ DEFAULTS: dict[str, Any] = {
     "FRAME_BURST": 100,
     "RATE_LIMIT_CLOSE_AFTER": 200,
     "ALLOWED_ORIGINS": [],
-    # SIGTERM drain of a server process (devices.server): how long devices
-    # get to move elsewhere after their 1012 close before the rest is marked
-    # offline and the process exits. Supervisors must wait longer than this
-    # (deploy/supervisord.conf stopwaitsecs).
-    "DRAIN_SECONDS": 10.0,
+    # Server API (docs/api.md). Requests per API key per minute (a fixed
+    # one-minute window in the Django cache); over it: 429 with Retry-After.
+    "API_RATE_PER_MINUTE": 6000,
+    # Messages in one POST /api/v1/pushes/batch.
+    "API_MAX_BATCH": 500,
+    # Devices one direct push may reach; larger audiences are campaigns,
+    # which are sent in chunks by the scheduler.
+    "API_MAX_PUSH_DEVICES": 10_000,
+    # How long a response is replayed for a repeated Idempotency-Key.
+    "IDEMPOTENCY_TTL_SECONDS": 86400,
+    # Webhooks (devices.webhooks): one call's timeout, then retries after
+    # BACKOFF, 2x BACKOFF, 4x ... up to MAX_ATTEMPTS calls, and never for an
+    # event older than MAX_AGE. At most BATCH calls per scheduler tick,
+    # CONCURRENCY at a time.
+    "WEBHOOK_TIMEOUT_SECONDS": 5.0,
+    "WEBHOOK_MAX_ATTEMPTS": 10,
+    "WEBHOOK_BACKOFF_SECONDS": 60.0,
+    "WEBHOOK_MAX_AGE_SECONDS": 86400,
+    "WEBHOOK_BATCH": 200,
+    "WEBHOOK_CONCURRENCY": 16,
+    # Finished webhook calls are kept this long for the admin's log.
+    "WEBHOOK_RETENTION_SECONDS": 7 * 86400,
 }
 
 

@@ -216,3 +216,134 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# Server API --------------------------------------------------------------
+
+
+class ApiKey(models.Model):
+    """A server API key of one app. Only a SHA-256 hash of the key is stored;
+    the plaintext is shown once, when it is created (devices.apikeys)."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(
+        max_length=16, editable=False, help_text="The key's visible beginning."
+    )
+    scopes = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["app", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a request sent with an Idempotency-Key.
+
+    Written in the same transaction as the request's effects, under a unique
+    (api_key, key) constraint: a concurrent duplicate waits for that
+    transaction and then replays its response (devices.idempotency).
+    """
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    # The rendered JSON, replayed byte for byte.
+    response_body = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_key", "key"], name="uniq_idempotency_key"
+            )
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class WebhookEvent(models.TextChoices):
+    MESSAGE_DELIVERED = "message.delivered", "message.delivered"
+    MESSAGE_OPENED = "message.opened", "message.opened"
+    CAMPAIGN_FINISHED = "campaign.finished", "campaign.finished"
+    DEVICE_UNREGISTERED = "device.unregistered", "device.unregistered"
+
+
+class WebhookEndpoint(models.Model):
+    """An integrator's URL that receives signed event calls (devices.webhooks)."""
+
+    app = models.ForeignKey(
+        App, on_delete=models.CASCADE, related_name="webhook_endpoints"
+    )
+    url = models.URLField(max_length=1000)
+    events = models.JSONField(default=list)
+    # Kept in clear: it signs every call. Shown in full once, at creation.
+    secret = models.CharField(max_length=64, editable=False)
+    description = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["app", "url"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # due at next_attempt_at
+    SUCCEEDED = "succeeded", "Succeeded"  # the receiver answered 2xx
+    FAILED = "failed", "Failed"  # gave up after the last attempt
+
+
+class WebhookDelivery(models.Model):
+    """The outbox: one event for one endpoint, written in the same transaction
+    as the event itself and sent (with retries) by the scheduler process."""
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    event = models.CharField(max_length=32, choices=WebhookEvent.choices)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=10,
+        choices=WebhookDeliveryStatus.choices,
+        default=WebhookDeliveryStatus.PENDING,
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            # The dispatcher only ever looks at pending rows.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="pending"),
+                name="webhook_due_idx",
+            ),
+            models.Index(fields=["created_at"], name="webhook_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} -> {self.endpoint_id}"

@@ -11,8 +11,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from devices import delivery
-from devices.models import App, Device, DeviceTag, Platform
+from devices import delivery, webhooks
+from devices.models import App, Device, DeviceTag, Platform, WebhookEvent
 from devices.tokens import hash_token, new_client_key, new_device_token, token_prefix
 
 MAX_TAGS = 50
@@ -83,9 +83,23 @@ def device_tags(*, device: Device) -> list[str]:
 
 def device_revoke(*, device: Device) -> None:
     """Revoke a device: its token stops working and its socket is closed."""
-    Device.objects.filter(pk=device.pk).update(
-        is_active=False, revoked_at=timezone.now()
-    )
+    now = timezone.now()
+    with transaction.atomic():
+        revoked = Device.objects.filter(pk=device.pk, is_active=True).update(
+            is_active=False, revoked_at=now
+        )
+        if revoked:
+            webhooks.event_emit(
+                app_id=device.app_id,
+                event=WebhookEvent.DEVICE_UNREGISTERED,
+                data={
+                    "device_id": str(device.pk),
+                    "alias": device.alias,
+                    "platform": device.platform,
+                    "revoked_at": now.isoformat(),
+                },
+                now=now,
+            )
     device.is_active = False
     if device.node:
         node, device_id = device.node, device.pk

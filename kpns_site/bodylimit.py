@@ -8,10 +8,13 @@ streamed, exceed the limit, so a client cannot make a server process buffer
 gigabytes.
 """
 
+import io
 import json
 from typing import Any
 
 from django.conf import settings
+from rest_framework.exceptions import APIException
+from rest_framework.parsers import JSONParser
 
 
 def body_limit() -> int:
@@ -80,3 +83,26 @@ async def _too_large(send: Any, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class PayloadTooLarge(APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
+
+
+class LimitedJSONParser(JSONParser):
+    """DRF's JSON parser, refusing bodies over the limit with 413.
+
+    DRF reads the request stream itself, past Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE check; under Daphne the middleware above
+    refuses first, and this covers WSGI servers and the test client.
+    """
+
+    def parse(
+        self, stream: Any, media_type: Any = None, parser_context: Any = None
+    ) -> Any:
+        limit = body_limit()
+        raw = stream.read(limit + 1)
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"Request bodies are limited to {limit} bytes.")
+        return super().parse(io.BytesIO(raw), media_type, parser_context)

@@ -2,8 +2,11 @@
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -11,13 +14,34 @@ from rest_framework.views import exception_handler
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
-def problem_response(
+def problem_body(
     status_code: int, title: str, detail: str = "", **extra: Any
-) -> Response:
+) -> dict[str, Any]:
     body = {"type": "about:blank", "title": title, "status": status_code, **extra}
     if detail:
         body["detail"] = detail
-    return Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+    return body
+
+
+def problem_response(
+    status_code: int, title: str, detail: str = "", **extra: Any
+) -> Response:
+    return Response(
+        problem_body(status_code, title, detail, **extra),
+        status=status_code,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+def api_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 for URLs that match no route: problem JSON under /api/."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            problem_body(404, "Not Found", "No such endpoint."),
+            status=404,
+            content_type=PROBLEM_CONTENT_TYPE,
+        )
+    return page_not_found(request, exception)
 
 
 def problem_exception_handler(
@@ -26,6 +50,13 @@ def problem_exception_handler(
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        )
+    if isinstance(exc, RequestDataTooBig):
+        # Django's check (DATA_UPLOAD_MAX_MEMORY_SIZE) raised while reading.
+        return problem_response(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            "Payload Too Large",
+            "The request body is too large.",
         )
     if isinstance(exc, DatabaseError):
         response = problem_response(

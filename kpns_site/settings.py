@@ -50,13 +50,12 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "devices",
     "campaigns",
 ]
 
 MIDDLEWARE = [
-    # Request ids and the access log line (kpns_site/logs.py).
-    "kpns_site.logs.request_id_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -120,53 +119,25 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Channel layer: in-process when neither REDIS_URL nor REDIS_SENTINELS is set.
-# REDIS_SENTINELS (host:port,host:port) + REDIS_SENTINEL_MASTER find the
-# master through Redis Sentinel and follow its failovers (docs/operations.md).
+# Channel layer: in-process when REDIS_URL is unset.
 REDIS_URL = env.str("REDIS_URL", default="")
-REDIS_SENTINELS = env.list("REDIS_SENTINELS", default=[])
-REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="mymaster")
-_REDIS_OPTIONS = {
-    # redis-py 8 raises past max_connections instead of waiting; its 5 s
-    # read timeout equals the layer's 5 s BLPOP and kills the receiver
-    # (field notes 1-2).
-    "max_connections": 500,
-    "socket_timeout": 10,
-    "socket_connect_timeout": 3,
-    "health_check_interval": 15,
-}
-if REDIS_SENTINELS:
-    _REDIS_HOST = {
-        "sentinels": [
-            (host, int(port))
-            for host, port in (item.rsplit(":", 1) for item in REDIS_SENTINELS)
-        ],
-        "master_name": REDIS_SENTINEL_MASTER,
-        "sentinel_kwargs": {
-            "socket_timeout": 2,
-            "socket_connect_timeout": 2,
-            **(
-                {"password": env.str("REDIS_SENTINEL_PASSWORD")}
-                if "REDIS_SENTINEL_PASSWORD" in env.ENVIRON
-                else {}
-            ),
-        },
-        "db": env.int("REDIS_DB", default=0),
-        **(
-            {"password": env.str("REDIS_PASSWORD")}
-            if "REDIS_PASSWORD" in env.ENVIRON
-            else {}
-        ),
-        **_REDIS_OPTIONS,
-    }
-else:
-    _REDIS_HOST = {"address": REDIS_URL, **_REDIS_OPTIONS}
-if REDIS_URL or REDIS_SENTINELS:
+if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [_REDIS_HOST],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # redis-py 8 raises past max_connections instead of
+                        # waiting; its 5 s read timeout equals the layer's
+                        # 5 s BLPOP and kills the receiver (field notes 1-2).
+                        "max_connections": 500,
+                        "socket_timeout": 10,
+                        "socket_connect_timeout": 3,
+                        "health_check_interval": 15,
+                    }
+                ],
                 # Only node channels (one per server process) receive; a
                 # node carries every wake-up for all of its sockets, so the
                 # default capacity of 100 would drop them (field notes 4).
@@ -183,6 +154,21 @@ else:
             "CONFIG": {"capacity": 20_000, "expiry": 30, "group_expiry": 120},
         }
     }
+
+# Cache: the API's per-key rate limit counts here, so with REDIS_URL it is
+# Redis (shared by every server process), with a short socket timeout so a
+# slow Redis cannot hold requests (the limiter then lets them through).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "kpns",
+            "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {
@@ -208,27 +194,13 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
-# LOG_FORMAT=json for one JSON object per line (the production layout);
-# both formats carry request ids and redact tokens (kpns_site/logs.py).
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "kpns_site.logs.ContextFilter"}},
     "formatters": {
-        "plain": {
-            "()": "kpns_site.logs.PlainFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
-        },
-        "json": {"()": "kpns_site.logs.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
     },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "json" if LOG_FORMAT == "json" else "plain",
-            "filters": ["context"],
-        }
-    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "daphne": {"level": "WARNING"},
@@ -266,24 +238,45 @@ KPNS = {
     "MAX_FRAMES_PER_SECOND": env.float("KPNS_MAX_FRAMES_PER_SECOND", default=50),
     "FRAME_BURST": env.int("KPNS_FRAME_BURST", default=100),
     "RATE_LIMIT_CLOSE_AFTER": env.int("KPNS_RATE_LIMIT_CLOSE_AFTER", default=200),
-    "DRAIN_SECONDS": env.float("KPNS_DRAIN_SECONDS", default=10.0),
+    "API_RATE_PER_MINUTE": env.int("KPNS_API_RATE_PER_MINUTE", default=6000),
+    "API_MAX_BATCH": env.int("KPNS_API_MAX_BATCH", default=500),
+    "API_MAX_PUSH_DEVICES": env.int("KPNS_API_MAX_PUSH_DEVICES", default=10_000),
+    "WEBHOOK_TIMEOUT_SECONDS": env.float("KPNS_WEBHOOK_TIMEOUT_SECONDS", default=5.0),
+    "WEBHOOK_MAX_ATTEMPTS": env.int("KPNS_WEBHOOK_MAX_ATTEMPTS", default=10),
 }
 
-# /metrics (kpns_site/metrics.py): Prometheus sends
-# "Authorization: Bearer <KPNS_METRICS_TOKEN>"; staff may look in a browser.
-KPNS_METRICS_TOKEN = env.str("KPNS_METRICS_TOKEN", default="")
-
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "devices.api.schema.KpnsAutoSchema",
     "EXCEPTION_HANDLER": "kpns_site.problems.problem_exception_handler",
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only, and never past KPNS_MAX_REQUEST_BODY_BYTES (413).
+    "DEFAULT_PARSER_CLASSES": ["kpns_site.bodylimit.LimitedJSONParser"],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "KPNS API",
     "DESCRIPTION": "Push notifications over WebSockets: devices, pushes, campaigns.",
     "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from drf-spectacular-sidecar: no CDN needed.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "DeliveryStatusEnum": "devices.models.DeliveryStatus",
+    },
+    "TAGS": [
+        {"name": "device", "description": "For device SDKs (client key, token)."},
+        {"name": "devices", "description": "The app's devices (API key)."},
+        {"name": "pushes", "description": "Direct pushes (API key)."},
+        {"name": "campaigns", "description": "Campaigns (API key)."},
+        {"name": "messages", "description": "Delivery status (API key)."},
+        {"name": "presence", "description": "Who is online (API key)."},
+        {"name": "webhooks", "description": "Signed event calls (API key)."},
+    ],
 }

@@ -3,8 +3,8 @@
 from itertools import count
 from typing import Any
 
-from devices import registry
-from devices.models import App, Device
+from devices import apikeys, registry
+from devices.models import ApiKey, App, Device
 
 _names = count(1)
 
@@ -17,3 +17,13 @@ def make_device(app: App, **fields: Any) -> tuple[Device, str]:
     fields.setdefault("platform", "android")
     registration = registry.device_register(client_key=app.client_key, **fields)
     return registration.device, registration.token
+
+
+def make_api_key(
+    app: App, scopes: list[str] | None = None, name: str = "test key"
+) -> tuple[ApiKey, str]:
+    """An API key of the app (every scope unless told) and its plaintext."""
+    created = apikeys.api_key_create(
+        app=app, name=name, scopes=list(apikeys.SCOPES) if scopes is None else scopes
+    )
+    return created.api_key, created.key

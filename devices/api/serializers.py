@@ -1,6 +1,12 @@
 from rest_framework import serializers
 
-from devices.models import Device, Platform
+from devices.models import (
+    DeliveryStatus,
+    Device,
+    Platform,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 
 class DeviceFieldsSerializer(serializers.Serializer):
@@ -48,3 +54,101 @@ class RegistrationSerializer(DeviceSerializer):
 
     class Meta(DeviceSerializer.Meta):
         fields = [*DeviceSerializer.Meta.fields, "token"]
+
+
+# Server API (Authorization: Bearer) -------------------------------------------
+
+
+class DeviceListQuerySerializer(serializers.Serializer):
+    alias = serializers.CharField(max_length=128, required=False)
+    tag = serializers.CharField(max_length=64, required=False)
+    platform = serializers.ChoiceField(choices=Platform.choices, required=False)
+    online = serializers.BooleanField(
+        required=False, allow_null=True, default=None, help_text="true or false"
+    )
+
+
+class DeviceStatusSerializer(serializers.Serializer):
+    """One device's delivery of a message."""
+
+    device_id = serializers.UUIDField()
+    seq = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+    sent_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    opened_at = serializers.DateTimeField(allow_null=True)
+
+
+class DeliveryCountsSerializer(serializers.Serializer):
+    targeted = serializers.IntegerField()
+    sent = serializers.IntegerField(help_text="Written to the device's socket.")
+    delivered = serializers.IntegerField(help_text="Acknowledged by the device.")
+    opened = serializers.IntegerField()
+    pending = serializers.IntegerField(help_text="Not delivered yet, still alive.")
+    expired = serializers.IntegerField()
+    collapsed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    dropped = serializers.IntegerField()
+
+
+class MessageQuerySerializer(serializers.Serializer):
+    device_id = serializers.UUIDField(
+        required=False, help_text="Also return this device's delivery."
+    )
+
+
+class MessageStatusSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    counts = DeliveryCountsSerializer()
+    device = DeviceStatusSerializer(required=False)
+
+
+class PresenceQuerySerializer(serializers.Serializer):
+    alias = serializers.CharField(max_length=128, required=False)
+    limit = serializers.IntegerField(min_value=0, max_value=1000, default=100)
+
+
+class PresentDeviceSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    alias = serializers.CharField()
+    platform = serializers.ChoiceField(choices=Platform.choices)
+    last_seen_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the current socket connected."
+    )
+
+
+class PresenceSerializer(serializers.Serializer):
+    online = serializers.IntegerField(help_text="Devices of the app online now.")
+    devices = PresentDeviceSerializer(many=True, help_text="The first `limit` of them.")
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "url", "events", "description", "created_at"]
+
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEvent.choices)
+    )
+
+
+class WebhookEndpointCreateSerializer(serializers.Serializer):
+    url = serializers.CharField(max_length=1000, help_text="http:// or https://")
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEvent.choices),
+        min_length=1,
+        max_length=len(WebhookEvent.values),
+    )
+    description = serializers.CharField(max_length=200, required=False)
+
+
+class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
+    class Meta(WebhookEndpointSerializer.Meta):
+        fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
+
+    secret = serializers.CharField(
+        read_only=True, help_text="Signs every call; shown only in this response."
+    )

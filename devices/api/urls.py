@@ -3,8 +3,24 @@ from django.urls import path
 from devices.api import views
 
 urlpatterns = [
+    # Device SDKs (client key, device token).
     path(
         "devices/register", views.DeviceRegisterView.as_view(), name="device-register"
     ),
     path("device", views.DeviceSelfView.as_view(), name="device-self"),
+    # Integrators' servers (API key).
+    path("devices", views.DeviceCollectionView.as_view(), name="api-devices"),
+    path("devices/<uuid:device_id>", views.DeviceItemView.as_view(), name="api-device"),
+    path("presence", views.PresenceView.as_view(), name="api-presence"),
+    path(
+        "messages/<uuid:message_id>",
+        views.MessageStatusView.as_view(),
+        name="api-message",
+    ),
+    path("webhooks", views.WebhookCollectionView.as_view(), name="api-webhooks"),
+    path(
+        "webhooks/<int:endpoint_id>",
+        views.WebhookItemView.as_view(),
+        name="api-webhook",
+    ),
 ]

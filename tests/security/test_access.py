@@ -18,11 +18,11 @@ from django.test import Client
 
 from campaigns import lifecycle
 from campaigns.roles import marketer_group
-from devices import pushes, registry
+from devices import apikeys, pushes, registry
 from devices.models import Delivery, Device
 from devices.protocol import JSON, Ack, Error, Hello, Push, Welcome
 from kpns_site.asgi import application
-from tests.factories import make_app, make_device
+from tests.factories import make_api_key, make_app, make_device
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -209,12 +209,21 @@ def test_role_matrix_matches_the_committed_table():
     campaign = lifecycle.campaign_create(
         app=app, name="Matrix", title="Matrix", audience_kind="all"
     )
-    ids = {"{device}": str(device.pk), "{campaign}": str(campaign.pk)}
+    message, _ = pushes.push_to_devices(app=app, device_ids=[device.pk], title="M")
+    ids = {
+        "{device}": str(device.pk),
+        "{campaign}": str(campaign.pk),
+        "{message}": str(message.pk),
+    }
     clients = {"anonymous": Client(), "device": Client()}
     for name, user in users.items():
         clients[name] = Client()
         clients[name].force_login(user)
     headers = {"device": {"HTTP_AUTHORIZATION": f"Device {token}"}}
+    read_scopes = [scope for scope in apikeys.SCOPES if scope.endswith(":read")]
+    for role, scopes in (("readonly_key", read_scopes), ("send_key", ["push:send"])):
+        clients[role] = Client()
+        headers[role] = {"HTTP_AUTHORIZATION": f"Bearer {make_api_key(app, scopes)[1]}"}
     rows = _rows()
     roles = [r for r in rows[0] if r not in ("path", "method")]
     mismatches, todo = [], 0

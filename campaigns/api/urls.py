@@ -1,0 +1,39 @@
+from django.urls import path
+
+from campaigns.api import views
+
+urlpatterns = [
+    path("pushes", views.PushView.as_view(), name="api-pushes"),
+    path("pushes/batch", views.PushBatchView.as_view(), name="api-pushes-batch"),
+    path("campaigns", views.CampaignCollectionView.as_view(), name="api-campaigns"),
+    path(
+        "campaigns/<int:campaign_id>",
+        views.CampaignItemView.as_view(),
+        name="api-campaign",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/send",
+        views.CampaignSendView.as_view(),
+        name="api-campaign-send",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/schedule",
+        views.CampaignScheduleView.as_view(),
+        name="api-campaign-schedule",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/cancel",
+        views.CampaignCancelView.as_view(),
+        name="api-campaign-cancel",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/stats",
+        views.CampaignStatsView.as_view(),
+        name="api-campaign-stats",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/results",
+        views.CampaignResultsView.as_view(),
+        name="api-campaign-results",
+    ),
+]

@@ -1,0 +1,298 @@
+"""Server API of the campaigns side: pushes (targets resolved through
+audiences) and campaigns. Thin: parse, call one service, serialize; every
+campaign change goes through campaigns.lifecycle / campaigns.sender."""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from campaigns import lifecycle, pushes, sender
+from campaigns.api.serializers import (
+    BatchResultSerializer,
+    BatchSerializer,
+    CampaignListQuerySerializer,
+    CampaignResultSerializer,
+    CampaignSerializer,
+    CampaignStatsSerializer,
+    CampaignWriteSerializer,
+    PushAcceptedSerializer,
+    PushSerializer,
+    ResultsQuerySerializer,
+    ScheduleSerializer,
+)
+from campaigns.models import Campaign
+from campaigns.selectors import (
+    campaign_deliveries,
+    campaign_of_app,
+    campaign_stats,
+    campaign_timeline,
+)
+from devices.api.base import (
+    Conflict,
+    KeysetPagination,
+    ServerAPIView,
+    idempotent,
+    paginated,
+)
+from devices.api.schema import IDEMPOTENCY_KEY, problem
+from devices.conf import kpns_setting
+from kpns_site.problems import problem_body
+
+
+@extend_schema(tags=["pushes"])
+class PushView(ServerAPIView):
+    scopes = {"POST": "push:send"}
+
+    @extend_schema(
+        summary="Send a push",
+        description="Queues one message for the devices `to` names (exactly one "
+        "of device_ids, aliases, tags, audience) and answers at once with its "
+        "id. Devices online get it within milliseconds; the others when they "
+        "reconnect, until `ttl_seconds` pass. At most KPNS_API_MAX_PUSH_DEVICES "
+        "(10,000) devices: larger audiences are campaigns.",
+        parameters=[IDEMPOTENCY_KEY],
+        request=PushSerializer,
+        responses={202: PushAcceptedSerializer, **problem(422)},
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        incoming = PushSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        message, targets = pushes.push_send(app=self.app, **incoming.validated_data)
+        return Response(
+            {"message_id": str(message.id), "targets": targets},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+@extend_schema(tags=["pushes"])
+class PushBatchView(ServerAPIView):
+    scopes = {"POST": "push:send"}
+
+    @extend_schema(
+        summary="Send many pushes",
+        description="Each item is a push as for `POST /api/v1/pushes`, sent on "
+        "its own: the answer is 200 with one result per item, in order, each "
+        "with its own status (202 queued, 400 invalid). A malformed batch "
+        "(not a list, empty, over the limit) is a 400 for the whole request.",
+        parameters=[IDEMPOTENCY_KEY],
+        request=BatchSerializer,
+        responses={200: BatchResultSerializer, **problem(422)},
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        incoming = BatchSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        items = incoming.validated_data["messages"]
+        limit = kpns_setting("API_MAX_BATCH")
+        if len(items) > limit:
+            raise ValidationError({"messages": [f"At most {limit} messages."]})
+        parsed = [PushSerializer(data=item) for item in items]
+        valid = [item.validated_data for item in parsed if item.is_valid()]
+        sent = iter(pushes.push_send_batch(app=self.app, items=valid))
+        results = []
+        for index, item in enumerate(parsed):
+            if item.errors:
+                results.append(_item_error(index, item.errors))
+                continue
+            result = next(sent)
+            if result.errors or result.message is None:
+                results.append(_item_error(index, result.errors))
+                continue
+            results.append(
+                {
+                    "index": index,
+                    "status": 202,
+                    "message_id": str(result.message.id),
+                    "targets": result.targets,
+                    "error": None,
+                }
+            )
+        return Response({"results": results})
+
+
+def _item_error(index: int, errors: Any) -> dict[str, Any]:
+    return {
+        "index": index,
+        "status": 400,
+        "message_id": None,
+        "targets": None,
+        "error": problem_body(400, "Invalid request", "See errors.", errors=errors),
+    }
+
+
+@contextmanager
+def _state_conflicts() -> Iterator[None]:
+    """A lifecycle refusal (wrong state) is a 409, not a 400."""
+    try:
+        yield
+    except lifecycle.CampaignStateError as exc:
+        raise Conflict(" ".join(exc.messages)) from exc
+
+
+def _campaign(view: ServerAPIView, campaign_id: int) -> Campaign:
+    campaign = campaign_of_app(view.app, campaign_id)
+    if campaign is None:
+        raise NotFound("No such campaign for this app.")
+    return campaign
+
+
+@extend_schema(tags=["campaigns"])
+class CampaignCollectionView(ServerAPIView):
+    scopes = {"GET": "campaigns:read", "POST": "campaigns:write"}
+    query_serializer = CampaignListQuerySerializer
+    pagination_class = KeysetPagination
+
+    @extend_schema(
+        summary="List campaigns",
+        description="Newest first.",
+        parameters=[CampaignListQuerySerializer],
+        responses=CampaignSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        query = CampaignListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        campaigns = Campaign.objects.filter(app=self.app, **query.validated_data)
+        return paginated(self, campaigns, CampaignSerializer, ordering="-id")
+
+    @extend_schema(
+        summary="Create a campaign (draft)",
+        parameters=[IDEMPOTENCY_KEY],
+        request=CampaignWriteSerializer,
+        responses={201: CampaignSerializer, **problem(422)},
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        incoming = CampaignWriteSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        campaign = lifecycle.campaign_create(app=self.app, **incoming.validated_data)
+        return Response(CampaignSerializer(campaign).data, status=201)
+
+
+@extend_schema(tags=["campaigns"])
+class CampaignItemView(ServerAPIView):
+    scopes = {"GET": "campaigns:read", "PATCH": "campaigns:write"}
+
+    @extend_schema(summary="Read a campaign", responses=CampaignSerializer)
+    def get(self, request: Request, campaign_id: int) -> Response:
+        return Response(CampaignSerializer(_campaign(self, campaign_id)).data)
+
+    @extend_schema(
+        summary="Update a draft",
+        description="Only drafts can be edited (409 otherwise).",
+        request=CampaignWriteSerializer,
+        responses={200: CampaignSerializer, **problem(409)},
+    )
+    def patch(self, request: Request, campaign_id: int) -> Response:
+        campaign = _campaign(self, campaign_id)
+        incoming = CampaignWriteSerializer(data=request.data, partial=True)
+        incoming.is_valid(raise_exception=True)
+        with _state_conflicts():
+            campaign = lifecycle.campaign_update(
+                campaign=campaign, **incoming.validated_data
+            )
+        return Response(CampaignSerializer(campaign).data)
+
+
+def _action_view(
+    summary: str,
+    description: str,
+    act: Callable[[Campaign, dict[str, Any]], Campaign],
+    request_serializer: Any = None,
+) -> type[ServerAPIView]:
+    """A POST that moves a campaign through the lifecycle."""
+
+    class CampaignActionView(ServerAPIView):
+        scopes = {"POST": "campaigns:write"}
+
+        @extend_schema(
+            tags=["campaigns"],
+            summary=summary,
+            description=description,
+            parameters=[IDEMPOTENCY_KEY],
+            request=request_serializer,
+            responses={200: CampaignSerializer, **problem(409), **problem(422)},
+        )
+        @idempotent
+        def post(self, request: Request, campaign_id: int) -> Response:
+            campaign = _campaign(self, campaign_id)
+            fields: dict[str, Any] = {}
+            if request_serializer is not None:
+                incoming = request_serializer(data=request.data)
+                incoming.is_valid(raise_exception=True)
+                fields = dict(incoming.validated_data)
+            with _state_conflicts():
+                campaign = act(campaign, fields)
+            return Response(CampaignSerializer(campaign).data)
+
+    CampaignActionView.__name__ = CampaignActionView.__qualname__ = (
+        summary.title().replace(" ", "") + "View"
+    )
+    return CampaignActionView
+
+
+CampaignSendView = _action_view(
+    "Send now",
+    "Schedules the campaign for now and sends to its online devices at once; "
+    "the scheduler sends the rest. A draft or scheduled campaign only.",
+    lambda campaign, _fields: sender.campaign_send_now(campaign=campaign),
+)
+CampaignScheduleView = _action_view(
+    "Schedule",
+    "Schedules a draft for `send_at` (default: its own). With `local_time` "
+    "the wall-clock time applies in each device's time zone.",
+    lambda campaign, fields: lifecycle.campaign_schedule(campaign=campaign, **fields),
+    ScheduleSerializer,
+)
+CampaignCancelView = _action_view(
+    "Cancel",
+    "Stops the campaign: nothing not yet written to a socket is delivered. A "
+    "sent campaign can be cancelled too: that withdraws its undelivered rest.",
+    lambda campaign, _fields: lifecycle.campaign_cancel(campaign=campaign),
+)
+
+
+@extend_schema(tags=["campaigns"])
+class CampaignStatsView(ServerAPIView):
+    scopes = {"GET": "stats:read"}
+
+    @extend_schema(
+        summary="Campaign stats",
+        description="Deliveries by state, exact, and sent/delivered/opened per "
+        "second (per minute after 10 minutes).",
+        responses=CampaignStatsSerializer,
+    )
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = _campaign(self, campaign_id)
+        body = {
+            "status": campaign.status,
+            "stats": campaign_stats(campaign),
+            "timeline": campaign_timeline(campaign),
+        }
+        return Response(CampaignStatsSerializer(body).data)
+
+
+@extend_schema(tags=["campaigns"])
+class CampaignResultsView(ServerAPIView):
+    scopes = {"GET": "stats:read"}
+    query_serializer = ResultsQuerySerializer
+    pagination_class = KeysetPagination
+
+    @extend_schema(
+        summary="Per-device results",
+        description="One row per targeted device, ordered by device id.",
+        parameters=[ResultsQuerySerializer],
+        responses=CampaignResultSerializer(many=True),
+    )
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = _campaign(self, campaign_id)
+        query = ResultsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = campaign_deliveries(campaign, **query.validated_data)
+        return paginated(self, rows, CampaignResultSerializer, ordering="device_id")
