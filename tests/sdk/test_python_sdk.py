@@ -294,3 +294,49 @@ def test_cli_listen_refuses_a_state_file_of_another_app(tmp_path, capsys):
     assert "holds a device of another app" in capsys.readouterr().err
     assert cli_main(["listen", "--state", str(tmp_path / "none.json")]) == 2
     assert "give --client-key" in capsys.readouterr().err
+
+
+async def test_kpns_push_through_the_rest_api(sdk_server, redis_layer):
+    from tests.factories import make_api_key
+
+    app = await database_sync_to_async(make_app)()
+    _key, api_key = await database_sync_to_async(make_api_key)(app)
+    received = []
+    client = Client(
+        sdk_server.http_url,
+        app.client_key,
+        device={"tags": ["cli-push"]},
+        on_push=received.append,
+    )
+    async with client:
+        await wait_for(lambda: client.state == "connected", what="connected")
+        result = await asyncio.to_thread(
+            run_kpns,
+            "push",
+            "--server",
+            sdk_server.http_url,
+            "--api-key",
+            api_key,
+            "--tag",
+            "cli-push",
+            "--title",
+            "From kpns push",
+            "--data",
+            '{"coupon": "CLI"}',
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith("accepted: message ")
+        assert result.stdout.endswith(" for 1 device(s)\n")
+        await wait_for(lambda: received, what="the push")
+    message_id = result.stdout.split()[2]
+    assert (received[0].id, received[0].title, received[0].data) == (
+        message_id,
+        "From kpns push",
+        {"coupon": "CLI"},
+    )
+    refused = await asyncio.to_thread(
+        run_kpns, "push", "--server", sdk_server.http_url, "--api-key", "nope",
+        "--tag", "cli-push", "--title", "t",
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("kpns: refused: HTTP 401")
