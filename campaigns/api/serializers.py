@@ -9,8 +9,9 @@ from devices.inbox import MAX_TTL_SECONDS
 from devices.models import DeliveryStatus, Platform, Priority
 
 
-class PushTargetSerializer(serializers.Serializer):
-    """Exactly one of these."""
+class PushSerializer(serializers.Serializer):
+    """A push: exactly one of device_ids, aliases, tags or audience, then the
+    content and delivery options."""
 
     device_ids = serializers.ListField(
         child=serializers.UUIDField(),
@@ -38,10 +39,6 @@ class PushTargetSerializer(serializers.Serializer):
         "tags_none, platforms, locales, app_versions, aliases, attributes, "
         "device_ids. {} is every device of the app.",
     )
-
-
-class PushSerializer(serializers.Serializer):
-    to = PushTargetSerializer()
     title = serializers.CharField(max_length=200)
     body = serializers.CharField(required=False, allow_blank=True, max_length=4096)
     url = serializers.URLField(required=False, allow_blank=True, max_length=1000)

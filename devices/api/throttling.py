@@ -35,8 +35,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         # The prefix is random per key, so a reused row id never shares a count.
         key = f"kpns:rate:{api_key.pk}:{api_key.prefix}:{window}"
         try:
-            cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
-            count = cache.incr(key)
+            count = _count(key, WINDOW_SECONDS * 2)
         except Exception:
             logger.warning("rate limit not checked: cache unavailable", exc_info=True)
             return True
@@ -47,3 +46,16 @@ class ApiKeyRateThrottle(BaseThrottle):
 
     def wait(self) -> float:
         return self.retry_after
+
+
+def _count(key: str, ttl: int) -> int:
+    """Add one to a counter and return it: one round trip on Redis."""
+    client = getattr(cache, "_cache", None)
+    if hasattr(client, "get_client"):  # django.core.cache.backends.redis
+        redis_key = cache.make_and_validate_key(key)
+        pipe = client.get_client(redis_key, write=True).pipeline(transaction=False)
+        pipe.incr(redis_key)
+        pipe.expire(redis_key, ttl)  # the window is in the name: TTL only cleans up
+        return int(pipe.execute()[0])
+    cache.add(key, 0, timeout=ttl)
+    return cache.incr(key)

@@ -7,7 +7,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from tests.factories import make_api_key, make_app
@@ -40,13 +39,6 @@ class ApiClient:
 
     def delete(self, path: str, **headers: Any) -> Any:
         return self._call("delete", path, **headers)
-
-
-@pytest.fixture(autouse=True)
-def clear_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

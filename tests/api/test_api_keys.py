@@ -62,7 +62,7 @@ def test_device_token_cannot_use_server_endpoints(client, app):
         assert response.status_code == 401, path
     response = client.post(
         "/api/v1/pushes",
-        {"to": {"device_ids": [str(device.pk)]}, "title": "x"},
+        {"device_ids": [str(device.pk)], "title": "x"},
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Device {token}",
     )
@@ -73,7 +73,7 @@ def test_a_key_without_the_scope_is_403_naming_it(app):
     _, key = make_api_key(app, scopes=["devices:read"])
     api = ApiClient(key)
     assert api.get("/api/v1/devices").status_code == 200
-    response = api.post("/api/v1/pushes", {"to": {"aliases": ["a"]}, "title": "x"})
+    response = api.post("/api/v1/pushes", {"aliases": ["a"], "title": "x"})
     assert response.status_code == 403
     assert "push:send" in response.json()["detail"]
     assert api.post("/api/v1/devices", {"platform": "web"}).status_code == 403

@@ -13,7 +13,7 @@ from devices.models import Delivery, IdempotencyRecord, Message
 from tests.api.conftest import ApiClient
 from tests.factories import make_api_key, make_device
 
-PUSH = {"to": {"aliases": ["user-1"]}, "title": "Once"}
+PUSH = {"aliases": ["user-1"], "title": "Once"}
 
 
 @pytest.mark.django_db
@@ -27,7 +27,7 @@ def test_same_key_twice_sends_once_and_replays_the_first_response(api, app):
     assert "Idempotent-Replayed" not in first
     assert Message.objects.count() == 1 and Delivery.objects.count() == 1
     # Key order in the JSON does not matter; a new key is a new push.
-    reordered = {"title": "Once", "to": {"aliases": ["user-1"]}}
+    reordered = {"title": "Once", "aliases": ["user-1"]}
     assert api.post("/api/v1/pushes", reordered, idempotency_key="order-1-shipped")[
         "Idempotent-Replayed"
     ]
@@ -65,7 +65,7 @@ def test_keys_belong_to_one_api_key(app):
 
 @pytest.mark.django_db
 def test_a_rejected_request_is_replayed_as_rejected(api):
-    bad = {"to": {"aliases": ["u"]}, "title": ""}
+    bad = {"aliases": ["u"], "title": ""}
     first = api.post("/api/v1/pushes", bad, idempotency_key="bad-1")
     second = api.post("/api/v1/pushes", bad, idempotency_key="bad-1")
     assert first.status_code == second.status_code == 400

@@ -21,8 +21,7 @@ def test_rate_limit_per_key_is_429_problem_with_retry_after(app, settings):
     assert limited.json()["status"] == 429
     # Sends are limited too, and nothing is sent past the limit.
     assert (
-        one.post("/api/v1/pushes", {"to": {"aliases": ["a"]}, "title": "x"}).status_code
-        == 429
+        one.post("/api/v1/pushes", {"aliases": ["a"], "title": "x"}).status_code == 429
     )
     assert not Message.objects.exists()
     # The limit is per key.
@@ -31,7 +30,7 @@ def test_rate_limit_per_key_is_429_problem_with_retry_after(app, settings):
 
 def test_request_bodies_over_the_limit_are_413_problem(api, settings):
     settings.KPNS_MAX_REQUEST_BODY_BYTES = 2000
-    big = {"to": {"aliases": ["a"]}, "title": "x", "body": "y" * 3000}
+    big = {"aliases": ["a"], "title": "x", "body": "y" * 3000}
     response = api.post("/api/v1/pushes", big)
     assert response.status_code == 413
     assert response["Content-Type"] == "application/problem+json"

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 
 def push(api, to, **content):
     content.setdefault("title", "Hello")
-    return api.post("/api/v1/pushes", {"to": to, **content})
+    return api.post("/api/v1/pushes", {**to, **content})
 
 
 def test_push_to_an_alias_returns_202_with_the_message_id_and_count(api, app):
@@ -80,12 +80,12 @@ def test_revoked_devices_are_not_targeted(api, app):
 @pytest.mark.parametrize(
     ("to", "content", "field"),
     [
-        ({}, {}, "to"),
-        ({"aliases": ["a"], "tags": ["b"]}, {}, "to"),
-        ({"aliases": []}, {}, "to"),
-        ({"tags": [f"t{i}" for i in range(51)]}, {}, "to"),
-        ({"device_ids": ["not-a-uuid"]}, {}, "to"),
-        ({"audience": {"bogus": 1}}, {}, "to"),
+        ({}, {}, "__all__"),
+        ({"aliases": ["a"], "tags": ["b"]}, {}, "__all__"),
+        ({"aliases": []}, {}, "aliases"),
+        ({"tags": [f"t{i}" for i in range(51)]}, {}, "tags"),
+        ({"device_ids": ["not-a-uuid"]}, {}, "device_ids"),
+        ({"audience": {"bogus": 1}}, {}, "audience"),
         ({"aliases": ["a"]}, {"title": ""}, "title"),
         ({"aliases": ["a"]}, {"ttl_seconds": -1}, "ttl_seconds"),
         ({"aliases": ["a"]}, {"priority": "urgent"}, "priority"),
@@ -117,7 +117,7 @@ def test_a_direct_push_is_capped_in_devices(api, app, settings):
         make_device(app, tags=["t"])
     response = push(api, {"tags": ["t"]})
     assert response.status_code == 400
-    assert "campaign" in response.json()["errors"]["to"][0]
+    assert "campaign" in response.json()["errors"]["__all__"][0]
     assert not Message.objects.exists()
 
 
@@ -128,10 +128,10 @@ def test_batch_sends_each_item_on_its_own_with_per_item_status(api, app):
         "/api/v1/pushes/batch",
         {
             "messages": [
-                {"to": {"aliases": ["a"]}, "title": "One"},
-                {"to": {"aliases": ["b"]}, "title": ""},
-                {"to": {"aliases": ["a", "b"]}, "title": "Three", "data": {"k": 1}},
-                {"to": {}, "title": "Four"},
+                {"aliases": ["a"], "title": "One"},
+                {"aliases": ["b"], "title": ""},
+                {"aliases": ["a", "b"], "title": "Three", "data": {"k": 1}},
+                {"title": "Four"},
                 "not an object",
             ]
         },
@@ -142,14 +142,14 @@ def test_batch_sends_each_item_on_its_own_with_per_item_status(api, app):
     assert [r["index"] for r in results] == [0, 1, 2, 3, 4]
     assert results[0]["targets"] == 1 and results[2]["targets"] == 2
     assert "title" in results[1]["error"]["errors"]
-    assert "to" in results[3]["error"]["errors"]
+    assert "__all__" in results[3]["error"]["errors"]
     assert results[1]["message_id"] is None
     assert Message.objects.count() == 2
 
 
 def test_batch_size_is_limited(api, settings):
     settings.KPNS = {**settings.KPNS, "API_MAX_BATCH": 3}
-    item = {"to": {"aliases": ["a"]}, "title": "x"}
+    item = {"aliases": ["a"], "title": "x"}
     response = api.post("/api/v1/pushes/batch", {"messages": [item] * 4})
     assert response.status_code == 400
     assert response.json()["errors"]["messages"] == ["At most 3 messages."]

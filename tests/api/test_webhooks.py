@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import socket
+import threading
 import time
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from campaigns.sender import send_due
 from devices import inbox, pushes, registry, webhooks
 from devices.models import (
     Delivery,
+    IdempotencyRecord,
     WebhookDelivery,
     WebhookDeliveryStatus,
     WebhookEndpoint,
@@ -355,3 +357,50 @@ def test_old_finished_calls_are_pruned(app, receiver, settings):
 def test_signature_helper_rejects_malformed_headers():
     for header in ("", "t=abc,v1=00", "v1=00", "t=1"):
         assert not webhooks.signature_verify("s", b"{}", header, now=1.0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scheduler_process_sends_webhook_calls(app, receiver):
+    from campaigns.scheduler import run_scheduler
+
+    queue_event(app, receiver.url)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_scheduler, kwargs={"stop": stop, "poll_seconds": 0.05}
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not receiver.calls:
+            assert time.monotonic() < deadline, "no webhook call from the scheduler"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert receiver.calls[0].headers["KPNS-Event"] == "device.unregistered"
+
+
+def test_scheduler_housekeeping_prunes_keys_and_finished_calls(app, api, receiver):
+    from campaigns.scheduler import housekeeping
+
+    api.post("/api/v1/pushes", {"aliases": ["x"], "title": "t"}, idempotency_key="k")
+    queue_event(app, receiver.url)
+    webhooks.dispatch_due(now=timezone.now())
+    housekeeping(now=timezone.now() + timedelta(days=8))
+    assert not IdempotencyRecord.objects.exists()
+    assert not WebhookDelivery.objects.exists()
+
+
+def test_acks_lost_before_a_reconnect_still_queue_message_delivered(app):
+    """A device resuming past a pending delivery confirms it (devices_connect)."""
+    subscribe(app, "https://example.com/h", ["message.delivered"])
+    device, _ = make_device(app, alias="back")
+    message, _ = pushes.push_to_devices(app=app, device_ids=[device.pk], title="x")
+    seq = Delivery.objects.get(message=message).seq
+    inbox.device_connect(
+        device_id=device.pk, node="n1", connection_id="c1", last_seq=seq
+    )
+    row = WebhookDelivery.objects.get()
+    assert row.event == "message.delivered"
+    assert row.payload["data"]["message_id"] == str(message.pk)
