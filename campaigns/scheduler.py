@@ -13,8 +13,9 @@ from datetime import datetime
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
+from campaigns import watch
 from campaigns.sender import send_due
-from devices import idempotency, inbox, webhooks
+from devices import idempotency, inbox, metrics, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def _tick(
 ) -> tuple[int, float, float]:
     try:
         close_old_connections()
+        watch.tick()
         chunks = send_due(now=clock())
         dispatcher.tick(clock())
         now = clock().timestamp()
@@ -63,6 +65,7 @@ def _tick(
         # PostgreSQL down or restarting: back off and try again; no
         # chunk was half-written (each is one transaction).
         logger.warning("scheduler: database unavailable (%s)", exc)
+        metrics.FAILED.labels("scheduler_database").inc()
         chunks = 0
         delay = min(max(delay * 2, 1.0), 10.0)
     return chunks, delay, last_housekeeping
@@ -74,5 +77,6 @@ def housekeeping(*, now: datetime) -> None:
     expired = inbox.expire_due(now=now)
     if expired:
         logger.info("expired %d deliveries", expired)
+        metrics.EXPIRED.inc(expired)
     idempotency.records_prune(now=now)
     webhooks.deliveries_prune(now=now)

@@ -83,6 +83,15 @@ def send_next_chunk(
         finished = slice_.done and _finish_if_complete(campaign, now)
         push = inbox.push_fields(campaign.message)
         transaction.on_commit(lambda: delivery.wake_targets(push, targets))
+    logger.info(
+        "campaign chunk committed",
+        extra={
+            "campaign_id": campaign.pk,
+            "message_id": push["id"],
+            "enqueued": len(targets),
+            "finished": finished,
+        },
+    )
     return ChunkResult(campaign.pk, len(targets), finished)
 
 

@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from devices import apikeys, pushes, registry, webhooks
+from devices.conf import kpns_setting
 from devices.models import (
     ApiKey,
     App,
@@ -26,7 +27,7 @@ from devices.models import (
 
 @admin.register(App)
 class AppAdmin(admin.ModelAdmin):
-    list_display = ["name", "client_key", "default_timezone", "created_at"]
+    list_display = ["name", "client_key", "online", "default_timezone", "created_at"]
     readonly_fields = ["client_key", "created_at"]
     search_fields = ["name"]
 
@@ -40,6 +41,12 @@ class AppAdmin(admin.ModelAdmin):
             obj.pk, obj.client_key = created.pk, created.client_key
             return
         super().save_model(request, obj, form, change)
+
+    @admin.display(description="online now")
+    def online(self, app: App) -> int:
+        # Presence, whichever process or machine holds the socket; one
+        # COUNT over the (app, node) index per row shown.
+        return Device.objects.filter(app=app, node__isnull=False).count()
 
 
 class OnlineFilter(admin.SimpleListFilter):
@@ -174,20 +181,37 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
+    """Server processes on every machine (docs/operations.md, "Presence")."""
+
     list_display = [
         "name",
         "hostname",
         "pid",
         "connections",
-        "heartbeat_at",
+        "devices_online",
+        "heartbeat_age",
         "alive",
         "draining",
+        "started_at",
     ]
+    list_filter = ["hostname", "draining"]
     readonly_fields = [f.name for f in Node._meta.fields]
+
+    @admin.display(description="devices (presence)")
+    def devices_online(self, node: Node) -> int:
+        return Device.objects.filter(node=node.name).count()
+
+    @admin.display(description="heartbeat", ordering="-heartbeat_at")
+    def heartbeat_age(self, node: Node) -> str:
+        age = (timezone.now() - node.heartbeat_at).total_seconds()
+        return f"{max(0.0, age):.0f} s ago"
 
     @admin.display(boolean=True)
     def alive(self, node: Node) -> bool:
-        return (timezone.now() - node.heartbeat_at).total_seconds() < 20
+        # Dead after KPNS_NODE_DEAD_AFTER_SECONDS of silence: its devices are
+        # marked offline at the next heartbeat of a live node or scheduler.
+        age = (timezone.now() - node.heartbeat_at).total_seconds()
+        return age < kpns_setting("NODE_DEAD_AFTER_SECONDS")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -37,6 +37,11 @@ DEFAULTS: dict[str, Any] = {
     "FRAME_BURST": 100,
     "RATE_LIMIT_CLOSE_AFTER": 200,
     "ALLOWED_ORIGINS": [],
+    # SIGTERM drain of a server process (devices.server): how long devices
+    # get to move elsewhere after their 1012 close before the rest is marked
+    # offline and the process exits. Supervisors must wait longer than this
+    # (deploy/supervisord.conf stopwaitsecs).
+    "DRAIN_SECONDS": 10.0,
     # Server API (docs/api.md). Requests per API key per minute (a fixed
     # one-minute window in the Django cache); over it: 429 with Retry-After.
     "API_RATE_PER_MINUTE": 6000,

@@ -13,10 +13,10 @@ from uuid import UUID
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
-from devices import registry
+from devices import metrics, registry
 from devices.conf import kpns_setting
 from devices.dbpool import db_parallel
-from devices.node import CLOSE_IDLE, CLOSE_REPLACED, get_node
+from devices.node import CLOSE_IDLE, CLOSE_REPLACED, CLOSE_SERVICE_RESTART, get_node
 from devices.origins import origin_allowed
 from devices.protocol import (
     Ack,
@@ -83,6 +83,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.close(CLOSE_TRY_AGAIN_LATER)
             return
         if device is None:
+            metrics.stats.refused += 1
             await self.close()
             return
         self.device_id = device.pk
@@ -91,6 +92,11 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         await self.accept(accepted)
         self.connected_at = self.last_received
         self._node = get_node()
+        metrics.stats.handshakes += 1
+        if self._node.draining:
+            # Accepted before the listener closed: go elsewhere.
+            await self.close(CLOSE_SERVICE_RESTART)
+            return
         self._node.watch(self)
         await self._node.ensure_started()
 
@@ -142,6 +148,11 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             raise ProtocolError("invalid_state", "Hello was already sent.", ref="hello")
         node = get_node()
         await node.ensure_started()
+        if node.draining or getattr(self, "_closing", False):
+            # A drain began: connecting here now could land after the
+            # device's reconnect elsewhere and close that newer socket.
+            await self.close(CLOSE_SERVICE_RESTART)
+            return
         self.session = Session(
             device_id=self.device_id,
             codec=self.codec,

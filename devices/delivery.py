@@ -17,6 +17,7 @@ from uuid import UUID
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from devices import metrics
 from devices.groups import node_channel
 from devices.inbox import Target
 
@@ -83,5 +84,6 @@ async def _asend(node: str, event: dict[str, Any]) -> int:
         # Redis down or the node's channel full: the delivery is committed,
         # so the node's sweep or the device's next connect delivers it.
         logger.warning("wake-up to node %s not sent", node, exc_info=True)
+        metrics.LAYER_ERRORS.labels("send").inc()
         return 0
     return 1

@@ -22,7 +22,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
-from devices import delivery, inbox
+from devices import delivery, inbox, metrics, presence
 from devices.batching import ConnectBatcher
 from devices.conf import kpns_setting
 from devices.groups import new_node_name, node_channel
@@ -36,12 +36,20 @@ logger = logging.getLogger(__name__)
 CLOSE_REPLACED = 4409
 CLOSE_REVOKED = 4403
 CLOSE_IDLE = 4408
+# Drain (docs/operations.md): the standard "service restart"; SDKs reconnect
+# with jittered backoff, elsewhere (this process no longer listens).
+CLOSE_SERVICE_RESTART = 1012
 # The layer's BLPOP waits up to 5 s; a receive that hangs past this is dead.
 LAYER_RECEIVE_TIMEOUT = 30.0
 DB_TIMEOUT = 10.0
 SWEEP_LIMIT = 20_000
 WATCHDOG_SECONDS = 2.0
 STOP_TIMEOUT = 2.0
+METRICS_SECONDS = 1.0
+# During a drain, how long hellos already being connected may take to commit
+# before the sockets are told to go (so no connect of ours lands after the
+# device's reconnect elsewhere).
+DRAIN_SETTLE_SECONDS = 2.0
 
 
 class Node:
@@ -84,6 +92,7 @@ class Node:
             self._heartbeat_loop,
             self._watchdog_loop,
             self._sweep_loop,
+            self._metrics_loop,
         ):
             self._tasks.append(asyncio.ensure_future(self._guard(loop)))
 
@@ -96,6 +105,56 @@ class Node:
             await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
         self._tasks.clear()
         await self.flush_receipts()
+        metrics.publish(self.name, 0)
+
+    async def drain(self, seconds: float) -> dict[str, Any]:
+        """Hand every device to the other processes, then leave (SIGTERM).
+
+        New hellos are refused from now on; hellos being connected finish;
+        every socket is closed with 1012 (service restart) so its device
+        reconnects elsewhere and resumes from its last_seq; acks that arrive
+        meanwhile are written; what is left after `seconds` is marked
+        offline, and the node row is deleted. The caller has stopped
+        accepting connections first.
+        """
+        started = time.monotonic()
+        deadline = started + seconds
+        self.draining = True
+        sockets = len(self.sockets)
+        try:
+            await asyncio.wait_for(
+                database_sync_to_async(self._mark_draining)(), DB_TIMEOUT
+            )
+        except Exception as exc:
+            logger.warning("node row not marked draining: %s", exc)
+        await wait_until(
+            lambda: all(s.synced or s.closed for s in self.sessions.values()),
+            min(deadline, time.monotonic() + DRAIN_SETTLE_SECONDS),
+        )
+        for consumer in list(self.sockets):
+            try:
+                await consumer.close(CLOSE_SERVICE_RESTART)
+            except Exception as exc:
+                logger.warning("socket not closed for drain: %s", exc)
+        # Each socket's disconnect detaches its session (presence cleared,
+        # connection id guarded); acks received before it are flushed by the
+        # receipt loop, which keeps running until stop().
+        await wait_until(lambda: not (self.sockets or self.sessions), deadline)
+        left = len(self.sessions)
+        await self.stop()
+        try:
+            await asyncio.wait_for(database_sync_to_async(self._forget)(), DB_TIMEOUT)
+        except Exception as exc:
+            logger.warning("node %s not removed: %s", self.name, exc)
+        metrics.DRAINS.inc()
+        report = {
+            "node": self.name,
+            "sockets": sockets,
+            "left_open": left,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        logger.info("node drained", extra={"event": "drain", **report})
+        return report
 
     # Sockets --------------------------------------------------------------
 
@@ -158,6 +217,7 @@ class Node:
             return
         renderers: dict[str, Render] = {}
         message_id = push["id"]
+        written = 0
         for device_id, seq, delivery_id in event["targets"]:
             session = self.sessions.get(UUID(device_id))
             if session is None:
@@ -166,7 +226,14 @@ class Node:
             render = renderers.get(codec.name)
             if render is None:
                 render = renderers[codec.name] = template_renderer(codec, push)
+            before = session.cursor
             await session.offer(seq, delivery_id, message_id, render)
+            if before < seq <= session.cursor:
+                written += 1
+        if written:
+            # One latency for the whole event: its writes are milliseconds apart.
+            latency = max(0.0, (_now_ms() - push["sent_at"]) / 1000)
+            metrics.stats.observe_latency(latency, written)
 
     async def node_close(self, event: dict[str, Any]) -> None:
         session = self.sessions.get(UUID(event["device_id"]))
@@ -187,6 +254,12 @@ class Node:
         except Exception:
             logger.warning("receipts not written, retrying", exc_info=True)
             _merge(self.receipts, batch)
+            metrics.stats.receipt_failures += 1
+            return
+        stats = metrics.stats
+        stats.sent += len(batch.sent)
+        stats.delivered += len(batch.delivered) + len(batch.acked_late)
+        stats.opened += len(batch.opened)
 
     # Loops ----------------------------------------------------------------
 
@@ -237,6 +310,11 @@ class Node:
                 if session:
                     await session.close(CLOSE_REVOKED)
 
+    async def _metrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_SECONDS)
+            metrics.publish(self.name, len(self.sessions))
+
     async def _sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(kpns_setting("SWEEP_SECONDS"))
@@ -270,6 +348,8 @@ class Node:
                 raise
             except Exception as exc:
                 logger.warning("node loop %s failed: %s", loop.__name__, exc)
+                if loop.__name__ == "_receive_loop":
+                    metrics.stats.layer_receive_errors += 1
                 if time.monotonic() - started > 60:
                     delay = 0.5  # a new outage, not the same one going on
                 await asyncio.sleep(delay)
@@ -306,22 +386,21 @@ class Node:
                 # are still here, and without presence no wake-up or sweep
                 # would find them until they reconnect.
                 self._restore_presence(live)
-        dead_before = now - timedelta(seconds=kpns_setting("NODE_DEAD_AFTER_SECONDS"))
-        dead = []
         if judge_dead:
-            dead = list(
-                NodeRow.objects.filter(heartbeat_at__lt=dead_before)
-                .exclude(name=self.name)
-                .values_list("name", flat=True)
-            )
-        if dead:
-            inbox.presence_clear_nodes(nodes=dead)
-            NodeRow.objects.filter(name__in=dead).delete()
+            presence.reap_dead_nodes(now=now, exclude=self.name, by="node")
         return list(
             Device.objects.filter(node=self.name, is_active=False).values_list(
                 "id", flat=True
             )
         )
+
+    def _mark_draining(self) -> None:
+        NodeRow.objects.filter(name=self.name).update(draining=True)
+
+    def _forget(self) -> None:
+        """The end of a drain: our devices offline, our row gone."""
+        inbox.presence_clear_nodes(nodes=[self.name])
+        NodeRow.objects.filter(name=self.name).delete()
 
     def _restore_presence(self, live: list[tuple[UUID, str]]) -> None:
         restored = 0
@@ -337,6 +416,17 @@ def _merge(into: inbox.Receipts, batch: inbox.Receipts) -> None:
     into.delivered[:0] = batch.delivered
     into.opened[:0] = batch.opened
     into.acked_late[:0] = batch.acked_late
+
+
+async def wait_until(
+    done: Callable[[], bool], deadline: float, interval: float = 0.02
+) -> bool:
+    """Poll `done` until it holds or the monotonic deadline passes."""
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        await asyncio.sleep(interval)
+    return done()
 
 
 def _now_ms() -> int:

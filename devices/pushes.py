@@ -1,5 +1,6 @@
 """Direct pushes: a message to chosen devices, committed first, then woken."""
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -8,6 +9,8 @@ from django.db import transaction
 
 from devices import delivery, inbox
 from devices.models import App, Device, Message
+
+logger = logging.getLogger(__name__)
 
 
 def push_to_devices(
@@ -19,6 +22,14 @@ def push_to_devices(
         targets = inbox.deliveries_enqueue(message=message, device_ids=list(device_ids))
         fields = inbox.push_fields(message)
         transaction.on_commit(lambda: delivery.wake_targets(fields, targets))
+    logger.info(
+        "push committed",
+        extra={
+            "message_id": str(message.pk),
+            "app_id": app.pk,
+            "targets": len(targets),
+        },
+    )
     return message, len(targets)
 
 

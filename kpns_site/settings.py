@@ -56,6 +56,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request ids and the access log line (kpns_site/logs.py).
+    "kpns_site.logs.request_id_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -119,25 +121,53 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Channel layer: in-process when REDIS_URL is unset.
+# Channel layer: in-process when neither REDIS_URL nor REDIS_SENTINELS is set.
+# REDIS_SENTINELS (host:port,host:port) + REDIS_SENTINEL_MASTER find the
+# master through Redis Sentinel and follow its failovers (docs/operations.md).
 REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
+REDIS_SENTINELS = env.list("REDIS_SENTINELS", default=[])
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="mymaster")
+_REDIS_OPTIONS = {
+    # redis-py 8 raises past max_connections instead of waiting; its 5 s
+    # read timeout equals the layer's 5 s BLPOP and kills the receiver
+    # (field notes 1-2).
+    "max_connections": 500,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 3,
+    "health_check_interval": 15,
+}
+if REDIS_SENTINELS:
+    _REDIS_HOST = {
+        "sentinels": [
+            (host, int(port))
+            for host, port in (item.rsplit(":", 1) for item in REDIS_SENTINELS)
+        ],
+        "master_name": REDIS_SENTINEL_MASTER,
+        "sentinel_kwargs": {
+            "socket_timeout": 2,
+            "socket_connect_timeout": 2,
+            **(
+                {"password": env.str("REDIS_SENTINEL_PASSWORD")}
+                if "REDIS_SENTINEL_PASSWORD" in env.ENVIRON
+                else {}
+            ),
+        },
+        "db": env.int("REDIS_DB", default=0),
+        **(
+            {"password": env.str("REDIS_PASSWORD")}
+            if "REDIS_PASSWORD" in env.ENVIRON
+            else {}
+        ),
+        **_REDIS_OPTIONS,
+    }
+else:
+    _REDIS_HOST = {"address": REDIS_URL, **_REDIS_OPTIONS}
+if REDIS_URL or REDIS_SENTINELS:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        # redis-py 8 raises past max_connections instead of
-                        # waiting; its 5 s read timeout equals the layer's
-                        # 5 s BLPOP and kills the receiver (field notes 1-2).
-                        "max_connections": 500,
-                        "socket_timeout": 10,
-                        "socket_connect_timeout": 3,
-                        "health_check_interval": 15,
-                    }
-                ],
+                "hosts": [_REDIS_HOST],
                 # Only node channels (one per server process) receive; a
                 # node carries every wake-up for all of its sockets, so the
                 # default capacity of 100 would drop them (field notes 4).
@@ -194,13 +224,27 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
+# LOG_FORMAT=json for one JSON object per line (the production layout);
+# both formats carry request ids and redact tokens (kpns_site/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "kpns_site.logs.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+        "plain": {
+            "()": "kpns_site.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "kpns_site.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "daphne": {"level": "WARNING"},
@@ -243,7 +287,12 @@ KPNS = {
     "API_MAX_PUSH_DEVICES": env.int("KPNS_API_MAX_PUSH_DEVICES", default=10_000),
     "WEBHOOK_TIMEOUT_SECONDS": env.float("KPNS_WEBHOOK_TIMEOUT_SECONDS", default=5.0),
     "WEBHOOK_MAX_ATTEMPTS": env.int("KPNS_WEBHOOK_MAX_ATTEMPTS", default=10),
+    "DRAIN_SECONDS": env.float("KPNS_DRAIN_SECONDS", default=10.0),
 }
+
+# /metrics (kpns_site/metrics.py): Prometheus sends
+# "Authorization: Bearer <KPNS_METRICS_TOKEN>"; staff may look in a browser.
+KPNS_METRICS_TOKEN = env.str("KPNS_METRICS_TOKEN", default="")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "devices.api.schema.KpnsAutoSchema",

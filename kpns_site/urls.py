@@ -7,11 +7,14 @@ from drf_spectacular.views import (
 )
 
 from kpns_site.demo import demo
-from kpns_site.health import healthz
+from kpns_site.health import healthz, readyz
+from kpns_site.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include("devices.api.urls")),
     path("api/v1/", include("campaigns.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -9,10 +9,13 @@ from devices.protocol import JSON, Ack, Codec, Hello, Push, Welcome
 
 
 class DeviceClient:
-    def __init__(self, url: str, token: str, codec: Codec = JSON) -> None:
+    def __init__(
+        self, url: str, token: str, codec: Codec = JSON, ssl: Any = None
+    ) -> None:
         self.url = url
         self.token = token
         self.codec = codec
+        self.ssl = ssl  # an ssl.SSLContext for wss:// (tests/ops, nginx)
         self.ws: Any = None
         self.welcome: Welcome | None = None
 
@@ -21,6 +24,7 @@ class DeviceClient:
             self.url,
             subprotocols=[self.codec.name, f"kpns.token.{self.token}"],
             open_timeout=10,
+            **({"ssl": self.ssl} if self.ssl is not None else {}),
         )
         await self.send(Hello(last_seq=last_seq))
         frame = await self.receive()

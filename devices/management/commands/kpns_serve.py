@@ -15,13 +15,27 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--access-log", action="store_true")
+        parser.add_argument(
+            "--proxy-headers",
+            action="store_true",
+            help="trust X-Forwarded-For/-Port/-Proto from the proxy in front "
+            "(nginx, deploy/nginx/kpns.conf); only when nothing else can reach "
+            "this port",
+        )
+        parser.add_argument(
+            "--drain-seconds",
+            type=float,
+            default=None,
+            help="on SIGTERM, how long to wait for devices to move elsewhere "
+            "(default KPNS_DRAIN_SECONDS)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Daphne installs Twisted's asyncio reactor on import: import it here,
         # inside the command, so other commands never pay for it.
         from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
 
+        from devices.server import DrainingServer
         from kpns_site.asgi import application
 
         logging.getLogger("daphne").setLevel(logging.WARNING)
@@ -31,9 +45,17 @@ class Command(BaseCommand):
         self.stdout.write(
             f"KPNS serving on http://{options['host']}:{options['port']}/"
         )
-        Server(
+        drain = options["drain_seconds"]
+        proxy = options["proxy_headers"]
+        # SIGTERM drains (devices.server): 1012 to every socket, then exit.
+        DrainingServer(
             application=application,
             endpoints=endpoints,
+            drain_seconds=kpns_setting("DRAIN_SECONDS") if drain is None else drain,
+            # Daphne takes the first X-Forwarded-For address: the proxy must
+            # set it (nginx: $remote_addr), never append to a client's value.
+            proxy_forwarded_address_header="X-Forwarded-For" if proxy else None,
+            proxy_forwarded_proto_header="X-Forwarded-Proto" if proxy else None,
             # Device sockets live for days: no maximum socket age.
             websocket_timeout=-1,
             # Protocol-level pings find dead TCP peers (django/daphne #168).

@@ -1,0 +1,106 @@
+"""The Daphne server of `manage.py kpns_serve`, with a graceful drain.
+
+Daphne's own signal handlers stop the reactor at once: every socket drops
+(1006) and the process's devices stay "online" until another node judges it
+dead. Here SIGTERM (or SIGINT) drains instead (docs/operations.md):
+
+1. stop listening, so new connections (and nginx's retries) go to the other
+   processes;
+2. the node refuses new hellos, closes every socket with 1012 (service
+   restart) and waits up to KPNS_DRAIN_SECONDS for them to go, writing the
+   acks that arrive meanwhile;
+3. the node marks what is left offline and deletes its Node row;
+4. HTTP requests still running may finish within the same bound; then the
+   reactor stops and the process exits 0.
+
+A second signal stops at once.
+
+Importing this module installs Twisted's asyncio reactor (daphne.server):
+only kpns_serve imports it.
+"""
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any
+
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import reactor
+
+from devices import metrics, node
+
+logger = logging.getLogger(__name__)
+
+# RFC 6455 registers 1012 (service restart) and 1013 (try again later) for
+# servers; autobahn's sendClose() allows only 1000 and 3000-4999, the rule of
+# the browser's close() API, so Daphne raised instead of closing.
+SERVER_CLOSE_CODES = frozenset({1012, 1013})
+
+
+def _server_close(self: WebSocketProtocol, code: int | None = None) -> None:
+    code = 1000 if code is None else code
+    if code in SERVER_CLOSE_CODES:
+        self.sendCloseFrame(code=code, isReply=False)
+    else:
+        self.sendClose(code=code)
+
+
+def allow_server_close_codes() -> None:
+    WebSocketProtocol.serverClose = _server_close  # type: ignore[method-assign]
+
+
+class DrainingServer(Server):
+    def __init__(self, *args: Any, drain_seconds: float, **kwargs: Any) -> None:
+        super().__init__(*args, signal_handlers=False, **kwargs)
+        self.drain_seconds = drain_seconds
+        self.ports: list[Any] = []
+        self._drain: asyncio.Future[None] | None = None
+
+    def listen_success(self, port: Any) -> None:
+        self.ports.append(port)
+        super().listen_success(port)
+
+    def run(self) -> None:
+        allow_server_close_codes()
+        loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.on_signal, sig)
+        super().run()
+
+    def on_signal(self, sig: int) -> None:
+        if self._drain is not None:
+            logger.warning("second %s: stopping now", signal.Signals(sig).name)
+            self.stop()
+            return
+        logger.info(
+            "%s: draining (up to %s s)", signal.Signals(sig).name, self.drain_seconds
+        )
+        self._drain = asyncio.ensure_future(self.drain())
+
+    async def drain(self) -> None:
+        started = time.monotonic()
+        deadline = started + self.drain_seconds
+        try:
+            for port in self.ports:
+                port.stopListening()
+            this = node._nodes.get(asyncio.get_running_loop())
+            if this is not None:
+                await this.drain(max(0.0, deadline - time.monotonic()))
+            await node.wait_until(lambda: not self._requests_running(), deadline)
+        except Exception:
+            logger.exception("drain failed; stopping anyway")
+        finally:
+            logger.info(
+                "server stopped after %.2f s of drain", time.monotonic() - started
+            )
+            metrics.process_exited()
+            self.stop()
+
+    def _requests_running(self) -> bool:
+        for details in list(getattr(self, "connections", {}).values()):
+            instance = details.get("application_instance")
+            if instance is not None and not instance.done():
+                return True
+        return False
