@@ -316,12 +316,12 @@ def test_a_slow_receiver_times_out_without_holding_up_the_batch(
     settings.KPNS = {**settings.KPNS, "WEBHOOK_TIMEOUT_SECONDS": 0.5}
     receiver.delay = 3
     subscribe(app, receiver.url, ["device.unregistered"])
-    for _ in range(4):
+    for _ in range(8):
         registry.device_revoke(device=make_device(app)[0])
     started = time.monotonic()
-    assert webhooks.dispatch_due(now=timezone.now()) == 4
-    # Concurrent calls: about one timeout for the batch, not one each.
-    assert time.monotonic() - started < 2
+    assert webhooks.dispatch_due(now=timezone.now()) == 8
+    # Concurrent calls: about one timeout for the batch, not 8 x 0.5 s.
+    assert time.monotonic() - started < 3
     assert set(WebhookDelivery.objects.values_list("last_error", flat=True)) == {
         "ReadTimeout: timed out"
     }
@@ -336,7 +336,7 @@ def test_the_scheduler_tick_never_waits_for_a_call(app, receiver):
         started = time.monotonic()
         assert dispatcher.tick(timezone.now()) is True
         assert dispatcher.tick(timezone.now()) is False  # still busy: skipped
-        assert time.monotonic() - started < 0.2
+        assert time.monotonic() - started < 1.0  # the call itself takes 2 s
         deadline = time.monotonic() + 10
         while not WebhookDelivery.objects.filter(status="succeeded").exists():
             assert time.monotonic() < deadline
