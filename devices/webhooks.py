@@ -268,6 +268,15 @@ def dispatch_due(
         )
         if not rows:
             return 0
+        # An endpoint switched off in the admin gets no more calls.
+        disabled = [r.pk for r in rows if not r.endpoint.is_active]
+        if disabled:
+            WebhookDelivery.objects.filter(pk__in=disabled).update(
+                status=WebhookDeliveryStatus.FAILED, last_error="Endpoint disabled."
+            )
+            rows = [r for r in rows if r.endpoint.is_active]
+            if not rows:
+                return 0
         WebhookDelivery.objects.filter(pk__in=[r.pk for r in rows]).update(
             next_attempt_at=now + lease, last_attempt_at=now
         )

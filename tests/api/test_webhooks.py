@@ -404,3 +404,12 @@ def test_acks_lost_before_a_reconnect_still_queue_message_delivered(app):
     row = WebhookDelivery.objects.get()
     assert row.event == "message.delivered"
     assert row.payload["data"]["message_id"] == str(message.pk)
+
+
+def test_a_disabled_endpoint_gets_no_more_calls(app, receiver):
+    endpoint, row = queue_event(app, receiver.url)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=False)
+    assert webhooks.dispatch_due(now=timezone.now()) == 0
+    row.refresh_from_db()
+    assert (row.status, row.last_error) == ("failed", "Endpoint disabled.")
+    assert receiver.calls == []
