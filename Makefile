@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-deps lint migrate clean soak bench bench-quick
+.PHONY: install run prod test test-deps lint migrate clean soak bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ migrate: install
 run: migrate
 	$(PY) manage.py kpns_demo
 	HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/honcho -f Procfile.dev start
+
+# The production layout on this machine (docs/operations.md): K Daphne
+# processes (ports KPNS_BASE_PORT..), the scheduler and nginx under
+# supervisord, which restarts what dies. Needs DATABASE_URL, REDIS_URL (or
+# REDIS_SENTINELS), SECRET_KEY and ALLOWED_HOSTS in the environment.
+# deploy/kpnsctl status | roll | stop all.
+prod: install
+	KPNS_SERVERS=$${KPNS_SERVERS:-$(K)} bash deploy/prod.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

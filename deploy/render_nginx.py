@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base-port", type=int, default=8001)
     parser.add_argument("--upstream-host", default="127.0.0.1")
     parser.add_argument("--upstream", action="append", metavar="HOST:PORT")
-    parser.add_argument("--fail-timeout", type=int, default=5)
+    parser.add_argument("--fail-timeout", type=int, default=2)
     parser.add_argument("--http-listen", default="80")
     parser.add_argument("--https-listen", default="443")
     parser.add_argument("--server-name", default="_")

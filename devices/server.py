@@ -51,6 +51,10 @@ def allow_server_close_codes() -> None:
     WebSocketProtocol.serverClose = _server_close  # type: ignore[method-assign]
 
 
+async def _start_node() -> None:
+    await node.get_node().ensure_started()
+
+
 class DrainingServer(Server):
     def __init__(self, *args: Any, drain_seconds: float, **kwargs: Any) -> None:
         super().__init__(*args, signal_handlers=False, **kwargs)
@@ -67,6 +71,9 @@ class DrainingServer(Server):
         loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.on_signal, sig)
+        # The node starts with the process, not with its first socket: its
+        # Node row shows in the admin (and heartbeats) while it is idle too.
+        reactor.callWhenRunning(lambda: asyncio.ensure_future(_start_node()))
         super().run()
 
     def on_signal(self, sig: int) -> None:

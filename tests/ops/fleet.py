@@ -25,6 +25,7 @@ class Device:
     ssl: Any = None
     last_seq: int = 0
     seen: list[tuple[int, str]] = field(default_factory=list)  # the app's view
+    received_at: dict[str, float] = field(default_factory=dict)  # id -> monotonic
     wire: int = 0  # pushes received, replays included
     closes: list[int | None] = field(default_factory=list)
     connects: int = 0
@@ -69,6 +70,7 @@ class Device:
                 self.wire += 1
                 if frame.seq > self.last_seq:
                     self.seen.append((frame.seq, frame.id))
+                    self.received_at[frame.id] = time.monotonic()
                     self.last_seq = frame.seq
                 await client.ack(frame)
 

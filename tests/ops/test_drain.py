@@ -89,6 +89,10 @@ async def test_sigterm_closes_with_1012_and_leaves_no_presence(
     with stopping(procs):
         server = start_server(port, redis_url=redis_url, tmp_path=tmp_path)
         procs.append(server)
+        # The node (and its row) starts with the process, before any socket.
+        assert await wait_for(
+            lambda: Node.objects.filter(pid=server.pid, draining=False).exists(), 10
+        )
         _app, devices = await database_sync_to_async(world)(3)
         clients = [DeviceClient(server.ws_url, token) for _, token in devices]
         for client in clients:

@@ -23,6 +23,14 @@ class Command(BaseCommand):
             "this port",
         )
         parser.add_argument(
+            "--backlog",
+            type=int,
+            default=2048,
+            help="listen backlog (Twisted's default is 50: a drain or restart "
+            "elsewhere sends thousands of reconnects at once); the kernel caps "
+            "it at net.core.somaxconn",
+        )
+        parser.add_argument(
             "--drain-seconds",
             type=float,
             default=None,
@@ -39,9 +47,12 @@ class Command(BaseCommand):
         from kpns_site.asgi import application
 
         logging.getLogger("daphne").setLevel(logging.WARNING)
-        endpoints = build_endpoint_description_strings(
-            host=options["host"], port=options["port"]
-        )
+        endpoints = [
+            f"{endpoint}:backlog={options['backlog']}"
+            for endpoint in build_endpoint_description_strings(
+                host=options["host"], port=options["port"]
+            )
+        ]
         self.stdout.write(
             f"KPNS serving on http://{options['host']}:{options['port']}/"
         )
