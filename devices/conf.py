@@ -42,6 +42,12 @@ DEFAULTS: dict[str, Any] = {
     # offline and the process exits. Supervisors must wait longer than this
     # (deploy/supervisord.conf stopwaitsecs).
     "DRAIN_SECONDS": 10.0,
+    # CPython's collector thresholds in server processes (devices.gcpause):
+    # the defaults (700, 10, 10) promote every object that lives a few
+    # milliseconds and run a full collection, which walks every socket's
+    # objects with the event loop stopped (1 s at 10,000 sockets), every
+    # few seconds under load.
+    "GC_THRESHOLDS": [20_000, 5, 100],
     # Server API (docs/api.md). Requests per API key per minute (a fixed
     # one-minute window in the Django cache); over it: 429 with Retry-After.
     "API_RATE_PER_MINUTE": 6000,

@@ -78,6 +78,13 @@ NODES_REAPED = Counter(
     ["by"],
 )
 DRAINS = Counter("kpns_drains_total", "Graceful drains of a server process.")
+GC_PAUSE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+GC_PAUSE = Histogram(
+    "kpns_gc_pause_seconds",
+    "Python garbage-collector pauses (the event loop stops), by generation.",
+    ["generation"],
+    buckets=GC_PAUSE_BUCKETS,
+)
 
 
 @dataclass
@@ -96,6 +103,11 @@ class Stats:
         default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1)
     )
     latency_sum: float = 0.0
+    # generation -> pause seconds of each collection since the last publish.
+    gc_pauses: dict[int, list[float]] = field(default_factory=dict)
+
+    def observe_gc(self, generation: int, seconds: float) -> None:
+        self.gc_pauses.setdefault(generation, []).append(seconds)
 
     def observe_latency(self, seconds: float, count: int = 1) -> None:
         """`count` pushes written `seconds` after their commit."""
@@ -127,6 +139,10 @@ def publish(node_name: str | None = None, connected: int | None = None) -> None:
         LAYER_ERRORS.labels("receive").inc(taken.layer_receive_errors)
     if any(taken.latency_counts):
         observe_batch(LATENCY, taken.latency_counts, taken.latency_sum)
+    for generation, pauses in taken.gc_pauses.items():
+        child = GC_PAUSE.labels(str(generation))
+        for seconds in pauses:
+            child.observe(seconds)
     if node_name is not None and connected is not None:
         CONNECTED.labels(node_name).set(connected)
 

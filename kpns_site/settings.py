@@ -278,6 +278,9 @@ KPNS = {
     "MAX_PAYLOAD_BYTES": env.int("KPNS_MAX_PAYLOAD_BYTES", default=4096),
     "RECEIPT_FLUSH_SECONDS": env.float("KPNS_RECEIPT_FLUSH_SECONDS", default=0.05),
     "ALLOWED_ORIGINS": env.list("KPNS_ALLOWED_ORIGINS", default=[]),
+    "GC_THRESHOLDS": [
+        int(n) for n in env.list("KPNS_GC_THRESHOLDS", default=["20000", "5", "100"])
+    ],
     "MAX_UNACKED": env.int("KPNS_MAX_UNACKED", default=500),
     "MAX_FRAMES_PER_SECOND": env.float("KPNS_MAX_FRAMES_PER_SECOND", default=50),
     "FRAME_BURST": env.int("KPNS_FRAME_BURST", default=100),

@@ -171,3 +171,35 @@ async def test_one_scrape_reports_every_process(redis_url, redis_layer, tmp_path
         assert total(families, "kpns_pushes_delivered_total") >= 4
         for client in clients:
             await client.close()
+
+
+def test_gc_pauses_are_timed_and_published():
+    import gc
+
+    from devices import gcpause
+
+    child = metrics.GC_PAUSE.labels("2")
+    before = child._sum.get()
+    count_before = sum(b.get() for b in child._buckets)
+    gcpause.watch()
+    try:
+        gc.collect()
+    finally:
+        gcpause.unwatch()
+    metrics.publish()
+    assert sum(b.get() for b in child._buckets) == count_before + 1
+    assert child._sum.get() > before
+
+
+def test_server_tuning_freezes_startup_objects_and_sets_thresholds():
+    import subprocess
+    import sys
+
+    code = (
+        "import gc; from devices import gcpause; gcpause.tune([30000, 7, 90]);"
+        "print(gc.get_threshold(), gc.get_freeze_count() > 1000)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "(30000, 7, 90) True", out.stderr

@@ -43,8 +43,12 @@ class Command(BaseCommand):
         # inside the command, so other commands never pay for it.
         from daphne.endpoints import build_endpoint_description_strings
 
+        from devices import gcpause
         from devices.server import DrainingServer
         from kpns_site.asgi import application
+
+        gcpause.watch()
+        gcpause.tune(kpns_setting("GC_THRESHOLDS"))
 
         logging.getLogger("daphne").setLevel(logging.WARNING)
         endpoints = [
