@@ -12,11 +12,10 @@ from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db import transaction
 from django.db.models import QuerySet
 
 from campaigns.audience import audience_devices, audience_validate
-from devices import pushes
+from devices import inbox, pushes
 from devices.conf import kpns_setting
 from devices.models import App, Device, Message
 
@@ -86,6 +85,42 @@ def push_send(
         "tags": tags,
         "audience": audience,
     }
+    ids = _target_ids(app, targets)
+    return pushes.push_to_devices(app=app, device_ids=ids, **content)
+
+
+def push_send_batch(*, app: App, items: list[dict[str, Any]]) -> list[PushResult]:
+    """Send many pushes, each checked on its own: a bad item is reported and
+    the others are sent. The valid ones are written in one transaction
+    (devices.pushes.push_batch); pushes naming device_ids are resolved with
+    one query for the whole batch."""
+    results: list[PushResult | None] = [None] * len(items)
+    active = _active_among(app, items)
+    plans: list[tuple[int, Message, list[Any]]] = []
+    for index, item in enumerate(items):
+        targets = {kind: item.get(kind) for kind in TARGET_KINDS}
+        content = {k: v for k, v in item.items() if k not in TARGET_KINDS}
+        try:
+            if _only_device_ids(targets):
+                named = [UUID(str(v)) for v in targets["device_ids"]]
+                ids = [i for i in dict.fromkeys(named) if i in active]
+            else:
+                ids = _target_ids(app, targets)
+            message = inbox.message_build(app=app, **content)
+        except (ValidationError, ValueError) as exc:
+            if not isinstance(exc, ValidationError):
+                exc = ValidationError({"device_ids": ["Device ids (UUIDs)."]})
+            results[index] = PushResult(None, 0, _errors(exc))
+            continue
+        plans.append((index, message, ids))
+    counts = pushes.push_batch(app=app, plans=[(m, ids) for _i, m, ids in plans])
+    for (index, message, _ids), count in zip(plans, counts, strict=True):
+        results[index] = PushResult(message, count)
+    return [result for result in results if result is not None]
+
+
+def _target_ids(app: App, targets: dict[str, Any]) -> list[Any]:
+    """The ids of the devices a push names, at most API_MAX_PUSH_DEVICES."""
     limit = kpns_setting("API_MAX_PUSH_DEVICES")
     ids = list(
         push_targets(app=app, targets=targets)
@@ -101,21 +136,36 @@ def push_send(
                 ]
             }
         )
-    return pushes.push_to_devices(app=app, device_ids=ids, **content)
+    return ids
 
 
-def push_send_batch(*, app: App, items: list[dict[str, Any]]) -> list[PushResult]:
-    """Send many pushes, each on its own: one failing leaves the others sent."""
-    results = []
+def _only_device_ids(targets: dict[str, Any]) -> bool:
+    given = [kind for kind in TARGET_KINDS if targets.get(kind) is not None]
+    values = targets.get("device_ids")
+    return (
+        given == ["device_ids"]
+        and isinstance(values, list)
+        and 0 < len(values) <= MAX_TARGET_LIST
+    )
+
+
+def _active_among(app: App, items: list[dict[str, Any]]) -> set[UUID]:
+    """The active devices of the app among every device_ids of the batch."""
+    named: set[UUID] = set()
     for item in items:
-        try:
-            with transaction.atomic():
-                message, count = push_send(app=app, **item)
-        except ValidationError as exc:
-            results.append(PushResult(None, 0, _errors(exc)))
-        else:
-            results.append(PushResult(message, count))
-    return results
+        if _only_device_ids({k: item.get(k) for k in TARGET_KINDS}):
+            for value in item["device_ids"]:
+                try:
+                    named.add(UUID(str(value)))
+                except ValueError:
+                    continue  # reported with its item
+    if not named:
+        return set()
+    # One array parameter on PostgreSQL: a batch may name 500,000 ids.
+    active = Device.objects.filter(
+        app=app, is_active=True, pk__in=inbox.in_values(list(named), "uuid")
+    )
+    return set(active.values_list("pk", flat=True))
 
 
 def _errors(exc: ValidationError) -> dict[str, list[str]]:

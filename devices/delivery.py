@@ -10,7 +10,7 @@ sweep and the device's replay recover from the database.
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -51,6 +51,43 @@ async def awake_targets(push: dict[str, Any], targets: Iterable[Target]) -> int:
     # Concurrently: with Redis unreachable each send waits SEND_TIMEOUT, and
     # one after the other a push to K nodes held its caller K times as long.
     return sum(await asyncio.gather(*sends))
+
+
+async def awake_batch(
+    batch: Sequence[tuple[dict[str, Any], Iterable[Target]]],
+) -> int:
+    """Wake-ups for many messages (a push batch): one event per node per
+    TARGETS_PER_EVENT targets, holding every message that node needs, in
+    order. Returns events sent."""
+    by_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for push, targets in batch:
+        rows: dict[str, list[list[Any]]] = defaultdict(list)
+        for target in targets:
+            if target.node:
+                rows[target.node].append(
+                    [str(target.device_id), target.seq, target.delivery_id]
+                )
+        for node, node_rows in rows.items():
+            by_node[node].append({"push": push, "targets": node_rows})
+    sends = []
+    for node, entries in by_node.items():
+        event: list[dict[str, Any]] = []
+        size = 0
+        for entry in entries:
+            if event and size + len(entry["targets"]) > TARGETS_PER_EVENT:
+                sends.append(
+                    _asend(node, {"type": "node.deliver_batch", "pushes": event})
+                )
+                event, size = [], 0
+            event.append(entry)
+            size += len(entry["targets"])
+        if event:
+            sends.append(_asend(node, {"type": "node.deliver_batch", "pushes": event}))
+    return sum(await asyncio.gather(*sends))
+
+
+def wake_batch(batch: Sequence[tuple[dict[str, Any], Iterable[Target]]]) -> int:
+    return async_to_sync(awake_batch)([(push, list(t)) for push, t in batch])
 
 
 async def aclose_device(

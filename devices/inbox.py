@@ -88,6 +88,34 @@ def message_create(
     collapse_key: str = "",
     ttl_seconds: int | None = None,
 ) -> Message:
+    message = message_build(
+        app=app,
+        title=title,
+        body=body,
+        url=url,
+        image=image,
+        data=data,
+        priority=priority,
+        collapse_key=collapse_key,
+        ttl_seconds=ttl_seconds,
+    )
+    message.save()
+    return message
+
+
+def message_build(
+    *,
+    app: App,
+    title: str,
+    body: str = "",
+    url: str = "",
+    image: str = "",
+    data: dict[str, Any] | None = None,
+    priority: str = Priority.NORMAL,
+    collapse_key: str = "",
+    ttl_seconds: int | None = None,
+) -> Message:
+    """A checked, unsaved message (message_create saves it; batches bulk-insert)."""
     ttl = kpns_setting("DEFAULT_TTL_SECONDS") if ttl_seconds is None else ttl_seconds
     message = Message(
         app=app,
@@ -105,7 +133,6 @@ def message_create(
             {"ttl_seconds": [f"Between 0 and {MAX_TTL_SECONDS} seconds."]}
         )
     message_validate(message)
-    message.save()
     return message
 
 
@@ -224,6 +251,86 @@ def _insert_deliveries(
         }
 
 
+def deliveries_enqueue_many(
+    plans: Sequence[tuple[Message, Sequence[UUID]]],
+) -> dict[UUID, list[Target]]:
+    """Many new messages of one app, each to its own devices (a push batch).
+
+    Returns each message's targets by message id. Must run inside a
+    transaction, after the messages are saved. A device named by several
+    messages gets them at consecutive seqs, in the order given.
+
+    On PostgreSQL three statements whatever the batch: one UPDATE bumps
+    every device's seq by its count of messages (RETURNING the new ones),
+    one INSERT from arrays writes every delivery. Collapse keys (which
+    must see the earlier messages of the batch) and other databases take
+    the one-message path for each message.
+    """
+    plans = [(m, list(dict.fromkeys(ids))) for m, ids in plans]
+    if connection.vendor != "postgresql" or any(m.collapse_key for m, _ in plans):
+        return {m.pk: deliveries_enqueue(message=m, device_ids=ids) for m, ids in plans}
+    found: dict[UUID, list[Target]] = {m.pk: [] for m, _ in plans}
+    counts: dict[UUID, int] = defaultdict(int)
+    for _message, ids in plans:
+        for device_id in ids:
+            counts[device_id] += 1
+    if not counts:
+        return found
+    app_ids = {m.app_id for m, _ in plans}
+    assert len(app_ids) == 1, "a batch belongs to one app"
+    device_table = connection.ops.quote_name(Device._meta.db_table)
+    delivery_table = connection.ops.quote_name(Delivery._meta.db_table)
+    ordered = sorted(counts)  # one lock order for every writer
+    with connection.cursor() as cursor:
+        # Only quoted table names and placeholders are interpolated.
+        cursor.execute(
+            f"UPDATE {device_table} d SET last_seq = d.last_seq + c.n "  # noqa: S608
+            "FROM (SELECT unnest(%s::uuid[]) AS id, unnest(%s::int[]) AS n) c "
+            "WHERE d.id = c.id AND d.app_id = %s AND d.is_active "
+            "RETURNING d.id, d.last_seq, d.node",
+            [ordered, [counts[i] for i in ordered], app_ids.pop()],
+        )
+        bumped = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+        # Seqs handed out in plan order: last_seq - n + 1 ... last_seq.
+        next_seq = {i: last - counts[i] + 1 for i, (last, _node) in bumped.items()}
+        rows: list[tuple[Message, UUID, int]] = []
+        for message, ids in plans:
+            for device_id in ids:
+                if device_id in next_seq:
+                    rows.append((message, device_id, next_seq[device_id]))
+                    next_seq[device_id] += 1
+        if not rows:
+            return found
+        now = timezone.now()
+        cursor.execute(
+            f"INSERT INTO {delivery_table} "  # noqa: S608
+            "(message_id, device_id, seq, status, created_at, expires_at) "
+            "SELECT m, d, s, %s, %s, e FROM unnest("
+            "%s::uuid[], %s::uuid[], %s::bigint[], %s::timestamptz[]) AS r(m, d, s, e) "
+            "RETURNING id, message_id, device_id, seq",
+            [
+                DeliveryStatus.PENDING.value,
+                now,
+                [m.pk for m, _d, _s in rows],
+                [d for _m, d, _s in rows],
+                [s for _m, _d, s in rows],
+                [m.expires_at for m, _d, _s in rows],
+            ],
+        )
+        for row_id, message_id, device_id, seq in cursor.fetchall():
+            found[message_id].append(
+                Target(
+                    device_id=device_id,
+                    seq=seq,
+                    delivery_id=row_id,
+                    node=bumped[device_id][1],
+                )
+            )
+    for targets in found.values():
+        targets.sort(key=lambda t: t.seq)
+    return found
+
+
 @dataclass(frozen=True)
 class ConnectRequest:
     device_id: UUID
@@ -260,7 +367,7 @@ def devices_connect(
         devices = {
             d.pk: d
             for d in Device.objects.select_for_update()
-            .filter(pk__in=_many(ids, "uuid"))
+            .filter(pk__in=in_values(ids, "uuid"))
             .order_by("pk")
             .only("node", "connection_id", "last_seq", "acked_seq")
         }
@@ -274,7 +381,7 @@ def devices_connect(
         open_rows: dict[UUID, list[tuple[int, int, datetime, UUID]]] = {}
         for pk, device_id, seq, expires, message_id in (
             Delivery.objects.filter(
-                device_id__in=_many(list(devices), "uuid"), status__in=OPEN_STATUSES
+                device_id__in=in_values(list(devices), "uuid"), status__in=OPEN_STATUSES
             )
             .order_by("device_id", "seq")
             .values_list("pk", "device_id", "seq", "expires_at", "message_id")
@@ -305,23 +412,23 @@ def devices_connect(
                 # dropped ones; only then is the resync check worth a query.
                 maybe_gap.append(pk)
         if done:
-            Delivery.objects.filter(pk__in=_many(done, "bigint")).update(
+            Delivery.objects.filter(pk__in=in_values(done, "bigint")).update(
                 **_delivered(now)
             )
             # Rare (acks lost on the way): only then ask who listens.
             watch = _WebhookWatch.start(WebhookEvent.MESSAGE_DELIVERED)
             if watch is not None:
                 watch.note(
-                    Delivery.objects.filter(pk__in=_many(done, "bigint")),
+                    Delivery.objects.filter(pk__in=in_values(done, "bigint")),
                     WebhookEvent.MESSAGE_DELIVERED,
                 )
                 watch.emit(now)
         if expired:
-            Delivery.objects.filter(pk__in=_many(expired, "bigint")).update(
+            Delivery.objects.filter(pk__in=in_values(expired, "bigint")).update(
                 status=DeliveryStatus.EXPIRED
             )
         if dropped:
-            Delivery.objects.filter(pk__in=_many(dropped, "bigint")).update(
+            Delivery.objects.filter(pk__in=in_values(dropped, "bigint")).update(
                 status=DeliveryStatus.DROPPED
             )
         for pk in maybe_gap:
@@ -447,11 +554,11 @@ def receipts_record(receipts: Receipts) -> None:
             )
         if receipts.sent:
             Delivery.objects.filter(
-                pk__in=_many(receipts.sent, "bigint"), status=DeliveryStatus.PENDING
+                pk__in=in_values(receipts.sent, "bigint"), status=DeliveryStatus.PENDING
             ).update(status=DeliveryStatus.SENT, sent_at=now)
         if receipts.delivered:
             acked = Delivery.objects.filter(
-                pk__in=_many(receipts.delivered, "bigint"), status__in=OPEN_STATUSES
+                pk__in=in_values(receipts.delivered, "bigint"), status__in=OPEN_STATUSES
             )
             if watch is not None:
                 watch.note(acked, WebhookEvent.MESSAGE_DELIVERED)
@@ -536,7 +643,7 @@ def _id_list_sql(device_ids: list[UUID]) -> tuple[str, list[Any]]:
     return f"id IN ({','.join(['%s'] * len(params))})", params
 
 
-def _many(values: list[Any], sql_type: str) -> Any:
+def in_values(values: list[Any], sql_type: str) -> Any:
     """The right side of an ORM `__in` for a long list (see _id_list_sql)."""
     if connection.vendor == "postgresql":
         # sql_type is one of our literals; the values travel as one parameter.

@@ -212,13 +212,20 @@ class Node:
     # Events from the channel layer ------------------------------------------
 
     async def node_deliver(self, event: dict[str, Any]) -> None:
-        push = event["push"]
+        await self._deliver(event["push"], event["targets"])
+
+    async def node_deliver_batch(self, event: dict[str, Any]) -> None:
+        # Several messages (a push batch), in seq order per device.
+        for entry in event["pushes"]:
+            await self._deliver(entry["push"], entry["targets"])
+
+    async def _deliver(self, push: dict[str, Any], targets: list[list[Any]]) -> None:
         if push["expires_at"] <= _now_ms():
             return
         renderers: dict[str, Render] = {}
         message_id = push["id"]
         written = 0
-        for device_id, seq, delivery_id in event["targets"]:
+        for device_id, seq, delivery_id in targets:
             session = self.sessions.get(UUID(device_id))
             if session is None:
                 continue

@@ -33,6 +33,24 @@ def push_to_devices(
     return message, len(targets)
 
 
+def push_batch(*, app: App, plans: list[tuple[Message, list[Any]]]) -> list[int]:
+    """Many checked, unsaved messages of one app, each to its own devices:
+    saved with their deliveries in one transaction, woken after it commits
+    with one layer event per node. Returns each message's targets count."""
+    if not plans:
+        return []
+    with transaction.atomic():
+        Message.objects.bulk_create([message for message, _ids in plans])
+        found = inbox.deliveries_enqueue_many(plans)
+        batch = [(inbox.push_fields(m), found[m.pk]) for m, _ids in plans]
+        transaction.on_commit(lambda: delivery.wake_batch(batch))
+    logger.info(
+        "push batch committed",
+        extra={"app_id": app.pk, "messages": len(plans)},
+    )
+    return [len(found[message.pk]) for message, _ids in plans]
+
+
 def push_test(*, devices: Iterable[Device], title: str, body: str = "") -> int:
     """The admin's "Send test push": one message per app of the chosen devices."""
     by_app: dict[int, list[Any]] = defaultdict(list)

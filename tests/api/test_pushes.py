@@ -188,3 +188,50 @@ def test_unknown_api_urls_answer_problem_json(api):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/problem+json"
     assert api.get("/api/v1/messages/not-a-uuid").status_code == 404
+
+
+def test_batch_by_device_ids_gives_consecutive_seqs_in_item_order(api, app, other_app):
+    first, second = make_device(app)[0], make_device(app)[0]
+    revoked = make_device(app)[0]
+    Device.objects.filter(pk=revoked.pk).update(is_active=False)
+    foreign = make_device(other_app)[0]
+    Device.objects.filter(pk=first.pk).update(last_seq=7)
+    items = [
+        {"device_ids": [str(first.pk)], "title": "m0"},
+        {"device_ids": [str(first.pk), str(second.pk)], "title": "m1"},
+        {"device_ids": [str(revoked.pk), str(foreign.pk)], "title": "m2"},
+        {"device_ids": [str(first.pk), str(first.pk)], "title": "m3"},
+        {"device_ids": ["not-a-uuid"], "title": "m4"},
+    ]
+    response = api.post("/api/v1/pushes/batch", {"messages": items})
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [202, 202, 202, 202, 400]
+    assert [r["targets"] for r in results[:4]] == [1, 2, 0, 1]
+    seqs = list(
+        Delivery.objects.filter(device=first)
+        .order_by("seq")
+        .values_list("seq", "message__title")
+    )
+    assert seqs == [(8, "m0"), (9, "m1"), (10, "m3")]
+    assert list(
+        Delivery.objects.filter(device=second).values_list("seq", "message__title")
+    ) == [(1, "m1")]
+    first.refresh_from_db()
+    assert first.last_seq == 10
+    assert not Delivery.objects.filter(device__in=[revoked, foreign]).exists()
+    assert Delivery.objects.filter(status=DeliveryStatus.PENDING).count() == 4
+
+
+def test_batch_with_collapse_keys_collapses_within_the_batch(api, app):
+    device = make_device(app)[0]
+    items = [
+        {"device_ids": [str(device.pk)], "title": "old", "collapse_key": "score"},
+        {"device_ids": [str(device.pk)], "title": "new", "collapse_key": "score"},
+    ]
+    response = api.post("/api/v1/pushes/batch", {"messages": items})
+    assert [r["status"] for r in response.json()["results"]] == [202, 202]
+    statuses = dict(
+        Delivery.objects.filter(device=device).values_list("message__title", "status")
+    )
+    assert statuses == {"old": DeliveryStatus.COLLAPSED, "new": DeliveryStatus.PENDING}

@@ -69,3 +69,24 @@ async def test_offline_device_gets_campaigns_in_send_order_but_not_cancelled_one
     assert [(p.title, p.seq) for p in got] == [("first", 1), ("third", 3)]
     assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
+
+
+async def test_a_push_batch_reaches_a_live_device_in_seq_order():
+    from campaigns.pushes import push_send_batch
+
+    app = await database_sync_to_async(make_app)()
+    device, token = await database_sync_to_async(make_device)(app)
+    communicator, _, _ = await open_socket(token)
+    await hello(communicator)
+    items = [
+        {"device_ids": [device.pk], "title": f"batch {n}", "ttl_seconds": 60}
+        for n in range(5)
+    ]
+    results = await database_sync_to_async(push_send_batch)(app=app, items=items)
+    assert [r.targets for r in results] == [1] * 5
+    pushes = [await receive(communicator) for _ in range(5)]
+    assert [(p.seq, p.title) for p in pushes] == [
+        (n + 1, f"batch {n}") for n in range(5)
+    ]
+    assert [p.id for p in pushes] == [str(r.message.id) for r in results]
+    await communicator.disconnect()

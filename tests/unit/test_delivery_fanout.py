@@ -40,3 +40,24 @@ async def test_large_node_share_is_split_into_bounded_events():
     # channels-redis orders a channel by send time only to the millisecond,
     # so events may arrive in any order: sessions never rely on it.
     assert sorted(sizes) == [1, TARGETS_PER_EVENT, TARGETS_PER_EVENT]
+
+
+async def test_a_push_batch_costs_one_event_per_node_with_its_messages_in_order():
+    from devices.delivery import awake_batch
+
+    node = f"batch-{uuid.uuid4().hex[:8]}"
+    device = uuid.uuid4()
+    batch = [
+        (
+            {**PUSH, "id": f"m{n}"},
+            [Target(device_id=device, seq=n + 1, delivery_id=n, node=node)],
+        )
+        for n in range(300)
+    ] + [({**PUSH, "id": "offline"}, [Target(uuid.uuid4(), 1, 999, None)])]
+    assert await awake_batch(batch) == 1
+    event = await get_channel_layer().receive(node_channel(node))
+    assert event["type"] == "node.deliver_batch"
+    assert [entry["push"]["id"] for entry in event["pushes"]] == [
+        f"m{n}" for n in range(300)
+    ]
+    assert event["pushes"][7]["targets"] == [[str(device), 8, 7]]
