@@ -4,6 +4,7 @@ Started by bench.run. Reads commands on stdin, one per line, and answers one
 JSON line on stdout per command:
   connect   -> {"connected": n, "failed": n, "seconds": s}
   report    -> receipts since the last report (see Receipts.as_dict)
+  rtt       -> {"rtts": [...]}: ping/pong round trips of up to 100 sockets
   close     -> closes every socket, then exits
 Every wait is bounded; the process exits by itself when stdin closes.
 """
@@ -46,6 +47,7 @@ class Device(picows.WSListener):
         self.last_seq = 0
         self.transport: picows.WSTransport | None = None
         self.welcomed = asyncio.get_running_loop().create_future()
+        self.pong: asyncio.Future[float] | None = None
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self.transport = transport
@@ -60,6 +62,8 @@ class Device(picows.WSListener):
             self.client.on_push(self, message)
         elif kind == "welcome" and not self.welcomed.done():
             self.welcomed.set_result(True)
+        elif kind == "pong" and self.pong is not None and not self.pong.done():
+            self.pong.set_result(time.perf_counter())
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
         self.client.disconnected += 1
@@ -140,6 +144,25 @@ class LoadClient:
             if device.transport is not None:
                 device.transport.send(picows.WSMsgType.TEXT, b'{"type":"ping"}')
 
+    async def rtts(self, sample: int = 100) -> list[float]:
+        """Ping/pong round trips (seconds) of a sample of sockets: does the
+        server keep answering while it works? Unanswered in 10 s: 10."""
+        step = max(1, len(self.devices) // sample)
+        chosen = [d for d in self.devices[::step][:sample] if d.transport]
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        for device in chosen:
+            device.pong = loop.create_future()
+            assert device.transport is not None
+            device.transport.send(picows.WSMsgType.TEXT, b'{"type":"ping"}')
+        waits = [d.pong for d in chosen if d.pong is not None]
+        if waits:
+            await asyncio.wait(waits, timeout=10)
+        return [
+            (d.pong.result() - started) if d.pong and d.pong.done() else 10.0
+            for d in chosen
+        ]
+
     def close(self) -> None:
         for device in self.devices:
             if device.transport is not None:
@@ -165,6 +188,8 @@ async def main(args: argparse.Namespace) -> None:
             _answer(await client.connect_all())
         elif line == "report":
             _answer(client.report())
+        elif line == "rtt":
+            _answer({"rtts": await client.rtts()})
     heartbeat.cancel()
 
 

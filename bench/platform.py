@@ -239,6 +239,54 @@ class Platform:
             "redis": info["used_cpu_sys"] + info["used_cpu_user"],
         }
 
+    # The server API -----------------------------------------------------------
+
+    def api_key(self) -> str:
+        if not getattr(self, "_api_key", None):
+            from devices.apikeys import api_key_create
+
+            created = api_key_create(app=self.app, name="bench", scopes=["push:send"])
+            self._api_key = created.key
+        return self._api_key
+
+    def online_device_ids(self) -> list[str]:
+        from devices.models import Device
+
+        ids = Device.objects.filter(node__isnull=False).values_list("pk", flat=True)
+        return [str(pk) for pk in ids]
+
+    def http_load(
+        self, requests: list[dict[str, Any]], *, rate: float, connections: int
+    ) -> dict[str, Any]:
+        """Run bench.httpload against every server; returns its report."""
+        plan = {
+            "servers": [f"127.0.0.1:{port}" for port, _ in self.servers],
+            "key": self.api_key(),
+            "rate": rate,
+            "connections": connections,
+            "requests": requests,
+        }
+        plan_file = self.tmp / f"http-plan-{time.time()}.json"
+        plan_file.write_text(json.dumps(plan))
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.httpload", str(plan_file)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        report = json.loads(out.stdout)
+        failed = [r for r in report["results"] if r.get("status") not in (200, 202)]
+        if failed:
+            print(f"{len(failed)} requests failed, e.g. {failed[0]}", file=sys.stderr)
+        return report
+
+    def rtts(self) -> list[float]:
+        return [
+            t for answer in self.broadcast_command("rtt", 30) for t in answer["rtts"]
+        ]
+
     def redis_memory(self) -> int:
         return int(self.redis.info("memory")["used_memory"])
 

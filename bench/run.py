@@ -36,6 +36,8 @@ def configure(args: argparse.Namespace) -> None:
     os.environ.setdefault("SECRET_KEY", "bench-" + "k" * 60)
     os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
     os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+    # The targeted scenario offers thousands of requests a second with one key.
+    os.environ.setdefault("KPNS_API_RATE_PER_MINUTE", "100000000")
     sys.path.insert(0, str(ROOT))
     _ensure_database(args.database_url)
     import django
@@ -64,8 +66,29 @@ def main() -> None:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=["idle", "broadcast", "storm", "naive", "offline"],
+        choices=[
+            "idle",
+            "broadcast",
+            "storm",
+            "naive",
+            "offline",
+            "targeted",
+            "batch",
+            "acks",
+        ],
         help="repeatable; default: idle, broadcast, storm",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=500, help="targeted: requests offered per second"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10, help="targeted: how long to offer them"
+    )
+    parser.add_argument(
+        "--batches", type=int, default=40, help="batch: requests of 500 pushes"
+    )
+    parser.add_argument(
+        "--campaigns", type=int, default=5, help="acks: campaigns sent back to back"
     )
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--servers", type=int, default=2)

@@ -88,15 +88,46 @@ def scenario_broadcast(platform: Platform, args: argparse.Namespace) -> dict[str
 
 
 def scenario_storm(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
-    """Every device reconnects at once (as after a restart): handshakes/s."""
+    """Every device reconnects at once (as after a restart) with a push sent
+    while it was away: handshakes per second, and how long until every
+    device has caught up (handshake, auth, hello, replay, ack)."""
+    from campaigns import lifecycle, sender
+    from devices.models import Delivery
+
     platform.close_clients()
     platform.wait_offline()
+    campaign = lifecycle.campaign_create(
+        app=platform.app, name=f"missed {time.time()}", title="Missed", body="x"
+    )
+    sender.campaign_send_now(campaign=campaign)
+    campaign.refresh_from_db()
+    rows = Delivery.objects.filter(message_id=campaign.message_id)
+    queued_deadline = time.monotonic() + 120
+    while rows.count() < args.devices and time.monotonic() < queued_deadline:
+        time.sleep(0.2)  # the offline devices' chunks go through the scheduler
+    started = time.time()
     result = platform.connect_all()
+    times, out_of_order = _receipts_until(
+        platform, {str(campaign.message_id)}, timeout=0
+    )
+    received = times.get(str(campaign.message_id), [])
+    deadline = time.monotonic() + ACK_TIMEOUT
+    while len(received) < args.devices and time.monotonic() < deadline:
+        more, late_out_of_order = _receipts_until(platform, set(), timeout=0)
+        received += more.get(str(campaign.message_id), [])
+        out_of_order += late_out_of_order
+        time.sleep(0.5)
+    caught_up = (max(received) - started) if received else None
     return {
         "sockets": result["connected"],
         "seconds": result["seconds"],
         "handshakes_per_s": round(result["connected"] / result["seconds"], 1),
-        "checks": {"all reconnected": result["failed"] == 0},
+        "all_caught_up_s": round(caught_up, 2) if caught_up else None,
+        "checks": {
+            "all reconnected": result["failed"] == 0,
+            "every device caught up once": len(received) == args.devices
+            and out_of_order == 0,
+        },
     }
 
 
@@ -218,5 +249,228 @@ def scenario_offline(platform: Platform, args: argparse.Namespace) -> dict[str, 
             "every device targeted": targeted == args.offline + args.devices,
             "online got it once": online_received == args.devices,
             "returning got it once": len(caught_up) == len(returning),
+        },
+    }
+
+
+def _latencies(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    ordered = sorted(values)
+    return {
+        "p50": round(percentile(ordered, 0.5) * 1000, 2),
+        "p99": round(percentile(ordered, 0.99) * 1000, 2),
+        "max": round(ordered[-1] * 1000, 2),
+    }
+
+
+def _receipts_until(
+    platform: Platform, wanted: set[str], timeout: float
+) -> tuple[dict[str, list[float]], int]:
+    """Collect receipts until every wanted message arrived (or timeout)."""
+    times: dict[str, list[float]] = {}
+    out_of_order = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        for report in platform.reports():
+            out_of_order += report["out_of_order"]
+            for message_id, stamps in report["times"].items():
+                times.setdefault(message_id, []).extend(stamps)
+        if wanted <= times.keys() or time.monotonic() > deadline:
+            return times, out_of_order
+        time.sleep(0.5)
+
+
+def scenario_targeted(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
+    """Single-device pushes through POST /api/v1/pushes: at a fixed offered
+    rate (latency from the request's due time to the socket), then as fast
+    as 64 connections allow (requests per second)."""
+    import random
+
+    platform.reports()  # start from empty receipts
+    ids = platform.online_device_ids()
+    rng = random.Random(7)
+
+    def requests(count: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "path": "/api/v1/pushes",
+                "body": {"device_ids": [rng.choice(ids)], "title": "T", "body": "x"},
+            }
+            for _ in range(count)
+        ]
+
+    offered = platform.http_load(
+        requests(int(args.rate * args.seconds)), rate=args.rate, connections=128
+    )
+    cpu_before = platform.cpu_seconds()
+    closed = platform.http_load(requests(int(args.rate * 6)), rate=0, connections=64)
+    cpu_after = platform.cpu_seconds()
+    results = offered["results"] + closed["results"]
+    accepted = {r["answer"]["message_id"]: r for r in results if r.get("status") == 202}
+    times, out_of_order = _receipts_until(platform, set(accepted), timeout=60)
+    offered_ids = [
+        r["answer"]["message_id"] for r in offered["results"] if r.get("status") == 202
+    ]
+    e2e = [times[m][0] - accepted[m]["scheduled"] for m in offered_ids if m in times]
+    http = [r["done"] - r["scheduled"] for r in offered["results"] if r.get("done")]
+    closed_ok = [r for r in closed["results"] if r.get("status") == 202]
+    closed_e2e = [
+        times[r["answer"]["message_id"]][0] - r["scheduled"]
+        for r in closed_ok
+        if r["answer"]["message_id"] in times
+    ]
+    closed_seconds = closed["finished"] - closed["started"]
+    span = offered["finished"] - offered["started"]
+    e2e_ms, http_ms, max_e2e = _latencies(e2e), _latencies(http), _latencies(closed_e2e)
+    return {
+        "offered_per_s": args.rate,
+        "achieved_per_s": round(len(offered_ids) / span, 1) if span else 0,
+        "e2e_p50_ms": e2e_ms["p50"],
+        "e2e_p99_ms": e2e_ms["p99"],
+        "e2e_max_ms": e2e_ms["max"],
+        "http_p50_ms": http_ms["p50"],
+        "http_p99_ms": http_ms["p99"],
+        "max_requests_per_s": round(len(closed_ok) / closed_seconds, 1),
+        "max_rate_e2e_p50_ms": max_e2e["p50"],
+        "max_rate_e2e_p99_ms": max_e2e["p99"],
+        "server_cpu_per_request_ms": round(
+            (cpu_after["server"] - cpu_before["server"])
+            / max(1, len(closed_ok))
+            * 1000,
+            2,
+        ),
+        "errors": len(results) - len(accepted),
+        "checks": {
+            "every request accepted": len(accepted) == len(results),
+            "0 lost": all(m in times for m in accepted),
+            "0 duplicated": all(len(times[m]) == 1 for m in accepted if m in times)
+            and out_of_order == 0,
+        },
+    }
+
+
+def scenario_batch(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
+    """POST /api/v1/pushes/batch, 500 single-device pushes a request, four
+    requests at a time: pushes delivered per second, request to socket."""
+    import random
+
+    platform.reports()
+    ids = platform.online_device_ids()
+    rng = random.Random(11)
+    requests = [
+        {
+            "path": "/api/v1/pushes/batch",
+            "body": {
+                "messages": [
+                    {"device_ids": [rng.choice(ids)], "title": "B", "body": "x"}
+                    for _ in range(500)
+                ]
+            },
+        }
+        for _ in range(args.batches)
+    ]
+    cpu_before = platform.cpu_seconds()
+    report = platform.http_load(requests, rate=0, connections=4)
+    accepted = [
+        item["message_id"]
+        for r in report["results"]
+        if r.get("status") == 200
+        for item in r["answer"]["results"]
+        if item["status"] == 202
+    ]
+    times, out_of_order = _receipts_until(platform, set(accepted), timeout=120)
+    cpu_after = platform.cpu_seconds()
+    last = max((ts[0] for ts in times.values()), default=report["started"])
+    seconds = last - report["started"]
+    http = [r["done"] - r["scheduled"] for r in report["results"] if r.get("done")]
+    http_ms = _latencies(http)
+    total = len(requests) * 500
+    return {
+        "pushes": total,
+        "accepted": len(accepted),
+        "delivered": len([m for m in accepted if m in times]),
+        "seconds_to_last_receipt": round(seconds, 3),
+        "pushes_delivered_per_s": round(len(times) / seconds, 1) if seconds else 0,
+        "request_p50_ms": http_ms["p50"],
+        "request_p99_ms": http_ms["p99"],
+        "server_cpu_s": round(cpu_after["server"] - cpu_before["server"], 2),
+        "checks": {
+            "every push accepted": len(accepted) == total,
+            "0 lost": all(m in times for m in accepted),
+            "0 duplicated": all(len(times[m]) == 1 for m in accepted if m in times)
+            and out_of_order == 0,
+        },
+    }
+
+
+def scenario_acks(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
+    """Ack storm: several campaigns back to back to every online device, each
+    push acked at once; acks recorded per second, and ping round trips of
+    sampled sockets meanwhile (do sockets stall while acks are written?)."""
+    import threading
+
+    from campaigns import lifecycle, sender
+    from devices.models import Delivery
+
+    platform.reports()
+    quiet = platform.rtts()
+    during: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            during.extend(platform.rtts())
+            stop.wait(0.2)
+
+    campaigns = [
+        lifecycle.campaign_create(
+            app=platform.app, name=f"acks {n} {time.time()}", title=f"Ack {n}", body="x"
+        )
+        for n in range(args.campaigns)
+    ]
+    cpu_before = platform.cpu_seconds()
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    t0 = time.time()
+    for campaign in campaigns:
+        sender.campaign_send_now(campaign=campaign)
+    message_ids = []
+    for campaign in campaigns:
+        campaign.refresh_from_db()
+        message_ids.append(campaign.message_id)
+    expected = args.devices * len(campaigns)
+    delivered = Delivery.objects.filter(
+        message_id__in=message_ids, delivered_at__isnull=False
+    )
+    recorded_at = None
+    deadline = time.monotonic() + ACK_TIMEOUT
+    while time.monotonic() < deadline:
+        if delivered.count() >= expected:
+            recorded_at = time.time()
+            break
+        time.sleep(0.1)
+    stop.set()
+    prober.join(timeout=30)
+    cpu_after = platform.cpu_seconds()
+    reports = platform.reports()
+    received = sum(len(ts) for r in reports for ts in r["times"].values())
+    seconds = (recorded_at or time.time()) - t0
+    quiet_ms, during_ms = _latencies(quiet), _latencies(during)
+    return {
+        "acks": expected,
+        "all_recorded_s": round(seconds, 3) if recorded_at else None,
+        "acks_recorded_per_s": round(expected / seconds, 1) if recorded_at else 0,
+        "rtt_quiet_p50_ms": quiet_ms["p50"],
+        "rtt_quiet_p99_ms": quiet_ms["p99"],
+        "rtt_storm_p50_ms": during_ms["p50"],
+        "rtt_storm_p99_ms": during_ms["p99"],
+        "rtt_storm_max_ms": during_ms["max"],
+        "server_cpu_s": round(cpu_after["server"] - cpu_before["server"], 2),
+        "checks": {
+            "every push received once": received == expected
+            and sum(r["out_of_order"] for r in reports) == 0,
+            "every ack recorded": recorded_at is not None,
+            "no ping unanswered": all(t < 10 for t in during),
         },
     }

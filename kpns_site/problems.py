@@ -1,5 +1,6 @@
 """Errors as RFC 7807 problem JSON, for every API response that fails."""
 
+import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -10,6 +11,8 @@ from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -59,6 +62,8 @@ def problem_exception_handler(
             "The request body is too large.",
         )
     if isinstance(exc, DatabaseError):
+        # The client sees a retry-later; the operator needs the cause.
+        logger.warning("database error answered with 503: %s", exc)
         response = problem_response(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "Service unavailable",

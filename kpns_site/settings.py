@@ -59,7 +59,7 @@ MIDDLEWARE = [
     # Request ids and the access log line (kpns_site/logs.py).
     "kpns_site.logs.request_id_middleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "kpns_site.staticfiles.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -118,6 +118,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    # PostgreSQL: Django's psycopg pool, one per process. Django runs each
+    # HTTP request's sync code in a thread of its own under ASGI, so
+    # persistent connections (CONN_MAX_AGE) stayed behind with those threads
+    # until a garbage collection freed them: 500 API requests a second ran
+    # PostgreSQL out of connections ("too many clients"). With the pool, a
+    # closed connection goes back to it, so close_old_connections around
+    # every socket-path call costs a pool checkout, not a new connection.
+    # DB_POOL=false (behind PgBouncer, say) keeps persistent connections.
+    if env.bool("DB_POOL", default=True):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": env.int("DB_POOL_MIN", default=2),
+            "max_size": env.int("DB_POOL_MAX", default=10),
+            # Waiting for a free connection is bounded like any network
+            # call: past it the request fails (503 problem JSON), not hangs.
+            "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+            "max_idle": 300,
+        }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
