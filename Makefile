@@ -58,21 +58,26 @@ clean:
 
 # Load harness (docs/benchmarks.md): PostgreSQL and Redis must be running.
 BENCH_STAMP := $(VENV)/.bench-stamp
-SCENARIO ?= idle broadcast storm naive
+SCENARIO ?= idle broadcast naive acks storm targeted batch
 N ?= 20000
 K ?= 2
 RUNS ?= 3
+# Extra flags, e.g. BENCH_ARGS="--offline 980000" for the offline scenario.
+BENCH_ARGS ?=
 
 $(BENCH_STAMP): $(STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	$(PY) -m bench.run $(foreach s,$(SCENARIO),--scenario $(s)) --devices $(N) --servers $(K) --runs $(RUNS) --label bench
+	$(PY) -m bench.run $(foreach s,$(SCENARIO),--scenario $(s)) --devices $(N) --servers $(K) --runs $(RUNS) --label bench $(BENCH_ARGS)
 
 # 2,000 devices, every scenario once: a correctness smoke test (0 lost, 0 twice).
 bench-quick: $(BENCH_STAMP)
-	$(PY) -m bench.run --scenario idle --scenario broadcast --scenario storm --scenario naive --devices 2000 --servers 2 --runs 1 --label quick
+	$(PY) -m bench.run --scenario idle --scenario broadcast --scenario naive \
+	  --scenario acks --scenario storm --scenario targeted --scenario batch \
+	  --scenario offline --devices 2000 --servers 2 --runs 1 --label quick \
+	  --rate 100 --seconds 5 --batches 4 --campaigns 3 --offline 20000
 
 # Reliability soak tier (docs/guarantees.md): KPNS_SOAK_DEVICES (3000) devices
 # for KPNS_SOAK_MINUTES (5), a campaign every KPNS_SOAK_CAMPAIGN_SECONDS (60),

@@ -52,10 +52,14 @@ class Platform:
             stdout=(self.tmp / "scheduler.log").open("w"),
             stderr=subprocess.STDOUT,
         )
-        for port, process in self.servers:
-            wait_for_port(port, process)
-            # Load the Django app before taking the memory baseline.
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        try:
+            for port, process in self.servers:
+                wait_for_port(port, process)
+                # Load the Django app before taking the memory baseline.
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        except BaseException:
+            self.__exit__()  # no orphaned server or scheduler
+            raise
         self.baseline_rss = self.server_rss()
         return self
 
