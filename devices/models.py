@@ -42,7 +42,10 @@ class Device(models.Model):
     """One installation of an app; holds at most one live socket."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="devices")
+    # Indexed by the (app, ...) indexes below, which lead with it.
+    app = models.ForeignKey(
+        App, on_delete=models.CASCADE, related_name="devices", db_index=False
+    )
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     token_prefix = models.CharField(max_length=12, editable=False)
     platform = models.CharField(
@@ -153,11 +156,27 @@ OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENT)
 class Delivery(models.Model):
     """One message for one device, at that device's sequence number."""
 
+    # The hottest table: a campaign inserts a row per device. No
+    # single-column indexes on the two keys ((device, message), (device, seq)
+    # and (message, status) lead with them) and no database-level foreign
+    # keys: their deferred checks were a quarter of each 5,000-row chunk's
+    # time (docs/benchmarks.md). Rows are only ever inserted by
+    # inbox.deliveries_enqueue*, from device rows it has just locked in the
+    # same transaction and a message it has just saved; deleting a device or
+    # message still deletes its deliveries (Django's CASCADE).
     message = models.ForeignKey(
-        Message, on_delete=models.CASCADE, related_name="deliveries"
+        Message,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        db_index=False,
+        db_constraint=False,
     )
     device = models.ForeignKey(
-        Device, on_delete=models.CASCADE, related_name="deliveries"
+        Device,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        db_index=False,
+        db_constraint=False,
     )
     seq = models.BigIntegerField()
     status = models.CharField(
