@@ -125,6 +125,8 @@ class LoadClient:
                         ),
                         CONNECT_TIMEOUT,
                     )
+                    if device is None:  # refused during the upgrade
+                        raise OSError("no listener")
                     if await asyncio.wait_for(device.welcomed, CONNECT_TIMEOUT):
                         self.devices.append(device)
                         return 1

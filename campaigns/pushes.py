@@ -85,7 +85,15 @@ def push_send(
         "tags": tags,
         "audience": audience,
     }
-    ids = _target_ids(app, targets)
+    if _only_device_ids(targets):
+        # No lookup: the enqueue itself keeps only the app's active devices
+        # (one round trip less per API push).
+        try:
+            ids: list[Any] = list(dict.fromkeys(UUID(str(v)) for v in device_ids or []))
+        except ValueError as exc:
+            raise ValidationError({"device_ids": ["Device ids (UUIDs)."]}) from exc
+    else:
+        ids = _target_ids(app, targets)
     return pushes.push_to_devices(app=app, device_ids=ids, **content)
 
 

@@ -118,6 +118,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    # A database host that stops answering (packets dropped, not refused):
+    # libpq closes a connection whose sent data stays unacknowledged for
+    # DB_TCP_USER_TIMEOUT_MS, and TCP keepalives find a dead idle one, so
+    # the waiting query fails (503 problem JSON, retried) instead of
+    # holding its thread until the kernel gives up minutes later.
+    DATABASES["default"]["OPTIONS"].update(
+        {
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 3,
+            "keepalives_count": 3,
+            "tcp_user_timeout": env.int("DB_TCP_USER_TIMEOUT_MS", default=10_000),
+        }
+    )
     # PostgreSQL: Django's psycopg pool, one per process. Django runs each
     # HTTP request's sync code in a thread of its own under ASGI, so
     # persistent connections (CONN_MAX_AGE) stayed behind with those threads

@@ -53,9 +53,23 @@ def _count(key: str, ttl: int) -> int:
     client = getattr(cache, "_cache", None)
     if hasattr(client, "get_client"):  # django.core.cache.backends.redis
         redis_key = cache.make_and_validate_key(key)
-        pipe = client.get_client(redis_key, write=True).pipeline(transaction=False)
+        pipe = _redis(client).pipeline(transaction=False)
         pipe.incr(redis_key)
         pipe.expire(redis_key, ttl)  # the window is in the name: TTL only cleans up
         return int(pipe.execute()[0])
     cache.add(key, 0, timeout=ttl)
     return cache.incr(key)
+
+
+_clients: dict[int, Any] = {}
+
+
+def _redis(cache_client: Any) -> Any:
+    """One redis-py client per connection pool: Django's cache builds a new
+    one (with its 170 response callbacks) for every call, 0.8 ms of each
+    API request (docs/benchmarks.md)."""
+    pool = cache_client._get_connection_pool(True)
+    client = _clients.get(id(pool))
+    if client is None or client.connection_pool is not pool:
+        client = _clients[id(pool)] = cache_client._client(connection_pool=pool)
+    return client
