@@ -62,6 +62,7 @@ class Node:
         self.receipts = inbox.Receipts()
         # Delivery ids written to sockets, recorded as sent at the next flush.
         self._sent_later: list[int] = []
+        self._sweep_seconds = 0.0
         self.connects = ConnectBatcher(self.name)
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -338,8 +339,15 @@ class Node:
 
     async def _sweep_loop(self) -> None:
         while True:
-            await asyncio.sleep(kpns_setting("SWEEP_SECONDS"))
-            await self.sweep()
+            # A sweep's cost follows the sessions held: never let it take
+            # more than a tenth of the database's time for this node.
+            pause = max(kpns_setting("SWEEP_SECONDS"), 10 * self._sweep_seconds)
+            await asyncio.sleep(pause)
+            started = time.monotonic()
+            try:
+                await self.sweep()
+            finally:
+                self._sweep_seconds = time.monotonic() - started
 
     async def sweep(self) -> None:
         """Catch up sessions whose pending deliveries no wake-up announced."""
@@ -347,8 +355,10 @@ class Node:
             return
         older_than = timezone.now() - timedelta(seconds=1)
         lowest = await asyncio.wait_for(
-            database_sync_to_async(inbox.pending_for_node)(
-                node=self.name, older_than=older_than, limit=SWEEP_LIMIT
+            database_sync_to_async(inbox.pending_for_devices)(
+                device_ids=list(self.sessions),
+                older_than=older_than,
+                limit=SWEEP_LIMIT,
             ),
             DB_TIMEOUT,
         )
