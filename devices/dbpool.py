@@ -26,6 +26,25 @@ def db_parallel(func: Callable[..., Any]) -> Callable[..., Any]:
     return database_sync_to_async(func, thread_sensitive=False, executor=_executor)
 
 
+_heartbeat_executor: ThreadPoolExecutor | None = None
+
+
+def db_heartbeat(func: Callable[..., Any]) -> Callable[..., Any]:
+    """An async wrapper running `func` on a thread of its own.
+
+    For the node's presence heartbeat: behind a slow sweep or receipt flush
+    in Channels' one ORM thread, or behind a connect storm on the pool, it
+    missed NODE_DEAD_AFTER_SECONDS and other nodes marked every device of
+    a live process offline (100,000 sockets connecting on 2 cores).
+    """
+    global _heartbeat_executor
+    if _heartbeat_executor is None:
+        _heartbeat_executor = ThreadPoolExecutor(1, thread_name_prefix="kpns-hb")
+    return database_sync_to_async(
+        func, thread_sensitive=False, executor=_heartbeat_executor
+    )
+
+
 def shutdown() -> None:
     """Close every pool thread's connection, then stop the pool."""
     global _executor

@@ -25,6 +25,7 @@ from django.utils import timezone
 from devices import delivery, inbox, metrics, presence
 from devices.batching import ConnectBatcher
 from devices.conf import kpns_setting
+from devices.dbpool import db_heartbeat
 from devices.groups import new_node_name, node_channel
 from devices.models import Device
 from devices.models import Node as NodeRow
@@ -320,7 +321,7 @@ class Node:
             live = [(s.device_id, s.connection_id) for s in self.sessions.values()]
             try:
                 revoked = await asyncio.wait_for(
-                    database_sync_to_async(self._heartbeat)(judge, live), DB_TIMEOUT
+                    db_heartbeat(self._heartbeat)(judge, live), DB_TIMEOUT
                 )
             except BaseException:
                 self._healthy_since = None
