@@ -19,7 +19,6 @@ from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.db import transaction
 from django.utils import timezone
 
 from devices import delivery, inbox, metrics, presence
@@ -435,11 +434,7 @@ class Node:
         NodeRow.objects.filter(name=self.name).delete()
 
     def _restore_presence(self, live: list[tuple[UUID, str]]) -> None:
-        restored = 0
-        with transaction.atomic():
-            for device_id, connection_id in live:
-                offline = Device.objects.filter(pk=device_id, node__isnull=True)
-                restored += offline.update(node=self.name, connection_id=connection_id)
+        restored = inbox.presence_restore(node=self.name, live=live)
         logger.warning("node %s judged dead; %d devices restored", self.name, restored)
 
 
