@@ -22,7 +22,10 @@ if os.environ.get("KPNS_BENCH_NAIVE") == "1":
         path("ws/bench/naive/", NaiveConsumer.as_asgi()),
     ]
 
+from kpns_site import requestdb  # noqa: E402
 from kpns_site.bodylimit import BodyLimitMiddleware  # noqa: E402
+
+requestdb.install()
 
 application = ProtocolTypeRouter(
     {

@@ -132,22 +132,29 @@ else:
             "tcp_user_timeout": env.int("DB_TCP_USER_TIMEOUT_MS", default=10_000),
         }
     )
-    # PostgreSQL: Django's psycopg pool, one per process. Django runs each
-    # HTTP request's sync code in a thread of its own under ASGI, so
-    # persistent connections (CONN_MAX_AGE) stayed behind with those threads
-    # until a garbage collection freed them: 500 API requests a second ran
-    # PostgreSQL out of connections ("too many clients"). With the pool, a
-    # closed connection goes back to it, so close_old_connections around
-    # every socket-path call costs a pool checkout, not a new connection.
-    # DB_POOL=false (behind PgBouncer, say) keeps persistent connections.
+    # PostgreSQL with DB_POOL=true: Django's psycopg pool, one per process.
+    # HTTP requests close their connection when they finish
+    # (kpns_site/requestdb.py); with the pool that is a checkout instead of
+    # a new connection, and close_old_connections around every socket-path
+    # call costs a checkout too.
+    # Without a pool, concurrent API requests each hold a connection of
+    # their own (one thread per request): a burst of 128 requests ran
+    # PostgreSQL out of connections. DB_POOL=false (behind PgBouncer, say)
+    # keeps per-thread connections instead.
     if env.bool("DB_POOL", default=True):
+        from psycopg_pool.base import AttemptWithBackoff
+
+        # psycopg_pool retries a lost connection after 1, 2, 4, 8, 16 s: a
+        # process recovered up to 16 s after a 20 s PostgreSQL outage ended
+        # (tests/reliability). Retry every second instead (0.1 s jitter).
+        AttemptWithBackoff.DELAY_BACKOFF = 1.0
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env.int("DB_POOL_MIN", default=2),
             "max_size": env.int("DB_POOL_MAX", default=10),
             # Waiting for a free connection is bounded like any network
             # call: past it the request fails (503 problem JSON), not hangs.
-            "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+            "timeout": env.float("DB_POOL_TIMEOUT", default=3.0),
             "max_idle": 300,
         }
 
