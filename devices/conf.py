@@ -37,6 +37,10 @@ DEFAULTS: dict[str, Any] = {
     "FRAME_BURST": 100,
     "RATE_LIMIT_CLOSE_AFTER": 200,
     "ALLOWED_ORIGINS": [],
+    # A device token expires after this many days without a connection (as
+    # FCM's registration tokens do after 270 days of inactivity): a lost or
+    # retired phone's token stops working on its own. 0: never.
+    "DEVICE_TOKEN_TTL_DAYS": 270,
     # SIGTERM drain of a server process (devices.server): how long devices
     # get to move elsewhere after their 1012 close before the rest is marked
     # offline and the process exits. Supervisors must wait longer than this

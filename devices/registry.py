@@ -5,6 +5,7 @@ import re
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -12,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from devices import delivery, webhooks
+from devices.conf import kpns_setting
 from devices.models import App, Device, DeviceTag, Platform, WebhookEvent
 from devices.tokens import hash_token, new_client_key, new_device_token, token_prefix
 
@@ -107,14 +109,30 @@ def device_revoke(*, device: Device) -> None:
 
 
 def device_authenticate(*, token: str) -> Device | None:
-    """The active device owning this token, or None."""
+    """The active device owning this token, or None (also when it expired)."""
     if not token or len(token) > 128:
         return None
-    return (
+    device = (
         Device.objects.filter(token_hash=hash_token(token), is_active=True)
         .select_related("app")
         .first()
     )
+    if device is None or token_expired(device, now=timezone.now()):
+        return None
+    return device
+
+
+def token_expired(device: Device, *, now: datetime) -> bool:
+    """True once the device went DEVICE_TOKEN_TTL_DAYS without a connection.
+
+    Presence writes ``last_seen_at`` at every connect and disconnect, so a
+    device that keeps connecting never expires, and one online now cannot.
+    """
+    days = kpns_setting("DEVICE_TOKEN_TTL_DAYS")
+    if not days or device.node:
+        return False
+    seen = device.last_seen_at or device.created_at
+    return seen < now - timedelta(days=days)
 
 
 def _apply_fields(

@@ -317,6 +317,7 @@ KPNS = {
     "MAX_PAYLOAD_BYTES": env.int("KPNS_MAX_PAYLOAD_BYTES", default=4096),
     "RECEIPT_FLUSH_SECONDS": env.float("KPNS_RECEIPT_FLUSH_SECONDS", default=0.05),
     "ALLOWED_ORIGINS": env.list("KPNS_ALLOWED_ORIGINS", default=[]),
+    "DEVICE_TOKEN_TTL_DAYS": env.int("KPNS_DEVICE_TOKEN_TTL_DAYS", default=270),
     "GC_THRESHOLDS": [
         int(n) for n in env.list("KPNS_GC_THRESHOLDS", default=["20000", "5", "100"])
     ],

@@ -33,7 +33,9 @@ class DeviceTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Malformed Device authorization.")
         device = registry.device_authenticate(token=header[1].decode("latin-1"))
         if device is None:
-            raise exceptions.AuthenticationFailed("Unknown or revoked device token.")
+            raise exceptions.AuthenticationFailed(
+                "Unknown, revoked or expired device token."
+            )
         return DevicePrincipal(device), device
 
     def authenticate_header(self, request: Any) -> str:

@@ -1,4 +1,10 @@
-"""Private Redis and PostgreSQL instances, and a black-hole TCP proxy.
+"""Private Redis and PostgreSQL instances, and two kinds of black hole.
+
+``BlackholeProxy`` stops forwarding in userspace (its kernel still
+acknowledges what the client sends); ``PacketBlackhole`` holds every packet
+to and from one loopback port in the kernel's traffic control, which is
+what a host that drops packets looks like to TCP (unacknowledged data, no
+reply to a SYN).
 
 Fault injection never touches the shared services on 6379/5432: each test
 starts its own instance on a free port under a temporary directory, may kill
@@ -279,3 +285,78 @@ class BlackholeProxy:
                 peer.close()
         with contextlib.suppress(OSError):
             sock.close()
+
+
+class PacketBlackhole:
+    """Hold every packet to and from one loopback port (root and ``tc``).
+
+    An HTB root qdisc on ``lo`` sends everything through a 100 Gbit/s class,
+    except packets to or from ``port``, which a u32 filter puts in an 8 bit/s
+    class: they wait there until ``heal()`` deletes the qdisc, and with it
+    the queued packets (TCP retransmits). Nothing else is touched.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.active = False
+
+    @staticmethod
+    def _tc(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["tc", *args], capture_output=True, text=True, timeout=10, check=False
+        )
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why the kernel black hole cannot be used here, or None."""
+        if os.geteuid() != 0:
+            return "dropping packets on lo needs root"
+        if shutil.which("tc") is None:
+            return "no tc (iproute2) to drop packets with"
+        probe = cls(free_port())
+        try:
+            probe.drop()
+        except RuntimeError as exc:
+            return f"the kernel refused the traffic-control black hole: {exc}"
+        finally:
+            probe.heal()
+        return None
+
+    def drop(self) -> None:
+        shown = self._tc("qdisc", "show", "dev", "lo").stdout
+        if "qdisc htb 1: root" in shown:  # left by a run that was killed
+            self._tc("qdisc", "del", "dev", "lo", "root")
+        self.active = True
+        port = str(self.port)
+        steps = [
+            ("qdisc", "add", "dev", "lo", "root", "handle", "1:",
+             "htb", "default", "1"),
+            ("class", "add", "dev", "lo", "parent", "1:", "classid", "1:1",
+             "htb", "rate", "100gbit"),
+            ("class", "add", "dev", "lo", "parent", "1:", "classid", "1:2",
+             "htb", "rate", "8bit", "ceil", "8bit", "burst", "1", "cburst", "1"),
+            ("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip",
+             "prio", "1", "u32", "match", "ip", "sport", port, "0xffff",
+             "flowid", "1:2"),
+            ("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip",
+             "prio", "1", "u32", "match", "ip", "dport", port, "0xffff",
+             "flowid", "1:2"),
+        ]  # fmt: skip
+        for step in steps:
+            done = self._tc(*step)
+            if done.returncode != 0:
+                raise RuntimeError(f"tc {' '.join(step)}: {done.stderr.strip()}")
+
+    def heal(self) -> None:
+        if self.active:
+            self._tc("qdisc", "del", "dev", "lo", "root")
+            self.active = False
+
+
+@contextlib.contextmanager
+def packet_blackhole(port: int) -> Iterator[PacketBlackhole]:
+    hole = PacketBlackhole(port)
+    try:
+        yield hole
+    finally:
+        hole.heal()

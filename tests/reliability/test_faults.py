@@ -558,6 +558,204 @@ async def test_redis_that_stops_answering_blocks_nothing(settings, tmp_path):
             proxy.close()
 
 
+async def test_postgres_that_drops_packets_blocks_nothing(tmp_path):
+    """(d') PostgreSQL whose packets are dropped in the kernel (no RST, no
+    reply, sent data never acknowledged): the event loops stay free
+    (ping/pong, /healthz, handshakes answered), every database call fails
+    within its bound (libpq's TCP user timeout, the pool's checkout wait),
+    a campaign that falls due meanwhile is retried by the scheduler and
+    reaches every device after healing, and no socket is lost."""
+    import json
+
+    import psycopg
+    import websockets
+
+    from devices.protocol import Ping, Pong
+    from tests.e2e.servers import child_env
+    from tests.reliability.services import (
+        PacketBlackhole,
+        packet_blackhole,
+        private_postgres,
+    )
+    from tests.wsclient import DeviceClient
+
+    reason = PacketBlackhole.unavailable()
+    if reason:
+        pytest.skip(reason)
+    user_timeout_ms = 3000
+    blackout = 15.0
+    with private_redis() as redis, private_postgres() as pg:
+        env = child_env(
+            redis.url,
+            {
+                "DATABASE_URL": pg.url,
+                "DB_TCP_USER_TIMEOUT_MS": str(user_timeout_ms),
+                "KPNS_NODE_DEAD_AFTER_SECONDS": "60",
+                "KPNS_IDLE_TIMEOUT_SECONDS": "300",
+            },
+        )
+        manage(env, "migrate", "--noinput")
+        script = MAKE_WORLD.replace("COUNT", "52").replace("DUE", "3600")
+        world_data = json.loads(manage(env, "shell", "-c", script).split("WORLD", 1)[1])
+        devices = [(d, t) for d, t in world_data["devices"]]
+        # The test's own view of the database goes through the Unix socket,
+        # which the black hole (a TCP port) does not touch.
+        local = {
+            "host": str(pg.directory),
+            "port": pg.port,
+            "user": "postgres",
+            "dbname": "kpns",
+        }
+
+        def sql(query: str, *params):
+            with psycopg.connect(**local, autocommit=True) as c:
+                cursor = c.execute(query, params)
+                return cursor.fetchall() if cursor.description else None
+
+        child = {
+            k: env[k]
+            for k in (
+                "DATABASE_URL",
+                "DB_TCP_USER_TIMEOUT_MS",
+                "KPNS_NODE_DEAD_AFTER_SECONDS",
+                "KPNS_IDLE_TIMEOUT_SECONDS",
+            )
+        }
+        with (
+            daphne_servers(
+                2, redis_url=redis.url, tmp_path=tmp_path, extra_env=child
+            ) as servers,
+            scheduler_process(redis_url=redis.url, tmp_path=tmp_path, extra_env=child),
+            packet_blackhole(pg.port) as hole,
+        ):
+            urls = [s.ws_url for s in servers]
+            fleet = await start_fleet(urls, devices[:50])
+            probe = DeviceClient(urls[0], devices[50][1])
+            http = httpx.AsyncClient(base_url=servers[0].http_url, timeout=30)
+            try:
+                await probe.connect()
+                assert await until(lambda: all(s.welcomes for s in fleet), 20)
+                # The campaign falls due two seconds into the blackout.
+                await asyncio.to_thread(
+                    sql,
+                    "UPDATE campaigns_campaignslice SET next_chunk_at = "
+                    "now() + interval '2 seconds' WHERE campaign_id = %s",
+                    world_data["campaign"],
+                )
+                await asyncio.to_thread(
+                    sql,
+                    "UPDATE campaigns_campaign SET send_at = now() + "
+                    "interval '2 seconds' WHERE id = %s",
+                    world_data["campaign"],
+                )
+                hole.drop()
+                black_at = time.monotonic()
+                # The API: a problem answer within the bound, nothing written.
+                started = time.monotonic()
+                response = await http.get(
+                    "/api/v1/device",
+                    headers={"Authorization": f"Device {devices[0][1]}"},
+                )
+                api_seconds = time.monotonic() - started
+                problem_or_fail(response)
+                started = time.monotonic()
+                health = await http.get("/healthz")
+                health_seconds = time.monotonic() - started
+                assert health.status_code == 503
+                assert not health.json()["checks"]["database"]["ok"]
+                # A new handshake: closed with "try again later", in bound.
+                started = time.monotonic()
+                async with websockets.connect(
+                    urls[1],
+                    subprotocols=["kpns.json.v1", f"kpns.token.{devices[51][1]}"],
+                    open_timeout=15,
+                ) as ws:
+                    with pytest.raises(websockets.ConnectionClosed) as closed:
+                        await asyncio.wait_for(ws.recv(), 15)
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == 4503
+                handshake_seconds = time.monotonic() - started
+                # Ping/pong all through the blackout: the event loop is free
+                # while threads wait on the dead connections.
+                rtts = []
+                while time.monotonic() < black_at + blackout:
+                    started = time.monotonic()
+                    await probe.send(Ping(t=1))
+                    frame = await probe.receive(timeout=3)
+                    assert isinstance(frame, Pong), frame
+                    rtts.append(time.monotonic() - started)
+                    await asyncio.sleep(0.5)
+                hole.heal()
+                healed_at = time.monotonic()
+
+                healthy = None
+                while time.monotonic() < healed_at + 30:
+                    if (await http.get("/healthz")).status_code == 200:
+                        healthy = time.monotonic() - healed_at
+                        break
+                    await asyncio.sleep(0.2)
+                assert healthy is not None, "the database did not come back"
+                message_id = None
+                deadline = time.monotonic() + 30
+                while message_id is None and time.monotonic() < deadline:
+                    rows = await asyncio.to_thread(
+                        sql,
+                        "SELECT message_id::text FROM campaigns_campaign WHERE id = %s",
+                        world_data["campaign"],
+                    )
+                    message_id = rows[0][0]
+                    await asyncio.sleep(0.2)
+                assert message_id, "the campaign did not start after healing"
+                assert await until(lambda: has_all(fleet, [message_id]), 30), [
+                    len(s.log.receipts) for s in fleet
+                ]
+                delivered_after = last_receipt(fleet, [message_id]) - healed_at
+                assert all(sim.welcomes == 1 for sim in fleet), [
+                    sim.log.closes for sim in fleet if sim.welcomes != 1
+                ][:5]
+                await asyncio.sleep(1.0)  # last acks
+
+                def verdict_rows():
+                    from tests.receipts import rows_from_sql
+
+                    with psycopg.connect(**local) as c, c.cursor() as cur:
+                        rows = rows_from_sql(cur, [d for d, _t in devices[:50]])
+                        cur.execute(
+                            "SELECT count(*) FROM devices_device WHERE node IS NULL"
+                            " AND id = ANY(%s)",
+                            [[d for d, _t in devices[:51]]],
+                        )
+                        offline = cur.fetchone()[0]
+                    return rows, offline
+
+                rows, offline = await asyncio.to_thread(verdict_rows)
+                assert offline == 0  # presence survived the blackout
+                verdict = check([s.log for s in fleet], rows, message_ids=[message_id])
+                verdict.assert_ok()
+                assert verdict.owed == 50
+                record_figure(
+                    "postgres_packets_dropped",
+                    devices=51,
+                    blackout_s=round(healed_at - black_at, 1),
+                    tcp_user_timeout_s=user_timeout_ms / 1000,
+                    api_503_s=round(api_seconds, 2),
+                    healthz_503_s=round(health_seconds, 2),
+                    handshake_4503_s=round(handshake_seconds, 2),
+                    ping_rtt_max_s=round(max(rtts), 3),
+                    healthz_ok_after_heal_s=round(healthy, 2),
+                    campaign_delivered_after_heal_s=round(delivered_after, 2),
+                    wire_duplicates=verdict.wire_duplicates,
+                )
+                assert max(rtts) < 1.0
+                assert api_seconds < 10 and health_seconds < 10
+                assert handshake_seconds < 15
+            finally:
+                await probe.close()
+                await http.aclose()
+                await stop_fleet(fleet)
+        assert not server_tracebacks([s.output() for s in servers])
+
+
 FROZEN_CLIENT = """
 import asyncio, sys, websockets
 async def main():

@@ -7,6 +7,7 @@ import asyncio
 import csv
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from campaigns import lifecycle
 from campaigns.roles import marketer_group
@@ -44,6 +46,15 @@ async def try_socket(subprotocols, headers=None):
     return connected
 
 
+def make_stale_device(app, days_unseen=271):
+    """A device last connected longer ago than DEVICE_TOKEN_TTL_DAYS (270)."""
+    device, token = make_device(app)
+    seen = timezone.now() - timedelta(days=days_unseen)
+    Device.objects.filter(pk=device.pk).update(last_seen_at=seen)
+    device.refresh_from_db()
+    return device, token
+
+
 @pytest.mark.usefixtures("stop_nodes")
 async def test_handshakes_without_a_valid_token_are_refused_before_accept():
     app = await database_sync_to_async(make_app)()
@@ -51,6 +62,7 @@ async def test_handshakes_without_a_valid_token_are_refused_before_accept():
     device, token = await database_sync_to_async(make_device)(app)
     revoked, revoked_token = await database_sync_to_async(make_device)(other_app)
     await database_sync_to_async(registry.device_revoke)(device=revoked)
+    _stale, expired_token = await database_sync_to_async(make_stale_device)(app)
     refused = {
         "missing": ["kpns.json.v1"],
         "empty": ["kpns.json.v1", "kpns.token."],
@@ -59,6 +71,7 @@ async def test_handshakes_without_a_valid_token_are_refused_before_accept():
         "hash instead of token": ["kpns.json.v1", f"kpns.token.{device.token_hash}"],
         "prefix only": ["kpns.json.v1", f"kpns.token.{device.token_prefix}"],
         "revoked": ["kpns.json.v1", f"kpns.token.{revoked_token}"],
+        "expired": ["kpns.json.v1", f"kpns.token.{expired_token}"],
         "other device's hash": ["kpns.json.v1", f"kpns.token.{revoked.token_hash}"],
     }
     for name, offered in refused.items():
@@ -171,6 +184,35 @@ def test_device_rest_endpoint_only_shows_the_callers_device():
     assert changed.status_code == 200
     b.refresh_from_db()
     assert b.alias == "bob"
+
+
+def test_a_token_expires_after_the_ttl_without_a_connection(settings):
+    app = make_app()
+    stale, stale_token = make_stale_device(app)
+    recent, recent_token = make_stale_device(app, days_unseen=269)
+    client = Client()
+
+    def status(token):
+        response = client.get("/api/v1/device", HTTP_AUTHORIZATION=f"Device {token}")
+        return response.status_code, response.headers["content-type"]
+
+    assert status(stale_token) == (401, "application/problem+json")
+    assert status(recent_token)[0] == 200
+    # Never registered a connection: counted from registration.
+    never, never_token = make_device(app)
+    Device.objects.filter(pk=never.pk).update(
+        created_at=timezone.now() - timedelta(days=300)
+    )
+    assert status(never_token)[0] == 401
+    # Online now (a node holds its socket): never expired, however old the
+    # last connect.
+    Device.objects.filter(pk=stale.pk).update(node="node-a")
+    assert status(stale_token)[0] == 200
+    Device.objects.filter(pk=stale.pk).update(node=None)
+    # 0 turns expiry off.
+    settings.KPNS = {**settings.KPNS, "DEVICE_TOKEN_TTL_DAYS": 0}
+    assert status(stale_token)[0] == 200
+    assert status(never_token)[0] == 200
 
 
 # The role matrix --------------------------------------------------------------
