@@ -72,7 +72,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         try:
-            device = await db_parallel(registry.device_authenticate)(token=token)
+            device = await db_parallel(registry.device_authenticate)(
+                token=token, with_app=False
+            )
         except DatabaseError:
             # Accept only to say "come back later": a 403 would read as a
             # bad token and make SDKs give up.

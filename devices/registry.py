@@ -108,15 +108,19 @@ def device_revoke(*, device: Device) -> None:
         transaction.on_commit(lambda: delivery.close_device(node, device_id))
 
 
-def device_authenticate(*, token: str) -> Device | None:
-    """The active device owning this token, or None (also when it expired)."""
+def device_authenticate(*, token: str, with_app: bool = True) -> Device | None:
+    """The active device owning this token, or None (also when it expired).
+
+    Handshakes need only the device (``with_app=False``): Django compiles a
+    select_related query with a recursive closure, a reference cycle per
+    query that only a full garbage collection frees (devices.cycles).
+    """
     if not token or len(token) > 128:
         return None
-    device = (
-        Device.objects.filter(token_hash=hash_token(token), is_active=True)
-        .select_related("app")
-        .first()
-    )
+    devices = Device.objects.filter(token_hash=hash_token(token), is_active=True)
+    if with_app:
+        devices = devices.select_related("app")
+    device = devices.first()
     if device is None or token_expired(device, now=timezone.now()):
         return None
     return device

@@ -30,7 +30,7 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
-from devices import metrics, node
+from devices import cycles, metrics, node
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class DrainingServer(Server):
 
     def run(self) -> None:
         allow_server_close_codes()
+        cycles.install()
         loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.on_signal, sig)
@@ -88,6 +89,16 @@ class DrainingServer(Server):
         # Node row shows in the admin (and heartbeats) while it is idle too.
         reactor.callWhenRunning(lambda: asyncio.ensure_future(_start_node()))
         super().run()
+
+    def application_checker(self) -> None:
+        # Daphne forgets finished connections here (every second); what it
+        # forgot is released for reference counting (devices.cycles).
+        before = list(self.connections)
+        super().application_checker()
+        if len(before) != len(self.connections):
+            for protocol in before:
+                if protocol not in self.connections:
+                    cycles.release_websocket(protocol)
 
     def on_signal(self, sig: int) -> None:
         if self._drain is not None:
