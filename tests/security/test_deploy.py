@@ -12,6 +12,8 @@ import secrets
 import subprocess
 import sys
 
+import pytest
+
 from tests.e2e.servers import ROOT
 
 
@@ -35,3 +37,43 @@ def test_check_deploy_passes_with_production_settings():
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "security." not in output, output
+
+
+def test_the_security_middleware_check_sees_through_subclasses(settings):
+    """Django's own W001-W003 are silenced (they match by path, and
+    kpns_site.middleware subclasses those classes): kpns.W001-W003 warn
+    when the protection itself is gone."""
+    from django.core import checks
+
+    def kpns_ids():
+        found = checks.run_checks(include_deployment_checks=True)
+        return sorted(e.id for e in found if e.id.startswith("kpns."))
+
+    assert kpns_ids() == []
+    settings.MIDDLEWARE = [
+        path
+        for path in settings.MIDDLEWARE
+        if "Csrf" not in path and "XFrame" not in path and "Security" not in path
+    ]
+    assert kpns_ids() == ["kpns.W001", "kpns.W002", "kpns.W003"]
+    # Django's own classes by their own path satisfy it too.
+    settings.MIDDLEWARE = [
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+    ]
+    assert kpns_ids() == []
+
+
+@pytest.mark.django_db
+def test_api_requests_skip_the_session_and_pages_keep_their_headers(client):
+    api = client.get("/api/v1/device", HTTP_AUTHORIZATION="Device nope")
+    assert api.status_code == 401
+    assert "Cookie" not in api.headers.get("Vary", "")
+    assert "sessionid" not in api.cookies and "csrftoken" not in api.cookies
+    assert api.headers["X-Content-Type-Options"] == "nosniff"
+    page = client.get("/admin/login/")
+    assert page.status_code == 200
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert "csrftoken" in page.cookies
