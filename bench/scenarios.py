@@ -324,6 +324,13 @@ def scenario_targeted(platform: Platform, args: argparse.Namespace) -> dict[str,
     cpu_after = platform.cpu_seconds()
     results = offered["results"] + closed["results"]
     accepted = {r["answer"]["message_id"]: r for r in results if r.get("status") == 202}
+    # Over capacity the API sheds load: 503 problem JSON, "retry shortly"
+    # (kpns_site/admission.py). Not a loss: the backend knows to resend.
+    shed = [
+        r
+        for r in results
+        if r.get("status") == 503 and (r.get("answer") or {}).get("status") == 503
+    ]
     times, out_of_order = _receipts_until(platform, set(accepted), timeout=60)
     offered_ids = [
         r["answer"]["message_id"] for r in offered["results"] if r.get("status") == 202
@@ -356,9 +363,11 @@ def scenario_targeted(platform: Platform, args: argparse.Namespace) -> dict[str,
             * 1000,
             2,
         ),
-        "errors": len(results) - len(accepted),
+        "shed_503": len(shed),
+        "errors": len(results) - len(accepted) - len(shed),
         "checks": {
-            "every request accepted": len(accepted) == len(results),
+            "every request accepted or shed with 503": len(accepted) + len(shed)
+            == len(results),
             "0 lost": all(m in times for m in accepted),
             "0 duplicated": all(len(times[m]) == 1 for m in accepted if m in times)
             and out_of_order == 0,

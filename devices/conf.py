@@ -55,6 +55,12 @@ DEFAULTS: dict[str, Any] = {
     # Server API (docs/api.md). Requests per API key per minute (a fixed
     # one-minute window in the Django cache); over it: 429 with Retry-After.
     "API_RATE_PER_MINUTE": 6000,
+    # API requests of one process running at once (each in a thread with a
+    # pooled database connection); the rest wait on the event loop, at most
+    # API_QUEUE_SECONDS, then 503 with Retry-After (kpns_site/admission.py).
+    # Below DB_POOL_MAX, so a request never waits for a connection.
+    "API_CONCURRENCY": 8,
+    "API_QUEUE_SECONDS": 10.0,
     # Messages in one POST /api/v1/pushes/batch.
     "API_MAX_BATCH": 500,
     # Devices one direct push may reach; larger audiences are campaigns,

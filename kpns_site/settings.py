@@ -58,6 +58,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Request ids and the access log line (kpns_site/logs.py).
     "kpns_site.logs.request_id_middleware",
+    # At most KPNS_API_CONCURRENCY API requests in threads (kpns_site/admission.py).
+    "kpns_site.admission.ApiAdmissionMiddleware",
     # Django's own, subclassed to skip thread hops (kpns_site/middleware.py).
     "kpns_site.middleware.SecurityMiddleware",
     "kpns_site.staticfiles.AsyncWhiteNoiseMiddleware",
@@ -332,6 +334,8 @@ KPNS = {
     "RATE_LIMIT_CLOSE_AFTER": env.int("KPNS_RATE_LIMIT_CLOSE_AFTER", default=200),
     "API_RATE_PER_MINUTE": env.int("KPNS_API_RATE_PER_MINUTE", default=6000),
     "API_MAX_BATCH": env.int("KPNS_API_MAX_BATCH", default=500),
+    "API_CONCURRENCY": env.int("KPNS_API_CONCURRENCY", default=8),
+    "API_QUEUE_SECONDS": env.float("KPNS_API_QUEUE_SECONDS", default=10.0),
     "API_MAX_PUSH_DEVICES": env.int("KPNS_API_MAX_PUSH_DEVICES", default=10_000),
     "WEBHOOK_TIMEOUT_SECONDS": env.float("KPNS_WEBHOOK_TIMEOUT_SECONDS", default=5.0),
     "WEBHOOK_MAX_ATTEMPTS": env.int("KPNS_WEBHOOK_MAX_ATTEMPTS", default=10),
