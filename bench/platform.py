@@ -48,7 +48,8 @@ class Platform:
         self.scheduler = subprocess.Popen(
             [sys.executable, "manage.py", "kpns_scheduler", "--poll", "0.2"],
             cwd=ROOT,
-            env=env,
+            # One line per chunk: what a stalled campaign did is in the log.
+            env={**env, "LOG_LEVEL": "INFO"},
             stdout=(self.tmp / "scheduler.log").open("w"),
             stderr=subprocess.STDOUT,
         )

@@ -1,6 +1,7 @@
 """Scenarios: each returns one run's figures plus correctness checks."""
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -108,6 +109,9 @@ def scenario_storm(platform: Platform, args: argparse.Namespace) -> dict[str, An
     queued_deadline = time.monotonic() + 120
     while rows.count() < args.devices and time.monotonic() < queued_deadline:
         time.sleep(0.2)  # the offline devices' chunks go through the scheduler
+    queued = rows.count()
+    if queued < args.devices:
+        _report_stall(platform, f"storm: {queued} of {args.devices} deliveries queued")
     started = time.time()
     result = platform.connect_all()
     times, out_of_order = _receipts_until(
@@ -126,7 +130,9 @@ def scenario_storm(platform: Platform, args: argparse.Namespace) -> dict[str, An
         "seconds": result["seconds"],
         "handshakes_per_s": round(result["connected"] / result["seconds"], 1),
         "all_caught_up_s": round(caught_up, 2) if caught_up else None,
+        "queued_before_reconnect": queued,
         "checks": {
+            "campaign queued for every device": queued == args.devices,
             "all reconnected": result["failed"] == 0,
             "every device caught up once": len(received) == args.devices
             and out_of_order == 0,
@@ -278,6 +284,25 @@ def _latencies(values: list[float]) -> dict[str, float | None]:
         "p99": round(percentile(ordered, 0.99) * 1000, 2),
         "max": round(ordered[-1] * 1000, 2),
     }
+
+
+def _report_stall(platform: Platform, what: str) -> None:
+    """Print what PostgreSQL sessions wait for, and the scheduler's last lines."""
+    from django.db import connection
+
+    print(what, file=sys.stderr)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, state, wait_event_type, wait_event, "
+            "pg_blocking_pids(pid), now() - xact_start, left(query, 160) "
+            "FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        for row in cursor.fetchall():
+            print("  pg:", row, file=sys.stderr)
+    log = platform.tmp / "scheduler.log"
+    for line in log.read_text(errors="replace").splitlines()[-15:]:
+        print("  scheduler:", line, file=sys.stderr)
 
 
 def _receipts_until(
