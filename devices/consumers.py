@@ -90,6 +90,10 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.codec, accepted = negotiate(subprotocols)
         self.last_received = time.monotonic()
         await self.accept(accepted)
+        # The header list is shared by every scope copy (and Daphne) for the
+        # socket's life; it was needed only for the checks above.
+        if isinstance(self.scope.get("headers"), list):
+            self.scope["headers"].clear()
         self.connected_at = self.last_received
         self._node = get_node()
         metrics.stats.handshakes += 1

@@ -64,6 +64,30 @@ def allow_server_close_codes() -> None:
     WebSocketProtocol.serverClose = _server_close  # type: ignore[method-assign]
 
 
+_on_open = WebSocketProtocol.onOpen
+
+
+def _on_open_then_trim(self: WebSocketProtocol) -> None:
+    """Forget the handshake once the socket is open.
+
+    autobahn keeps the raw request and its parsed headers, Daphne a cleaned
+    copy, for the life of every socket; nothing reads them after the
+    handshake (Daphne's close log uses only the path).
+    """
+    _on_open(self)
+    self.http_request_data = b""
+    self.http_response_data = b""
+    self.http_headers = {}
+    request = getattr(self, "request", None)
+    if request is not None:
+        request.headers = {}
+        request.params = {}
+
+
+def trim_open_sockets() -> None:
+    WebSocketProtocol.onOpen = _on_open_then_trim  # type: ignore[method-assign]
+
+
 async def _start_node() -> None:
     await node.get_node().ensure_started()
 
@@ -81,6 +105,7 @@ class DrainingServer(Server):
 
     def run(self) -> None:
         allow_server_close_codes()
+        trim_open_sockets()
         cycles.install()
         loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -70,6 +70,18 @@ async def test_valid_token_is_accepted_with_the_json_subprotocol():
     await communicator.disconnect()
 
 
+async def test_an_open_socket_keeps_no_handshake_headers():
+    """The header list (shared by every scope copy for the socket's life)
+    is emptied once the checks that need it are done: memory per socket."""
+    _app, _device, token = await setup_device()
+    headers = [(b"user-agent", b"kpns-test/1.0"), (b"x-extra", b"x" * 500)]
+    communicator, connected, _ = await open_socket(token, headers=headers)
+    assert connected
+    await hello(communicator)
+    assert communicator.scope["headers"] == []
+    await communicator.disconnect()
+
+
 async def test_wrong_token_is_refused_before_accept():
     await setup_device()
     communicator, connected, code = await open_socket("not-a-real-token")
