@@ -84,6 +84,17 @@ def child_env(
     }
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; always reaped."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def scheduler_process(
     *, redis_url: str, tmp_path: Path, extra_env: dict[str, str] | None = None
@@ -99,12 +110,7 @@ def scheduler_process(
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @contextmanager
@@ -137,8 +143,4 @@ def daphne_servers(
             if server.process.poll() is None:
                 server.process.terminate()
         for server in servers:
-            try:
-                server.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait()
+            stop_process(server.process)

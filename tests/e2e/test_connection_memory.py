@@ -17,7 +17,7 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 
-from tests.e2e.servers import ROOT, child_env, free_port, wait_for_port
+from tests.e2e.servers import ROOT, child_env, free_port, stop_process, wait_for_port
 from tests.factories import make_app, make_device
 from tests.wsclient import DeviceClient
 
@@ -77,9 +77,4 @@ async def test_closed_connections_leave_no_cyclic_garbage(redis_url, tmp_path):
         # Before devices.cycles: ~11,000 objects for 200 connections.
         assert found["garbage"] < CONNECTIONS, found
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)

@@ -296,7 +296,6 @@ async def test_postgres_stopped_api_503_sockets_stay_open_delivery_resumes(
     import json
 
     import psycopg
-    import websockets
 
     from tests.e2e.servers import child_env
     from tests.reliability.services import private_postgres
@@ -363,27 +362,14 @@ async def test_postgres_stopped_api_503_sockets_stay_open_delivery_resumes(
                 assert health.status_code == 503
                 assert not health.json()["checks"]["database"]["ok"]
                 # New handshakes: accepted only to be closed with 4503.
-                started = time.monotonic()
-                async with websockets.connect(
-                    servers[1].ws_url,
-                    subprotocols=["kpns.json.v1", f"kpns.token.{devices[1][1]}"],
-                    open_timeout=10,
-                ) as ws:
-                    with pytest.raises(websockets.ConnectionClosed) as closed:
-                        await asyncio.wait_for(ws.recv(), 10)
-                assert closed.value.rcvd is not None
-                assert closed.value.rcvd.code == 4503
-                handshake_seconds = time.monotonic() - started
+                handshake_seconds = await refused_for_now(
+                    servers[1].ws_url, devices[1][1], timeout=10
+                )
                 await asyncio.sleep(max(0.0, outage - (time.monotonic() - stopped_at)))
                 pg.start()
                 back_at = time.monotonic()
 
-                healthy = None
-                while time.monotonic() < back_at + 30:
-                    if (await http.get("/healthz")).status_code == 200:
-                        healthy = time.monotonic() - back_at
-                        break
-                    await asyncio.sleep(0.2)
+                healthy = await seconds_until_healthy(http, back_at)
                 assert healthy is not None
 
                 # Delivery resumes by itself: the campaign that fell due
@@ -399,12 +385,7 @@ async def test_postgres_stopped_api_503_sockets_stay_open_delivery_resumes(
                         ).fetchone()
                         return row[0] if row else None
 
-                message_id = None
-                deadline = time.monotonic() + 30
-                while message_id is None and time.monotonic() < deadline:
-                    with_retry = await asyncio.to_thread(_quietly, campaign_message)
-                    message_id = with_retry
-                    await asyncio.sleep(0.2)
+                message_id = await first_value(campaign_message)
                 assert message_id, "the campaign did not start after the outage"
                 assert await until(lambda: has_all(fleet, [message_id]), 30)
                 delivered_after = last_receipt(fleet, [message_id]) - back_at
@@ -455,6 +436,43 @@ async def test_postgres_stopped_api_503_sockets_stay_open_delivery_resumes(
                 await http.aclose()
                 await stop_fleet(fleet)
             assert not server_tracebacks([s.output() for s in servers])
+
+
+async def refused_for_now(url: str, token: str, timeout: float) -> float:
+    """Seconds until a new handshake is accepted only to be closed with 4503."""
+    import websockets
+
+    started = time.monotonic()
+    async with websockets.connect(
+        url,
+        subprotocols=["kpns.json.v1", f"kpns.token.{token}"],
+        open_timeout=timeout,
+    ) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), timeout)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4503
+    return time.monotonic() - started
+
+
+async def seconds_until_healthy(http, since: float, timeout: float = 30):
+    """Seconds from `since` until /healthz answers 200, or None."""
+    while time.monotonic() < since + timeout:
+        if (await http.get("/healthz")).status_code == 200:
+            return time.monotonic() - since
+        await asyncio.sleep(0.2)
+    return None
+
+
+async def first_value(fetch, timeout: float = 30):
+    """Call `fetch` in a thread until it returns something (errors: None)."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while value is None and time.monotonic() < deadline:
+        value = await asyncio.to_thread(_quietly, fetch)
+        if value is None:
+            await asyncio.sleep(0.2)
+    return value
 
 
 def _quietly(func):
@@ -568,7 +586,6 @@ async def test_postgres_that_drops_packets_blocks_nothing(tmp_path):
     import json
 
     import psycopg
-    import websockets
 
     from devices.protocol import Ping, Pong
     from tests.e2e.servers import child_env
@@ -664,17 +681,9 @@ async def test_postgres_that_drops_packets_blocks_nothing(tmp_path):
                 assert health.status_code == 503
                 assert not health.json()["checks"]["database"]["ok"]
                 # A new handshake: closed with "try again later", in bound.
-                started = time.monotonic()
-                async with websockets.connect(
-                    urls[1],
-                    subprotocols=["kpns.json.v1", f"kpns.token.{devices[51][1]}"],
-                    open_timeout=15,
-                ) as ws:
-                    with pytest.raises(websockets.ConnectionClosed) as closed:
-                        await asyncio.wait_for(ws.recv(), 15)
-                assert closed.value.rcvd is not None
-                assert closed.value.rcvd.code == 4503
-                handshake_seconds = time.monotonic() - started
+                handshake_seconds = await refused_for_now(
+                    urls[1], devices[51][1], timeout=15
+                )
                 # Ping/pong all through the blackout: the event loop is free
                 # while threads wait on the dead connections.
                 rtts = []
@@ -688,23 +697,14 @@ async def test_postgres_that_drops_packets_blocks_nothing(tmp_path):
                 hole.heal()
                 healed_at = time.monotonic()
 
-                healthy = None
-                while time.monotonic() < healed_at + 30:
-                    if (await http.get("/healthz")).status_code == 200:
-                        healthy = time.monotonic() - healed_at
-                        break
-                    await asyncio.sleep(0.2)
+                healthy = await seconds_until_healthy(http, healed_at)
                 assert healthy is not None, "the database did not come back"
-                message_id = None
-                deadline = time.monotonic() + 30
-                while message_id is None and time.monotonic() < deadline:
-                    rows = await asyncio.to_thread(
-                        sql,
+                message_id = await first_value(
+                    lambda: sql(
                         "SELECT message_id::text FROM campaigns_campaign WHERE id = %s",
                         world_data["campaign"],
-                    )
-                    message_id = rows[0][0]
-                    await asyncio.sleep(0.2)
+                    )[0][0]
+                )
                 assert message_id, "the campaign did not start after healing"
                 assert await until(lambda: has_all(fleet, [message_id]), 30), [
                     len(s.log.receipts) for s in fleet

@@ -24,6 +24,7 @@ from tests.e2e.servers import (
     child_env,
     free_port,
     scheduler_process,
+    stop_process,
     wait_for_port,
 )
 from tests.factories import make_app
@@ -72,13 +73,7 @@ def daphne(port, redis_url, log):
         wait_for_port(port, process, log)
         yield ServerProcess(port, process, log)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 async def connect_clients(app, url):
