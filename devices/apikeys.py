@@ -6,6 +6,7 @@ is returned once by ``api_key_create`` and never again.
 """
 
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from devices.conf import kpns_setting
 from devices.models import ApiKey, App
 from devices.tokens import hash_token
 
@@ -32,6 +34,11 @@ SCOPES = (
 # last_used_at is written at most this often per key: a key sending
 # thousands of requests a second must not turn each into a row write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Checked keys by hash, for API_KEY_CACHE_SECONDS: a key's lookup was a
+# fifth of an API push's CPU (docs/benchmarks.md). Unknown keys are never
+# cached (guessing must not fill memory); past the bound the cache restarts.
+_checked: dict[str, tuple[float, ApiKey]] = {}
+CACHE_MAX_KEYS = 10_000
 
 
 @dataclass(frozen=True)
@@ -72,25 +79,42 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
             revoked_at=timezone.now()
         )
         api_key.refresh_from_db(fields=["revoked_at"])
+    forget(api_key)
     return api_key
 
 
+def forget(api_key: ApiKey) -> None:
+    """Drop a key from this process's cache (on revoke, save and delete)."""
+    _checked.pop(api_key.key_hash, None)
+
+
+def forget_all() -> None:
+    _checked.clear()
+
+
 def api_key_authenticate(*, key: str) -> ApiKey | None:
-    """The active key with this plaintext, or None; notes when it was used."""
+    """The active key with this plaintext, or None; notes when it was used.
+
+    A key revoked, edited or deleted here is forgotten at once; another
+    server process may accept it for up to API_KEY_CACHE_SECONDS more.
+    """
     if not key.startswith(KEY_PREFIX) or len(key) > 128:
         return None
-    # The hash is unique: [:1] instead of first(), whose ORDER BY costs a
-    # compile step on every API request.
-    api_key = next(
-        iter(
-            ApiKey.objects.filter(
-                key_hash=hash_token(key), revoked_at__isnull=True
-            ).select_related("app")[:1]
-        ),
-        None,
-    )
-    if api_key is None:
-        return None
+    key_hash = hash_token(key)
+    cached = _checked.get(key_hash)
+    if cached is not None and cached[0] > time.monotonic():
+        api_key = cached[1]
+    else:
+        found = _look_up(key_hash)
+        if found is None:
+            _checked.pop(key_hash, None)
+            return None
+        api_key = found
+        ttl = kpns_setting("API_KEY_CACHE_SECONDS")
+        if ttl > 0:
+            if len(_checked) >= CACHE_MAX_KEYS:
+                _checked.clear()
+            _checked[key_hash] = (time.monotonic() + ttl, api_key)
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at >= (
         LAST_USED_RESOLUTION
@@ -101,3 +125,16 @@ def api_key_authenticate(*, key: str) -> ApiKey | None:
         ).update(last_used_at=now)
         api_key.last_used_at = now
     return api_key
+
+
+def _look_up(key_hash: str) -> ApiKey | None:
+    # The hash is unique: [:1] instead of first(), whose ORDER BY costs a
+    # compile step.
+    return next(
+        iter(
+            ApiKey.objects.filter(
+                key_hash=key_hash, revoked_at__isnull=True
+            ).select_related("app")[:1]
+        ),
+        None,
+    )

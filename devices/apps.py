@@ -1,8 +1,31 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class DevicesConfig(AppConfig):
     name = "devices"
 
     def ready(self) -> None:
+        from devices.models import ApiKey, App
         from kpns_site import checks  # noqa: F401  (registers the deploy checks)
+
+        # A key or app changed anywhere in this process (admin, shell, API)
+        # is not served from the API-key cache (devices.apikeys).
+        post_save.connect(_forget_key, sender=ApiKey, dispatch_uid="kpns-key-saved")
+        post_delete.connect(_forget_key, sender=ApiKey, dispatch_uid="kpns-key-gone")
+        post_save.connect(_forget_keys, sender=App, dispatch_uid="kpns-app-saved")
+        post_delete.connect(_forget_keys, sender=App, dispatch_uid="kpns-app-gone")
+
+
+def _forget_key(sender: Any, instance: Any, **kwargs: Any) -> None:
+    from devices import apikeys
+
+    apikeys.forget(instance)
+
+
+def _forget_keys(sender: Any, **kwargs: Any) -> None:
+    from devices import apikeys
+
+    apikeys.forget_all()

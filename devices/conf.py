@@ -60,6 +60,10 @@ DEFAULTS: dict[str, Any] = {
     # API_QUEUE_SECONDS, then 503 with Retry-After (kpns_site/admission.py).
     # Below DB_POOL_MAX, so a request never waits for a connection.
     "API_CONCURRENCY": 8,
+    # How long a process trusts an API key it has checked. A key revoked
+    # (or edited) is dropped at once by the process that changed it and
+    # within this many seconds by the others. 0: look every key up.
+    "API_KEY_CACHE_SECONDS": 5.0,
     "API_QUEUE_SECONDS": 10.0,
     # Messages in one POST /api/v1/pushes/batch.
     "API_MAX_BATCH": 500,

@@ -15,10 +15,15 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import request_finished
 from django.db import connections
 
+from kpns_site import apithreads
+
 
 def close_request_connections(sender: Any, **kwargs: Any) -> None:
     # Only real ASGI requests: the test client's handler keeps its
     # connection (tests run inside a transaction on it).
+    # Pooled API views give theirs back on their own thread (apithreads).
+    if apithreads.on_pool.get():
+        return
     if isinstance(sender, type) and issubclass(sender, ASGIHandler):
         for connection in connections.all(initialized_only=True):
             if not connection.in_atomic_block:

@@ -335,6 +335,7 @@ KPNS = {
     "API_RATE_PER_MINUTE": env.int("KPNS_API_RATE_PER_MINUTE", default=6000),
     "API_MAX_BATCH": env.int("KPNS_API_MAX_BATCH", default=500),
     "API_CONCURRENCY": env.int("KPNS_API_CONCURRENCY", default=8),
+    "API_KEY_CACHE_SECONDS": env.float("KPNS_API_KEY_CACHE_SECONDS", default=5.0),
     "API_QUEUE_SECONDS": env.float("KPNS_API_QUEUE_SECONDS", default=10.0),
     "API_MAX_PUSH_DEVICES": env.int("KPNS_API_MAX_PUSH_DEVICES", default=10_000),
     "WEBHOOK_TIMEOUT_SECONDS": env.float("KPNS_WEBHOOK_TIMEOUT_SECONDS", default=5.0),

@@ -19,6 +19,7 @@ from devices import idempotency
 from devices.api.auth import ApiKeyAuthentication, HasScope
 from devices.api.throttling import ApiKeyRateThrottle
 from devices.models import ApiKey, App
+from kpns_site.apithreads import pooled
 from kpns_site.problems import PROBLEM_CONTENT_TYPE
 
 
@@ -32,7 +33,15 @@ class IdempotencyKeyReused(exceptions.APIException):
     default_detail = "This Idempotency-Key was already used for a different request."
 
 
-class ServerAPIView(APIView):
+class PooledAPIView(APIView):
+    """An API view served on the API thread pool (kpns_site/apithreads.py)."""
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
+        return pooled(super().as_view(**initkwargs))
+
+
+class ServerAPIView(PooledAPIView):
     """A view for integrators' servers (``Authorization: Bearer kpns_sk_…``).
 
     Subclasses name the scope each method needs in ``scopes``.

@@ -9,11 +9,16 @@ from rest_framework import permissions, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from devices import registry, selectors, webhooks
 from devices.api.auth import DeviceTokenAuthentication
-from devices.api.base import KeysetPagination, ServerAPIView, idempotent, paginated
+from devices.api.base import (
+    KeysetPagination,
+    PooledAPIView,
+    ServerAPIView,
+    idempotent,
+    paginated,
+)
 from devices.api.schema import IDEMPOTENCY_KEY, problem
 from devices.api.serializers import (
     DeviceFieldsSerializer,
@@ -32,7 +37,7 @@ from devices.api.serializers import (
 from devices.models import App, Device, Message, WebhookEndpoint
 
 
-class DeviceRegisterView(APIView):
+class DeviceRegisterView(PooledAPIView):
     """Register a device with the app's public client key; the token is shown once."""
 
     authentication_classes: list = []
@@ -54,7 +59,7 @@ class DeviceRegisterView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class DeviceSelfView(APIView):
+class DeviceSelfView(PooledAPIView):
     """The calling device (``Authorization: Device <token>``)."""
 
     authentication_classes = [DeviceTokenAuthentication]

@@ -1,11 +1,14 @@
 """API keys: hashed at rest, shown once, scoped, revocable, bound to one app."""
 
+import time
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from devices import apikeys
@@ -94,9 +97,48 @@ def test_last_used_at_is_written_at_most_once_a_minute(app, django_assert_num_qu
     ApiKey.objects.filter(pk=api_key.pk).update(
         last_used_at=timezone.now() - timedelta(minutes=2)
     )
+    apikeys.forget(api_key)  # the process's cached copy ages out as well
     api.get("/api/v1/presence")
     api_key.refresh_from_db()
     assert api_key.last_used_at > first
+
+
+def test_a_checked_key_is_not_looked_up_again(app):
+    _, key = make_api_key(app)
+    api = ApiClient(key)
+    key_table = ApiKey._meta.db_table
+    with CaptureQueriesContext(connection) as first:
+        assert api.get("/api/v1/presence").status_code == 200
+    with CaptureQueriesContext(connection) as second:
+        assert api.get("/api/v1/presence").status_code == 200
+    assert any(key_table in q["sql"] for q in first.captured_queries)
+    assert not any(key_table in q["sql"] for q in second.captured_queries)
+    assert len(second.captured_queries) < len(first.captured_queries)
+
+
+def test_a_key_revoked_by_another_process_stops_within_the_cache_time(
+    app, fast_kpns
+):
+    fast_kpns["API_KEY_CACHE_SECONDS"] = 0.3
+    api_key, key = make_api_key(app)
+    api = ApiClient(key)
+    assert api.get("/api/v1/presence").status_code == 200
+    # As another server process revokes it: this one's cache is not told.
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=timezone.now())
+    assert api.get("/api/v1/presence").status_code == 200
+    time.sleep(0.35)
+    assert api.get("/api/v1/presence").status_code == 401
+
+
+def test_a_key_edited_or_deleted_here_is_forgotten_at_once(app):
+    api_key, key = make_api_key(app, scopes=["devices:read", "push:send"])
+    api = ApiClient(key)
+    assert api.get("/api/v1/presence").status_code == 200
+    api_key.scopes = ["push:send"]
+    api_key.save()  # as the admin does
+    assert api.get("/api/v1/presence").status_code == 403
+    api_key.delete()
+    assert api.get("/api/v1/presence").status_code == 401
 
 
 def test_admin_creates_a_key_shows_it_once_and_revokes_it(app):
