@@ -322,6 +322,20 @@ def _receipts_until(
         time.sleep(0.5)
 
 
+def _slow_by_second(load: dict[str, Any], over: float = 0.1) -> dict[str, Any]:
+    """Where the offered-rate latency tail lies in time: per second of the
+    run, the requests slower than `over` and the slowest (in ms)."""
+    slow: dict[int, list[float]] = {}
+    for r in load["results"]:
+        if r.get("done") and r["done"] - r["scheduled"] > over:
+            second = int(r["scheduled"] - load["started"])
+            slow.setdefault(second, []).append(r["done"] - r["scheduled"])
+    return {
+        str(second): {"count": len(times), "max_ms": round(max(times) * 1000)}
+        for second, times in sorted(slow.items())
+    }
+
+
 def scenario_targeted(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
     """Single-device pushes through POST /api/v1/pushes: at a fixed offered
     rate (latency from the request's due time to the socket), then as fast
@@ -390,6 +404,7 @@ def scenario_targeted(platform: Platform, args: argparse.Namespace) -> dict[str,
         ),
         "shed_503": len(shed),
         "errors": len(results) - len(accepted) - len(shed),
+        "slow_by_second": _slow_by_second(offered),
         "checks": {
             "every request accepted or shed with 503": len(accepted) + len(shed)
             == len(results),

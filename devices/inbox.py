@@ -293,7 +293,7 @@ def message_send_at_once(
     )
     params = [
         *message_params,
-        sorted(device_ids),  # a fixed lock order, as deliveries_enqueue
+        pg_array(sorted(device_ids)),  # one lock order, as deliveries_enqueue
         message.app_id,
         message.id,
         DeliveryStatus.PENDING.value,
@@ -350,7 +350,7 @@ def deliveries_enqueue_many(
             "FROM (SELECT unnest(%s::uuid[]) AS id, unnest(%s::int[]) AS n) c "
             "WHERE d.id = c.id AND d.app_id = %s AND d.is_active "
             "RETURNING d.id, d.last_seq, d.node",
-            [ordered, [counts[i] for i in ordered], app_ids.pop()],
+            [pg_array(ordered), pg_array(counts[i] for i in ordered), app_ids.pop()],
         )
         bumped = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
         # Seqs handed out in plan order: last_seq - n + 1 ... last_seq.
@@ -373,10 +373,10 @@ def deliveries_enqueue_many(
             [
                 DeliveryStatus.PENDING.value,
                 now,
-                [m.pk for m, _d, _s in rows],
-                [d for _m, d, _s in rows],
-                [s for _m, _d, s in rows],
-                [m.expires_at for m, _d, _s in rows],
+                pg_array(m.pk for m, _d, _s in rows),
+                pg_array(d for _m, d, _s in rows),
+                pg_array(s for _m, _d, s in rows),
+                pg_array(m.expires_at for m, _d, _s in rows),
             ],
         )
         for row_id, message_id, device_id, seq in cursor.fetchall():
@@ -535,9 +535,9 @@ def _presence_set(
                 [
                     node,
                     now,
-                    ids,
+                    pg_array(ids),
                     [wanted[pk].connection_id for pk in ids],
-                    [resume[pk] for pk in ids],
+                    pg_array(resume[pk] for pk in ids),
                 ],
             )
         return
@@ -716,7 +716,7 @@ def presence_restore(*, node: str, live: list[tuple[UUID, str]]) -> int:
                     f"UPDATE {table} d SET node = %s, connection_id = c.conn "  # noqa: S608
                     "FROM unnest(%s::uuid[], %s::text[]) AS c(id, conn) "
                     "WHERE d.id = c.id AND d.node IS NULL",
-                    [node, [d for d, _c in live], [c for _d, c in live]],
+                    [node, pg_array(d for d, _c in live), [c for _d, c in live]],
                 )
                 return cursor.rowcount
         restored = 0
@@ -733,6 +733,21 @@ def presence_clear_nodes(*, nodes: Iterable[str]) -> int:
     )
 
 
+def pg_array(values: Iterable[UUID | int | datetime]) -> str:
+    """A PostgreSQL array literal of UUIDs, integers or aware datetimes, for a
+    `%s::uuid[]` (bigint[], timestamptz[]) parameter.
+
+    psycopg dumps a Python list element by element in Python: 5,000 UUIDs
+    took 13.7 ms a statement, the literal 5.0 ms (benchmarks.md). None of
+    these values' text needs quoting inside an array literal.
+    """
+    return (
+        "{"
+        + ",".join(v.isoformat() if isinstance(v, datetime) else str(v) for v in values)
+        + "}"
+    )
+
+
 def _id_list_sql(device_ids: list[UUID]) -> tuple[str, list[Any]]:
     """`id IN (...)` for raw SQL: one array parameter on PostgreSQL.
 
@@ -740,7 +755,7 @@ def _id_list_sql(device_ids: list[UUID]) -> tuple[str, list[Any]]:
     PostgreSQL spent running it.
     """
     if connection.vendor == "postgresql":
-        return "id = ANY(%s::uuid[])", [list(device_ids)]
+        return "id = ANY(%s::uuid[])", [pg_array(device_ids)]
     pk = Device._meta.pk
     assert pk is not None
     params = [pk.get_db_prep_value(i, connection) for i in device_ids]
@@ -751,7 +766,7 @@ def in_values(values: list[Any], sql_type: str) -> Any:
     """The right side of an ORM `__in` for a long list (see _id_list_sql)."""
     if connection.vendor == "postgresql":
         # sql_type is one of our literals; the values travel as one parameter.
-        return RawSQL(f"SELECT unnest(%s::{sql_type}[])", [list(values)])  # noqa: S611
+        return RawSQL(f"SELECT unnest(%s::{sql_type}[])", [pg_array(values)])  # noqa: S611
     return values
 
 
