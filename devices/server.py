@@ -88,6 +88,31 @@ def trim_open_sockets() -> None:
     WebSocketProtocol.onOpen = _on_open_then_trim  # type: ignore[method-assign]
 
 
+_on_message_end = WebSocketProtocol.onMessageEnd
+
+
+def _message_end_unobserved(self: WebSocketProtocol) -> None:
+    """A whole message read: hand it to Daphne, and stop there when nothing
+    observes the socket's events.
+
+    After onMessage autobahn fires a "message" event for observers; with
+    none (Daphne registers none) it still makes a fired Deferred and adds
+    an errback to it for every frame a device sends: 7% of a broadcast's
+    samples went to that (docs/benchmarks.md). With observers, or while
+    failing or timing, autobahn's own method runs.
+    """
+    if self._listeners is not None or self.failedByMe or self.trackedTimings:
+        _on_message_end(self)
+        return
+    payload = b"".join(self.message_data)
+    self.message_data = None
+    self._onMessage(payload, self.message_is_binary)
+
+
+def skip_unobserved_message_events() -> None:
+    WebSocketProtocol.onMessageEnd = _message_end_unobserved  # type: ignore[method-assign]
+
+
 async def _start_node() -> None:
     await node.get_node().ensure_started()
 
@@ -106,6 +131,7 @@ class DrainingServer(Server):
     def run(self) -> None:
         allow_server_close_codes()
         trim_open_sockets()
+        skip_unobserved_message_events()
         cycles.install()
         loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
         for sig in (signal.SIGTERM, signal.SIGINT):
