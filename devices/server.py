@@ -30,7 +30,7 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
-from devices import cycles, metrics, node
+from devices import cycles, eagerwrite, metrics, node
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ class DrainingServer(Server):
         allow_server_close_codes()
         trim_open_sockets()
         skip_unobserved_message_events()
+        eagerwrite.install()
         cycles.install()
         loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
         for sig in (signal.SIGTERM, signal.SIGINT):
