@@ -21,6 +21,8 @@ import uvloop
 
 CONNECT_CONCURRENCY = 200
 CONNECT_TIMEOUT = 30.0
+# An overloaded server times handshakes out; each device retries, bounded.
+CONNECT_ATTEMPTS = 6
 
 
 class Receipts:
@@ -113,7 +115,7 @@ class LoadClient:
         url = self.urls[index % len(self.urls)]
         protocols = f"kpns.json.v1, kpns.token.{token}"
         async with gate:
-            for attempt in range(3):
+            for attempt in range(CONNECT_ATTEMPTS):
                 try:
                     transport, device = await asyncio.wait_for(
                         picows.ws_connect(
