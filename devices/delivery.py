@@ -1,5 +1,7 @@
 """The one door to the channel layer: every KPNS event leaves through here.
 
+An event for a node of this very process is handed to it directly.
+
 Events go to node channels (one per server process), never to one channel
 per device, so a campaign costs one layer message per node that holds a
 target, whatever the number of devices (docs/architecture.md). The layer
@@ -10,7 +12,7 @@ sweep and the device's replay recover from the database.
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -111,7 +113,33 @@ def close_device(node: str, device_id: UUID, code: int = 4403) -> int:
     return async_to_sync(aclose_device)(node, device_id, code, None)
 
 
+# Nodes of this process by name, each with its event loop: an event for
+# one of them is handed over directly instead of through Redis.
+_local: dict[str, tuple[asyncio.AbstractEventLoop, Callable[..., Any]]] = {}
+
+
+def serve_locally(node: str, handle: Callable[[dict[str, Any]], Any]) -> None:
+    _local[node] = (asyncio.get_running_loop(), handle)
+
+
+def stop_serving_locally(node: str) -> None:
+    _local.pop(node, None)
+
+
 async def _asend(node: str, event: dict[str, Any]) -> int:
+    local = _local.get(node)
+    if local is not None and local[0] is asyncio.get_running_loop():
+        # The target sockets are this process's: no Redis round trip, and no
+        # wait behind the node's one-at-a-time layer receive while the same
+        # event loop is busy serving the API (docs/benchmarks.md).
+        try:
+            await local[1](event)
+        except Exception:
+            # As a lost layer message: the delivery is committed, the
+            # node's sweep or the device's next connect delivers it.
+            logger.warning("local wake-up of node %s failed", node, exc_info=True)
+            return 0
+        return 1
     layer = get_channel_layer()
     if layer is None:
         return 0

@@ -89,6 +89,7 @@ class Node:
             logger.warning("node row not registered yet: %s", exc)
         finally:
             self._started.set()
+        delivery.serve_locally(self.name, self.handle_event)
         for loop in (
             self._receive_loop,
             self._receipt_loop,
@@ -100,6 +101,7 @@ class Node:
             self._tasks.append(asyncio.ensure_future(self._guard(loop)))
 
     async def stop(self) -> None:
+        delivery.stop_serving_locally(self.name)
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -299,11 +301,15 @@ class Node:
                 # Quiet is normal; the bound only stops a receive that hangs
                 # on a dead connection from waiting forever.
                 continue
-            handler = getattr(self, event.get("type", "").replace(".", "_"), None)
-            if handler is None or not event["type"].startswith("node."):
-                logger.warning("unknown node event %r", event.get("type"))
-                continue
-            await handler(event)
+            await self.handle_event(event)
+
+    async def handle_event(self, event: dict[str, Any]) -> None:
+        """One node event, from the layer or from this process (delivery)."""
+        handler = getattr(self, event.get("type", "").replace(".", "_"), None)
+        if handler is None or not event["type"].startswith("node."):
+            logger.warning("unknown node event %r", event.get("type"))
+            return
+        await handler(event)
 
     async def _receipt_loop(self) -> None:
         while True:
