@@ -33,10 +33,13 @@ def example(name: str) -> str:
 
 
 def wait_output(log, process, text, timeout=20.0):
+    """The output once a whole line holding `text` was printed (an unbuffered
+    print() writes its arguments one by one: half a line was seen)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         output = log.read_text(errors="replace")
-        if text in output:
+        at = output.find(text)
+        if at >= 0 and "\n" in output[at:]:
             return output
         if process.poll() is not None:
             break
