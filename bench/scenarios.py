@@ -519,6 +519,20 @@ def scenario_acks(platform: Platform, args: argparse.Namespace) -> dict[str, Any
         time.sleep(0.1)
     stop.set()
     prober.join(timeout=30)
+    if recorded_at is None:
+        # Evidence for the next reader (an intermittent CI failure): where
+        # the unrecorded deliveries stand, and what the database waits on.
+        from django.db.models import Count
+
+        stuck = (
+            Delivery.objects.filter(
+                message_id__in=message_ids, delivered_at__isnull=True
+            )
+            .values("status")
+            .annotate(n=Count("id"))
+        )
+        print("acks not all recorded:", list(stuck), file=sys.stderr)
+        _report_stall(platform, "acks: database state at the timeout")
     cpu_after = platform.cpu_seconds()
     reports = platform.reports()
     received = sum(len(ts) for r in reports for ts in r["times"].values())
