@@ -59,9 +59,15 @@ def _run_and_release(view: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
             response.render()  # DRF's lazy rendering, here rather than on the loop
         return response
     finally:
-        for connection in connections.all(initialized_only=True):
-            if not connection.in_atomic_block:
-                connection.close()
+        release_connections()
+
+
+def release_connections() -> None:
+    """Give this thread's connections back (to the pool, with DB_POOL);
+    one inside a transaction (a test's) is kept."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 def pooled(view: Callable[..., HttpResponse]) -> Callable[..., Any]:

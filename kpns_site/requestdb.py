@@ -13,7 +13,6 @@ from typing import Any
 
 from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import request_finished
-from django.db import connections
 
 from kpns_site import apithreads
 
@@ -25,9 +24,7 @@ def close_request_connections(sender: Any, **kwargs: Any) -> None:
     if apithreads.on_pool.get():
         return
     if isinstance(sender, type) and issubclass(sender, ASGIHandler):
-        for connection in connections.all(initialized_only=True):
-            if not connection.in_atomic_block:
-                connection.close()
+        apithreads.release_connections()
 
 
 def install() -> None:
