@@ -26,7 +26,16 @@ def db_parallel(func: Callable[..., Any]) -> Callable[..., Any]:
     return database_sync_to_async(func, thread_sensitive=False, executor=_executor)
 
 
-_heartbeat_executor: ThreadPoolExecutor | None = None
+# Threads of their own, by name, for node work that must not queue behind
+# other ORM calls: each keeps one connection.
+_dedicated: dict[str, ThreadPoolExecutor] = {}
+
+
+def _own_thread(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    executor = _dedicated.get(name)
+    if executor is None:
+        executor = _dedicated[name] = ThreadPoolExecutor(1, thread_name_prefix=name)
+    return database_sync_to_async(func, thread_sensitive=False, executor=executor)
 
 
 def db_heartbeat(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -37,17 +46,26 @@ def db_heartbeat(func: Callable[..., Any]) -> Callable[..., Any]:
     missed NODE_DEAD_AFTER_SECONDS and other nodes marked every device of
     a live process offline (100,000 sockets connecting on 2 cores).
     """
-    global _heartbeat_executor
-    if _heartbeat_executor is None:
-        _heartbeat_executor = ThreadPoolExecutor(1, thread_name_prefix="kpns-hb")
-    return database_sync_to_async(
-        func, thread_sensitive=False, executor=_heartbeat_executor
-    )
+    return _own_thread("kpns-hb", func)
+
+
+def db_receipts(func: Callable[..., Any]) -> Callable[..., Any]:
+    """An async wrapper running `func` on the receipts' thread of its own.
+
+    In Channels' one ORM thread a flush waited behind every other call
+    queued there (a mass disconnect's presence updates, consumers that hop
+    to the database per message): acks stayed unrecorded for as long.
+    """
+    return _own_thread("kpns-receipts", func)
 
 
 def shutdown() -> None:
-    """Close every pool thread's connection, then stop the pool."""
+    """Close every pool and dedicated thread's connection, then stop them."""
     global _executor
+    for executor in _dedicated.values():
+        executor.submit(connections.close_all).result(timeout=20)
+        executor.shutdown(wait=True)
+    _dedicated.clear()
     if _executor is None:
         return
     # One task per thread: each closes its own connection, then waits for

@@ -24,7 +24,7 @@ from django.utils import timezone
 from devices import delivery, inbox, metrics, presence
 from devices.batching import ConnectBatcher
 from devices.conf import kpns_setting
-from devices.dbpool import db_heartbeat
+from devices.dbpool import db_heartbeat, db_receipts
 from devices.groups import new_node_name, node_channel
 from devices.models import Device
 from devices.models import Node as NodeRow
@@ -273,7 +273,7 @@ class Node:
             self._sent_later = fresh
         try:
             await asyncio.wait_for(
-                database_sync_to_async(inbox.receipts_record)(batch), DB_TIMEOUT
+                db_receipts(inbox.receipts_record)(batch), DB_TIMEOUT
             )
         except Exception:
             logger.warning("receipts not written, retrying", exc_info=True)

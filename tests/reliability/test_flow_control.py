@@ -10,9 +10,11 @@
 """
 
 import asyncio
+import threading
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
@@ -214,3 +216,44 @@ async def test_node_judged_dead_restores_its_devices_presence():
     assert fresh.node == node_name
     assert await database_sync_to_async(NodeRow.objects.filter(name=node_name).exists)()
     await communicator.disconnect()
+
+
+async def test_acks_are_recorded_while_channels_orm_thread_is_busy():
+    """Receipts are written on a thread of their own: an ORM call that holds
+    Channels' one worker thread (a mass disconnect, a slow query) does not
+    hold back the recording of acks."""
+    app, [(device, token)] = await setup()
+    await database_sync_to_async(push_many)(app, device, 1)
+    communicator = await open_socket(token)
+    await send(communicator, Hello(last_seq=0))
+    assert isinstance(await receive(communicator), Welcome)
+    push = await receive(communicator)
+    assert isinstance(push, Push)
+    release = threading.Event()
+    # Thread-sensitive, so it runs in (and holds) the one worker thread.
+    blocker = asyncio.ensure_future(sync_to_async(release.wait)(30))
+    try:
+        await asyncio.sleep(0.1)
+        assert not blocker.done()
+        await send(communicator, Ack(id=push.id, seq=push.seq))
+        delivered = sync_to_async(_delivered_at, thread_sensitive=False)
+        deadline = time.monotonic() + 5
+        while await delivered(device.pk) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert await delivered(device.pk) is not None
+        assert not blocker.done()  # recorded while the thread was still held
+    finally:
+        release.set()
+        await blocker
+    await communicator.disconnect()
+
+
+def _delivered_at(device_id):
+    from django.db import connection
+
+    from devices.models import Delivery
+
+    try:
+        return Delivery.objects.get(device_id=device_id).delivered_at
+    finally:
+        connection.close()  # this pool thread's connection, not left open
