@@ -147,13 +147,13 @@ def scenario_naive(platform: Platform, args: argparse.Namespace) -> dict[str, An
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from bench.naive import GROUP
+    from bench.naive import GROUP, LAYER
 
     platform.close_clients()
     platform.wait_offline()
     platform.connect_all("/ws/bench/naive/")
     time.sleep(1)  # group_add is done before accept; let the last ones settle
-    layer = get_channel_layer()
+    layer = get_channel_layer(LAYER)
     cpu_before = platform.cpu_seconds()
     t0 = time.time()
     push = {"id": f"naive-{t0}", "title": "Benchmark", "body": "x"}
@@ -305,6 +305,15 @@ def _report_stall(platform: Platform, what: str) -> None:
     log = platform.tmp / "scheduler.log"
     for line in log.read_text(errors="replace").splitlines()[-15:]:
         print("  scheduler:", line, file=sys.stderr)
+    # The servers' recent warnings, each distinct message once with a count.
+    for server_log in sorted(platform.tmp.glob("server-*.log")):
+        seen: dict[str, int] = {}
+        for line in server_log.read_text(errors="replace").splitlines():
+            if " WARNING " in line or " ERROR " in line:
+                message = line.split(" ", 3)[-1][:200]
+                seen[message] = seen.pop(message, 0) + 1
+        for message, count in list(seen.items())[-20:]:
+            print(f"  {server_log.name}: {count}x {message}", file=sys.stderr)
 
 
 def _receipts_until(
