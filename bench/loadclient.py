@@ -112,10 +112,12 @@ class LoadClient:
         }
 
     async def _connect(self, index: int, token: str, gate: asyncio.Semaphore) -> int:
-        url = self.urls[index % len(self.urls)]
         protocols = f"kpns.json.v1, kpns.token.{token}"
         async with gate:
             for attempt in range(CONNECT_ATTEMPTS):
+                # A retry goes to the next server, as through a load balancer:
+                # retrying the one that timed out fed its overload.
+                url = self.urls[(index + attempt) % len(self.urls)]
                 try:
                     transport, device = await asyncio.wait_for(
                         picows.ws_connect(

@@ -14,6 +14,12 @@ DEFAULTS: dict[str, Any] = {
     # Three missed heartbeats mean the device is gone.
     "IDLE_TIMEOUT_SECONDS": 75,
     "HELLO_TIMEOUT_SECONDS": 10,
+    # WebSocket protocol pings from the server; 0 = none. The device pings
+    # and the idle timeout above already find dead peers; server pings
+    # doubled an idle socket's frames and made Daphne visit every socket
+    # every 2 s (docs/benchmarks.md). Set it where a proxy between devices
+    # and the servers needs server-side traffic.
+    "SERVER_PING_SECONDS": 0,
     # Device frames are acks and pings; 4 KiB leaves room for future fields.
     "MAX_FRAME_BYTES": 4096,
     # Recovery delay for wake-ups the layer lost (and, embedded, for sends

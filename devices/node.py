@@ -174,8 +174,10 @@ class Node:
         while True:
             await asyncio.sleep(WATCHDOG_SECONDS)
             now = time.monotonic()
+            hello_before = now - kpns_setting("HELLO_TIMEOUT_SECONDS")
+            silent_before = now - kpns_setting("IDLE_TIMEOUT_SECONDS")
             for consumer in list(self.sockets):
-                code = consumer.overdue(now)
+                code = consumer.overdue(hello_before, silent_before)
                 if code is not None:
                     self.sockets.discard(consumer)
                     await consumer.close(code)

@@ -1,6 +1,7 @@
 """`manage.py kpns_serve` with a probe: on SIGUSR1 a full collection runs
 with DEBUG_SAVEALL and the cyclic garbage it found (objects only a full
-collection could free) is written as JSON to KPNS_GARBAGE_REPORT.
+collection could free) is written as JSON to KPNS_GARBAGE_REPORT, with the
+connections the server still tracks.
 
 Run as a script by tests/e2e/test_connection_memory.py.
 """
@@ -33,8 +34,18 @@ def report(signum: int, frame: object) -> None:
     kinds = collections.Counter(_kind(o) for o in garbage)
     path = Path(os.environ["KPNS_GARBAGE_REPORT"])
     tmp = path.with_suffix(".tmp")
+    servers = [o for o in gc.get_objects() if type(o).__name__ == "DrainingServer"]
     tmp.write_text(
-        json.dumps({"garbage": len(garbage), "kinds": kinds.most_common(10)})
+        json.dumps(
+            {
+                "garbage": len(garbage),
+                "kinds": kinds.most_common(10),
+                # What the server tracks (devices.checkers).
+                "connections": [len(s.connections) for s in servers],
+                "settling": [len(s._settling) for s in servers],
+                "opening": [len(s._opening) for s in servers],
+            }
+        )
     )
     tmp.replace(path)
 

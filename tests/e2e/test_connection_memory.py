@@ -17,6 +17,7 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 
+from devices.protocol import Ping, Pong
 from tests.e2e.servers import ROOT, child_env, free_port, stop_process, wait_for_port
 from tests.factories import make_app, make_device
 from tests.wsclient import DeviceClient
@@ -76,5 +77,45 @@ async def test_closed_connections_leave_no_cyclic_garbage(redis_url, tmp_path):
         found = await garbage_after(process, report)
         # Before devices.cycles: ~11,000 objects for 200 connections.
         assert found["garbage"] < CONNECTIONS, found
+        # Every finished connection forgotten, though Daphne's checks now
+        # visit only the connections that changed (devices.checkers).
+        assert found["connections"] == [0], found
+        assert found["settling"] == found["opening"] == [0], found
+    finally:
+        stop_process(process, timeout=15)
+
+
+async def test_open_sockets_need_no_periodic_visits(redis_url, tmp_path):
+    """Open sockets stay served and tracked, yet none is due a timeout or
+    application check; once closed, each is forgotten."""
+    tokens = await database_sync_to_async(make_devices)(20)
+    port = free_port()
+    report = tmp_path / "garbage.json"
+    log = tmp_path / "probe.log"
+    env = child_env(redis_url, {"KPNS_GARBAGE_REPORT": str(report)})
+    process = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "tests/e2e/garbage_probe.py", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, process, log)
+        url = f"ws://127.0.0.1:{port}/ws/v1/device/"
+        clients = [DeviceClient(url, token) for token in tokens]
+        await asyncio.gather(*(client.connect() for client in clients))
+        await asyncio.sleep(2.5)  # past a timeout check and two application checks
+        found = await garbage_after(process, report)
+        assert found["connections"] == [len(clients)], found
+        assert found["settling"] == found["opening"] == [0], found
+        for client in clients:  # still served
+            await client.send(Ping(t=7))
+            assert await client.receive() == Pong(t=7)
+        for client in clients:
+            await client.close()
+        await asyncio.sleep(2.5)
+        found = await garbage_after(process, report)
+        assert found["connections"] == [0], found
     finally:
         stop_process(process, timeout=15)

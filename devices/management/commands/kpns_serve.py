@@ -44,6 +44,7 @@ class Command(BaseCommand):
         from daphne.endpoints import build_endpoint_description_strings
 
         from devices import gcpause
+        from devices.checkers import NO_PINGS
         from devices.server import DrainingServer
         from kpns_site.asgi import application
 
@@ -73,8 +74,9 @@ class Command(BaseCommand):
             proxy_forwarded_proto_header="X-Forwarded-Proto" if proxy else None,
             # Device sockets live for days: no maximum socket age.
             websocket_timeout=-1,
-            # Protocol-level pings find dead TCP peers (django/daphne #168).
-            ping_interval=20,
+            # Protocol pings only if configured (devices.conf): devices ping,
+            # and the node's watchdog closes silent sockets.
+            ping_interval=kpns_setting("SERVER_PING_SECONDS") or NO_PINGS,
             ping_timeout=30,
             # Frames above the limit fail the socket with 1009 before they
             # are buffered whole (devices.conf MAX_FRAME_BYTES).
