@@ -53,60 +53,64 @@ async def garbage_after(process, report, timeout: float = 20.0) -> dict:
     return json.loads(report.read_text())
 
 
+class Probe:
+    """A kpns_serve with the garbage probe (tests/e2e/garbage_probe.py)."""
+
+    def __init__(self, redis_url: str, tmp_path) -> None:
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}/ws/v1/device/"
+        self.report = tmp_path / "garbage.json"
+        self.log = tmp_path / "probe.log"
+        self.env = child_env(redis_url, {"KPNS_GARBAGE_REPORT": str(self.report)})
+
+    def __enter__(self) -> "Probe":
+        self.process = subprocess.Popen(
+            [sys.executable, "tests/e2e/garbage_probe.py", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(self.port, self.process, self.log)
+        except BaseException:
+            stop_process(self.process, timeout=15)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_process(self.process, timeout=15)
+
+    async def found(self) -> dict:
+        return await garbage_after(self.process, self.report)
+
+
 async def test_closed_connections_leave_no_cyclic_garbage(redis_url, tmp_path):
     tokens = await database_sync_to_async(make_devices)(CONNECTIONS)
-    port = free_port()
-    report = tmp_path / "garbage.json"
-    log = tmp_path / "probe.log"
-    env = child_env(redis_url, {"KPNS_GARBAGE_REPORT": str(report)})
-    process = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "tests/e2e/garbage_probe.py", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, process, log)
-        url = f"ws://127.0.0.1:{port}/ws/v1/device/"
-        await churn(url, tokens[:20])  # warm-up: first-use imports and caches
+    with Probe(redis_url, tmp_path) as probe:
+        await churn(probe.url, tokens[:20])  # warm-up: first-use imports and caches
         await asyncio.sleep(2.5)  # Daphne forgets finished connections each second
-        await garbage_after(process, report)
-        await churn(url, tokens)
+        await probe.found()
+        await churn(probe.url, tokens)
         await asyncio.sleep(2.5)
-        found = await garbage_after(process, report)
+        found = await probe.found()
         # Before devices.cycles: ~11,000 objects for 200 connections.
         assert found["garbage"] < CONNECTIONS, found
         # Every finished connection forgotten, though Daphne's checks now
         # visit only the connections that changed (devices.checkers).
         assert found["connections"] == [0], found
         assert found["settling"] == found["opening"] == [0], found
-    finally:
-        stop_process(process, timeout=15)
 
 
 async def test_open_sockets_need_no_periodic_visits(redis_url, tmp_path):
     """Open sockets stay served and tracked, yet none is due a timeout or
     application check; once closed, each is forgotten."""
     tokens = await database_sync_to_async(make_devices)(20)
-    port = free_port()
-    report = tmp_path / "garbage.json"
-    log = tmp_path / "probe.log"
-    env = child_env(redis_url, {"KPNS_GARBAGE_REPORT": str(report)})
-    process = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "tests/e2e/garbage_probe.py", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, process, log)
-        url = f"ws://127.0.0.1:{port}/ws/v1/device/"
-        clients = [DeviceClient(url, token) for token in tokens]
+    with Probe(redis_url, tmp_path) as probe:
+        clients = [DeviceClient(probe.url, token) for token in tokens]
         await asyncio.gather(*(client.connect() for client in clients))
         await asyncio.sleep(2.5)  # past a timeout check and two application checks
-        found = await garbage_after(process, report)
+        found = await probe.found()
         assert found["connections"] == [len(clients)], found
         assert found["settling"] == found["opening"] == [0], found
         for client in clients:  # still served
@@ -115,7 +119,5 @@ async def test_open_sockets_need_no_periodic_visits(redis_url, tmp_path):
         for client in clients:
             await client.close()
         await asyncio.sleep(2.5)
-        found = await garbage_after(process, report)
+        found = await probe.found()
         assert found["connections"] == [0], found
-    finally:
-        stop_process(process, timeout=15)
