@@ -3,6 +3,7 @@
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.platform import Platform
@@ -43,7 +44,7 @@ def scenario_broadcast(platform: Platform, args: argparse.Namespace) -> dict[str
     t0 = time.time()
     sender.campaign_send_now(campaign=campaign)
     send_now_s = time.time() - t0
-    campaign.refresh_from_db()
+    _wait_message(campaign)
     delivered = Delivery.objects.filter(
         message_id=campaign.message_id, delivered_at__isnull=False
     )
@@ -54,6 +55,8 @@ def scenario_broadcast(platform: Platform, args: argparse.Namespace) -> dict[str
             acked_at = time.time()
             break
         time.sleep(0.05)
+    if acked_at is None:
+        _report_unrecorded(platform, [campaign.message_id])
     cpu_after = platform.cpu_seconds()
     if profiler is not None:
         profiler.wait(timeout=120)
@@ -106,7 +109,7 @@ def scenario_storm(platform: Platform, args: argparse.Namespace) -> dict[str, An
         app=platform.app, name=f"missed {time.time()}", title="Missed", body="x"
     )
     sender.campaign_send_now(campaign=campaign)
-    campaign.refresh_from_db()
+    _wait_message(campaign)
     rows = Delivery.objects.filter(message_id=campaign.message_id)
     queued_deadline = time.monotonic() + 120
     while rows.count() < args.devices and time.monotonic() < queued_deadline:
@@ -213,7 +216,7 @@ def scenario_offline(platform: Platform, args: argparse.Namespace) -> dict[str, 
     )
     t0 = time.time()
     sender.campaign_send_now(campaign=campaign)
-    campaign.refresh_from_db()
+    _wait_message(campaign)
     rows = Delivery.objects.filter(message_id=campaign.message_id)
     acked = rows.filter(delivered_at__isnull=False)
     sent_at = online_acked = None
@@ -286,6 +289,56 @@ def _latencies(values: list[float]) -> dict[str, float | None]:
         "p99": round(percentile(ordered, 0.99) * 1000, 2),
         "max": round(ordered[-1] * 1000, 2),
     }
+
+
+def _wait_message(campaign: Any, timeout: float = 60.0) -> None:
+    """Refresh the campaign until its message exists.
+
+    The message is created by whoever sends the first chunk: Send now here,
+    or the scheduler when its poll locked the due slice first (Send now then
+    leaves the sending to it). Read too early, the campaign had no message
+    yet, and a scenario counted the acks of message None: every push
+    received once, "every ack recorded" failed (CI, 1 run in about 8).
+    """
+    deadline = time.monotonic() + timeout
+    campaign.refresh_from_db()
+    while campaign.message_id is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        campaign.refresh_from_db()
+    assert campaign.message_id is not None, f"campaign {campaign.pk} never started"
+
+
+def _report_unrecorded(platform: Platform, message_ids: list[Any]) -> None:
+    """Evidence for the next reader (an intermittent failure): where the
+    unrecorded deliveries stand, what the database waits on, what the
+    servers warned about, and where each server's threads are."""
+    import subprocess
+
+    from django.db.models import Count
+
+    from devices.models import Delivery
+
+    stuck = (
+        Delivery.objects.filter(message_id__in=message_ids, delivered_at__isnull=True)
+        .values("status")
+        .annotate(n=Count("id"))
+    )
+    print("acks not all recorded:", list(stuck), file=sys.stderr)
+    _report_stall(platform, "database state at the timeout")
+    for _port, process in platform.servers:
+        dump = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "dump",
+                "-p",
+                str(process.pid),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        print(dump.stdout[-6000:], dump.stderr[-500:], file=sys.stderr)
 
 
 def _report_stall(platform: Platform, what: str) -> None:
@@ -513,7 +566,7 @@ def scenario_acks(platform: Platform, args: argparse.Namespace) -> dict[str, Any
         sender.campaign_send_now(campaign=campaign)
     message_ids = []
     for campaign in campaigns:
-        campaign.refresh_from_db()
+        _wait_message(campaign)
         message_ids.append(campaign.message_id)
     expected = args.devices * len(campaigns)
     delivered = Delivery.objects.filter(
@@ -529,19 +582,7 @@ def scenario_acks(platform: Platform, args: argparse.Namespace) -> dict[str, Any
     stop.set()
     prober.join(timeout=30)
     if recorded_at is None:
-        # Evidence for the next reader (an intermittent CI failure): where
-        # the unrecorded deliveries stand, and what the database waits on.
-        from django.db.models import Count
-
-        stuck = (
-            Delivery.objects.filter(
-                message_id__in=message_ids, delivered_at__isnull=True
-            )
-            .values("status")
-            .annotate(n=Count("id"))
-        )
-        print("acks not all recorded:", list(stuck), file=sys.stderr)
-        _report_stall(platform, "acks: database state at the timeout")
+        _report_unrecorded(platform, message_ids)
     cpu_after = platform.cpu_seconds()
     reports = platform.reports()
     received = sum(len(ts) for r in reports for ts in r["times"].values())
