@@ -17,6 +17,9 @@ import redis
 
 from bench.run import ROOT, SOCKETS_PER_CLIENT
 
+# The profiler of the bench extra, beside this interpreter.
+PY_SPY = str(Path(sys.executable).parent / "py-spy")
+
 
 class Platform:
     def __init__(self, *, devices: int, servers: int) -> None:
@@ -205,7 +208,7 @@ class Platform:
         out.parent.mkdir(parents=True, exist_ok=True)
         process = subprocess.Popen(
             [
-                str(Path(sys.executable).parent / "py-spy"),
+                PY_SPY,
                 "record",
                 "--pid",
                 str(self.server_pids()[0]),

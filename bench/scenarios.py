@@ -3,10 +3,9 @@
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.platform import Platform
+from bench.platform import PY_SPY, Platform
 from bench.run import percentile
 
 ACK_TIMEOUT = 120.0
@@ -327,12 +326,7 @@ def _report_unrecorded(platform: Platform, message_ids: list[Any]) -> None:
     _report_stall(platform, "database state at the timeout")
     for _port, process in platform.servers:
         dump = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "py-spy"),
-                "dump",
-                "-p",
-                str(process.pid),
-            ],
+            [PY_SPY, "dump", "-p", str(process.pid)],
             capture_output=True,
             text=True,
             timeout=60,
