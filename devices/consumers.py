@@ -14,13 +14,14 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
-from devices import metrics, registry
+from devices import dberrors, metrics, registry
 from devices.conf import kpns_setting
 from devices.dbpool import db_parallel
 from devices.node import CLOSE_IDLE, CLOSE_REPLACED, CLOSE_SERVICE_RESTART, get_node
 from devices.origins import origin_allowed
 from devices.protocol import (
     Ack,
+    AckUpto,
     Codec,
     Error,
     Hello,
@@ -37,9 +38,12 @@ logger = logging.getLogger(__name__)
 
 CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_TOO_BIG = 1009
-# Daphne (autobahn) refuses to send 1013 (or any code other than 1000 and
-# 3000-4999): "try again later" is 4503, after HTTP 503.
+# "Try again later" is 4503, after HTTP 503. kpns_serve can send RFC 6455's
+# 1013 (devices.server), but stock Daphne and other ASGI servers close only
+# with 1000 or 3000-4999, and clients since protocol 1.0 know 4503. 4500 is
+# any other server-side failure (after HTTP 500).
 CLOSE_TRY_AGAIN_LATER = 4503
+CLOSE_SERVER_ERROR = 4500
 RATE_LIMIT_WINDOW_SECONDS = 10.0
 # A client that sends this many bad frames in a row is broken or hostile.
 MAX_CONSECUTIVE_ERRORS = 20
@@ -79,32 +83,36 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         headers = dict(self.scope.get("headers", []))
-        if not origin_allowed(headers.get(b"origin")):
-            await self.close()
-            return
         subprotocols = self.scope.get("subprotocols", [])
+        # Chosen before anything can fail: frames that arrive on a socket
+        # accepted only to be closed 4503 are still decoded with it.
+        self.codec, accepted = negotiate(subprotocols)
+        self.last_received = time.monotonic()
+        if not origin_allowed(headers.get(b"origin")):
+            await self._refuse("origin_not_allowed", headers.get(b"origin"))
+            return
         token = token_from_subprotocols(subprotocols)
         if token is None:
-            await self.close()
+            await self._refuse("no_token")
             return
         try:
             device = await db_parallel(registry.device_authenticate)(
                 token=token, with_app=False
             )
-        except DatabaseError:
+        except DatabaseError as exc:
             # Accept only to say "come back later": a 403 would read as a
-            # bad token and make SDKs give up.
-            logger.warning("handshake refused: database unavailable")
-            await self.accept(negotiate(subprotocols)[1])
-            await self.close(CLOSE_TRY_AGAIN_LATER)
+            # bad token and make SDKs give up. A database that answers
+            # with an error is not an outage: 4500, and the cause is logged.
+            outage = dberrors.unreachable(exc)
+            reason = "database_unavailable" if outage else "database_error"
+            await self._refuse(reason, exc_info=not outage)
+            await self.accept(accepted)
+            await self.close(CLOSE_TRY_AGAIN_LATER if outage else CLOSE_SERVER_ERROR)
             return
         if device is None:
-            metrics.stats.refused += 1
-            await self.close()
+            await self._refuse("bad_token")
             return
         self.device_id = device.pk
-        self.codec, accepted = negotiate(subprotocols)
-        self.last_received = time.monotonic()
         await self.accept(accepted)
         # The header list is shared by every scope copy (and Daphne) for the
         # socket's life; it was needed only for the checks above.
@@ -120,6 +128,30 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self._node.watch(self)
         await self._node.ensure_started()
 
+    async def _refuse(
+        self, reason: str, origin: bytes | None = None, exc_info: bool = False
+    ) -> None:
+        """Log and count a refused handshake (never the token), then refuse.
+
+        Refusals that happen before accept are HTTP 403; the caller accepts
+        first where the device must read a close code instead.
+        """
+        metrics.stats.refuse(reason)
+        client = self.scope.get("client") or ("", 0)
+        logger.info(
+            "handshake refused: %s",
+            reason,
+            exc_info=exc_info,
+            extra={
+                "event": "handshake_refused",
+                "reason": reason,
+                "client": client[0],
+                "origin": origin.decode("latin-1")[:200] if origin else None,
+            },
+        )
+        if not reason.startswith("database_"):
+            await self.close()
+
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
     ) -> None:
@@ -130,11 +162,22 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         if len(data) > kpns_setting("MAX_FRAME_BYTES"):
             await self.close(CLOSE_TOO_BIG)
             return
-        if not self._take_token():
-            await self._rate_limited()
-            return
         try:
             frame = self.codec.decode_client(data)
+        except ProtocolError as exc:
+            if self._take_token():
+                await self._send_error(exc)
+            else:
+                await self._rate_limited(None)
+            return
+        # Acks (and opens) of pushes written here are what the protocol
+        # asks for: the flood limit applies only to frames that do no
+        # useful work, so a compliant device is never refused an ack.
+        useful = self.session is not None and self.session.carries_receipt(frame)
+        if not useful and not self._take_token():
+            await self._rate_limited(frame)
+            return
+        try:
             await self._handle(frame)
             self._errors = 0
         except ProtocolError as exc:
@@ -159,6 +202,14 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             if not self.session.acked(frame.seq, frame.id):
                 raise ProtocolError(
                     "unknown_message", "No such message at that seq.", ref="ack"
+                )
+        elif isinstance(frame, AckUpto):
+            if not self.session.acked_upto(frame.seq):
+                raise ProtocolError(
+                    "unknown_message",
+                    "Nothing was sent at that seq; acknowledged up to the "
+                    f"last seq sent, {self.session.cursor}.",
+                    ref="ack_upto",
                 )
         elif isinstance(frame, Opened):
             self.session.opened(frame.seq, frame.id)
@@ -189,9 +240,13 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 heartbeat=kpns_setting("HEARTBEAT_SECONDS"),
                 max_frame=kpns_setting("MAX_FRAME_BYTES"),
             )
-        except DatabaseError:
-            logger.warning("session start failed: database unavailable")
-            await self.close(CLOSE_TRY_AGAIN_LATER)
+        except DatabaseError as exc:
+            if dberrors.unreachable(exc):
+                logger.warning("session start failed: database unavailable: %s", exc)
+                await self.close(CLOSE_TRY_AGAIN_LATER)
+            else:
+                logger.error("session start failed", exc_info=True)
+                await self.close(CLOSE_SERVER_ERROR)
 
     def overdue(self, hello_before: float, silent_before: float) -> int | None:
         """The close code if this socket never said hello, or went silent.
@@ -218,8 +273,12 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self._bucket = (tokens - 1.0 if allowed else tokens, now)
         return allowed
 
-    async def _rate_limited(self) -> None:
-        """Answer `rate_limited` (once per second at most); close a flooder."""
+    async def _rate_limited(self, frame: object) -> None:
+        """Answer `rate_limited` (once per second at most); close a flooder.
+
+        The error names the refused frame's type, and its seq for an
+        `opened`, so the device knows what to send again.
+        """
         now = self.last_received
         start, rejected, told = getattr(self, "_rejected", (now, 0, 0.0))
         if now - start > RATE_LIMIT_WINDOW_SECONDS:
@@ -232,11 +291,13 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 logger.info("device %s flooding, closing", self.device_id)
                 await self.close(CLOSE_PROTOCOL_ERROR)
             return
-        if now - told >= 1.0:
+        if now - told >= 1.0 or isinstance(frame, Opened):
             told = now
-            await self._send(
-                Error(code="rate_limited", message="Too many frames; slow down.")
-            )
+            message = "Too many frames; slow down."
+            if isinstance(frame, Opened):
+                message = f"opened for seq {frame.seq} not recorded; send it again."
+            ref = None if frame is None else _ref(frame)
+            await self._send(Error(code="rate_limited", message=message, ref=ref))
         self._rejected = (start, rejected, told)
 
     async def _send_error(self, exc: ProtocolError) -> None:

@@ -28,7 +28,7 @@ from django.db.models.functions import Coalesce
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
-from devices import webhooks
+from devices import dberrors, webhooks
 from devices.conf import kpns_setting
 from devices.models import (
     OPEN_STATUSES,
@@ -421,6 +421,14 @@ def devices_connect(
     enqueue either commits before this (and is replayed) or after (and sees
     this node in presence, so it wakes us).
     """
+    return dberrors.retry_conflicts(
+        lambda: _devices_connect(node, requests), what="connect"
+    )
+
+
+def _devices_connect(
+    node: str, requests: list[ConnectRequest]
+) -> dict[UUID, ConnectResult]:
     now = timezone.now()
     limit = kpns_setting("MAX_PENDING_PER_DEVICE")
     wanted = {r.device_id: r for r in requests}
@@ -473,10 +481,14 @@ def devices_connect(
                 # Seqs above `at` that are no longer open may include
                 # dropped ones; only then is the resync check worth a query.
                 maybe_gap.append(pk)
+        # Rows read above may have moved on since (a receipt of the old
+        # socket): lock them in the one order, change only what is open.
+        deliveries_lock(ids=done + expired + dropped)
+        still_open = Q(status__in=OPEN_STATUSES)
         if done:
-            Delivery.objects.filter(pk__in=in_values(done, "bigint")).update(
-                **_delivered(now)
-            )
+            Delivery.objects.filter(
+                still_open, pk__in=in_values(done, "bigint")
+            ).update(**_delivered(now))
             # Rare (acks lost on the way): only then ask who listens.
             watch = _WebhookWatch.start(WebhookEvent.MESSAGE_DELIVERED)
             if watch is not None:
@@ -486,13 +498,13 @@ def devices_connect(
                 )
                 watch.emit(now)
         if expired:
-            Delivery.objects.filter(pk__in=in_values(expired, "bigint")).update(
-                status=DeliveryStatus.EXPIRED
-            )
+            Delivery.objects.filter(
+                still_open, pk__in=in_values(expired, "bigint")
+            ).update(status=DeliveryStatus.EXPIRED)
         if dropped:
-            Delivery.objects.filter(pk__in=in_values(dropped, "bigint")).update(
-                status=DeliveryStatus.DROPPED
-            )
+            Delivery.objects.filter(
+                still_open, pk__in=in_values(dropped, "bigint")
+            ).update(status=DeliveryStatus.DROPPED)
         for pk in maybe_gap:
             if Delivery.objects.filter(
                 device_id=pk, status=DeliveryStatus.DROPPED, seq__gt=resume[pk]
@@ -620,9 +632,24 @@ def receipts_record(receipts: Receipts) -> None:
     for the deliveries that move to delivered or opened are queued in the
     same transaction, and only for apps that subscribe to them: with no
     subscriber a batch costs one small extra query.
+
+    Every row the batch changes is locked first, in id order, by one
+    statement (deliveries_lock): two processes writing receipts for the same
+    device (its old node's "sent", its new node's "delivered") deadlocked
+    when each UPDATE locked its rows in its own order. A conflict that
+    happens anyway is retried, never reported as an outage.
     """
+    dberrors.retry_conflicts(lambda: _receipts_write(receipts), what="receipts")
+
+
+def _receipts_write(receipts: Receipts) -> None:
     now = timezone.now()
+    keyed = receipts.acked_late + receipts.opened
     with transaction.atomic():
+        deliveries_lock(
+            ids=[*receipts.sent, *receipts.delivered],
+            keyed=_keyed_filter(keyed) if keyed else None,
+        )
         watch = None
         if receipts.delivered or receipts.acked_late or receipts.opened:
             watch = _WebhookWatch.start(
@@ -658,6 +685,28 @@ def receipts_record(receipts: Receipts) -> None:
             watch.emit(now)
 
 
+def deliveries_lock(*, ids: Sequence[int], keyed: Q | None = None) -> list[int]:
+    """Lock delivery rows in id order, in one statement; returns their ids.
+
+    The one lock order for delivery rows (docs/architecture.md): every
+    transaction that changes several deliveries takes all of their locks
+    here first, after any device row locks. Statements that then change
+    them wait for nothing more, so two such transactions cannot deadlock.
+    SQLite serializes writers and needs no row locks.
+    """
+    if connection.vendor != "postgresql" or not (ids or keyed):
+        return list(ids)
+    where = Q(pk__in=in_values(sorted(set(ids)), "bigint")) if ids else Q()
+    if keyed is not None:
+        where = (where | keyed) if ids else keyed
+    return list(
+        Delivery.objects.select_for_update()
+        .filter(where)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 class _WebhookWatch:
     """Deliveries moving to delivered/opened in this transaction, for the
     apps that subscribe to those events (devices.webhooks)."""
@@ -685,17 +734,65 @@ class _WebhookWatch:
 
 
 def deliveries_cancel(*, message_id: Any) -> int:
-    """Cancel every delivery of a message not yet confirmed by its device."""
-    return Delivery.objects.filter(
-        message_id=message_id, status__in=OPEN_STATUSES
-    ).update(status=DeliveryStatus.CANCELLED)
+    """Cancel every delivery of a message not yet confirmed by its device.
+
+    In id-ordered chunks (deliveries_lock), so a cancel never deadlocks
+    with receipts being written for the same rows.
+    """
+    cancelled = 0
+    after = 0
+    with transaction.atomic():
+        while True:
+            chunk = _open_ids(Q(message_id=message_id), after=after)
+            if not chunk:
+                return cancelled
+            cancelled += Delivery.objects.filter(
+                pk__in=in_values(chunk, "bigint"), status__in=OPEN_STATUSES
+            ).update(status=DeliveryStatus.CANCELLED)
+            after = chunk[-1]
 
 
-def expire_due(*, now: datetime | None = None) -> int:
-    """Mark open deliveries whose TTL passed as expired."""
-    return Delivery.objects.filter(
-        status__in=OPEN_STATUSES, expires_at__lte=now or timezone.now()
-    ).update(status=DeliveryStatus.EXPIRED)
+# Rows one expiry statement changes: a bounded transaction, however large
+# the backlog that expired at once (a million-device campaign's TTL).
+EXPIRE_BATCH = 10_000
+
+
+def expire_due(*, now: datetime | None = None, limit: int = 100_000) -> int:
+    """Mark open deliveries whose TTL passed as expired; at most `limit`.
+
+    Batches of EXPIRE_BATCH rows in id order, skipping rows another
+    transaction holds (receipts for them are being written: their device
+    has them, or the next run expires them).
+    """
+    moment = now or timezone.now()
+    expired = 0
+    while expired < limit:
+        with transaction.atomic():
+            ids = _open_ids(
+                Q(expires_at__lte=moment),
+                batch=min(EXPIRE_BATCH, limit - expired),
+                skip_locked=True,
+            )
+            if not ids:
+                break
+            expired += Delivery.objects.filter(
+                pk__in=in_values(ids, "bigint"), status__in=OPEN_STATUSES
+            ).update(status=DeliveryStatus.EXPIRED)
+        if len(ids) < EXPIRE_BATCH:
+            break
+    return expired
+
+
+def _open_ids(
+    where: Q, *, after: int = 0, batch: int = EXPIRE_BATCH, skip_locked: bool = False
+) -> list[int]:
+    """Ids of open deliveries matching `where`, locked in id order."""
+    return list(
+        Delivery.objects.select_for_update(skip_locked=skip_locked)
+        .filter(where, status__in=OPEN_STATUSES, pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:batch]
+    )
 
 
 def presence_restore(*, node: str, live: list[tuple[UUID, str]]) -> int:
@@ -781,13 +878,19 @@ def _delivered(now: datetime) -> dict[str, Any]:
 
 def _collapse_older(message: Message, device_ids: list[UUID]) -> None:
     # A newer message with the same collapse key replaces the older ones
-    # that have not been delivered yet.
-    Delivery.objects.filter(
+    # that have not been delivered yet (locked in id order first).
+    older = Delivery.objects.filter(
         device_id__in=device_ids,
         status__in=OPEN_STATUSES,
         message__app_id=message.app_id,
         message__collapse_key=message.collapse_key,
-    ).exclude(message=message).update(status=DeliveryStatus.COLLAPSED)
+    ).exclude(message=message)
+    locked = older.select_for_update(of=("self",)).order_by("pk")
+    ids = list(locked.values_list("pk", flat=True))
+    if ids:
+        Delivery.objects.filter(pk__in=in_values(ids, "bigint")).update(
+            status=DeliveryStatus.COLLAPSED
+        )
 
 
 def _by_device(items: list[tuple[UUID, int, str]]) -> dict[UUID, list[tuple[int, str]]]:
@@ -795,6 +898,14 @@ def _by_device(items: list[tuple[UUID, int, str]]) -> dict[UUID, list[tuple[int,
     for device_id, seq, message_id in items:
         grouped[device_id].append((seq, message_id))
     return grouped
+
+
+def _keyed_filter(items: list[tuple[UUID, int, str]]) -> Q:
+    """Rows named by (device, seq, message id), as the device named them."""
+    query = Q()
+    for device_id, seq, message_id in items:
+        query |= Q(device_id=device_id, seq=seq, message_id=message_id)
+    return query
 
 
 def _filter_seqs(device_id: UUID, seqs: list[tuple[int, str]]) -> Any:

@@ -44,6 +44,11 @@ HANDSHAKES = Counter(
     "Device WebSocket handshakes, by outcome.",
     ["outcome"],
 )
+HANDSHAKES_REFUSED = Counter(
+    "kpns_handshakes_refused_total",
+    "Device WebSocket handshakes refused, by reason (docs/operations.md).",
+    ["reason"],
+)
 SENT = Counter("kpns_pushes_sent_total", "Pushes written to a device socket.")
 DELIVERED = Counter("kpns_pushes_delivered_total", "Pushes acked by the device.")
 OPENED = Counter("kpns_pushes_opened_total", "Pushes the user opened.")
@@ -96,6 +101,7 @@ class Stats:
     sent: int = 0
     delivered: int = 0
     opened: int = 0
+    refused_by: dict[str, int] = field(default_factory=dict)
     receipt_failures: int = 0
     layer_receive_errors: int = 0
     # Latency observations: one count per bucket (the last is +Inf).
@@ -105,6 +111,10 @@ class Stats:
     latency_sum: float = 0.0
     # generation -> pause seconds of each collection since the last publish.
     gc_pauses: dict[int, list[float]] = field(default_factory=dict)
+
+    def refuse(self, reason: str) -> None:
+        self.refused += 1
+        self.refused_by[reason] = self.refused_by.get(reason, 0) + 1
 
     def observe_gc(self, generation: int, seconds: float) -> None:
         self.gc_pauses.setdefault(generation, []).append(seconds)
@@ -127,6 +137,8 @@ def publish(node_name: str | None = None, connected: int | None = None) -> None:
         HANDSHAKES.labels("accepted").inc(taken.handshakes)
     if taken.refused:
         HANDSHAKES.labels("refused").inc(taken.refused)
+    for reason, count in taken.refused_by.items():
+        HANDSHAKES_REFUSED.labels(reason).inc(count)
     if taken.sent:
         SENT.inc(taken.sent)
     if taken.delivered:

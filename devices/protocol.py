@@ -14,6 +14,8 @@ from typing import Any, ClassVar, NamedTuple, TypeAlias
 import msgpack
 
 PROTOCOL_VERSION = 1
+# 1.1 added ack_upto (cumulative acknowledgement); 1.0 clients are unaffected.
+PROTOCOL_REVISION = "1.1"
 SUBPROTOCOL_JSON = "kpns.json.v1"
 SUBPROTOCOL_KMPP = "kmpp.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "kpns.token."  # noqa: S105 - a prefix, not a secret
@@ -56,6 +58,15 @@ class Ack:
     TYPE: ClassVar[str] = "ack"
     KMPP_CODE: ClassVar[int] = 0x02
     id: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class AckUpto:
+    """Every push this socket carried with a seq up to `seq` was handled."""
+
+    TYPE: ClassVar[str] = "ack_upto"
+    KMPP_CODE: ClassVar[int] = 0x05
     seq: int
 
 
@@ -125,7 +136,7 @@ class Resync:
     last_seq: int  # messages before this were dropped; refresh from the backend
 
 
-ClientFrame: TypeAlias = Hello | Ack | Opened | Ping
+ClientFrame: TypeAlias = Hello | Ack | AckUpto | Opened | Ping
 ServerFrame: TypeAlias = Welcome | Push | Pong | Error | Resync
 Frame: TypeAlias = ClientFrame | ServerFrame
 
@@ -231,7 +242,7 @@ class _Field(NamedTuple):
     default: Any  # dataclasses.MISSING when the field is required
 
 
-_CLIENT = (Hello, Ack, Opened, Ping)
+_CLIENT = (Hello, Ack, AckUpto, Opened, Ping)
 _SERVER = (Welcome, Push, Pong, Error, Resync)
 # Dataclass field order is the KMPP array order.
 _FIELDS: dict[type, tuple[_Field, ...]] = {

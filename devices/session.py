@@ -19,7 +19,16 @@ from uuid import UUID
 from devices import inbox
 from devices.catchup import catch_up_batcher
 from devices.conf import kpns_setting
-from devices.protocol import Codec, Push, PushTemplate, Resync, Welcome
+from devices.protocol import (
+    Ack,
+    AckUpto,
+    Codec,
+    Opened,
+    Push,
+    PushTemplate,
+    Resync,
+    Welcome,
+)
 
 if TYPE_CHECKING:
     from devices.node import Node
@@ -66,6 +75,9 @@ class Session:
         # cursor that the window did not allow to write yet; acks resume.
         self.window = max(1, min(kpns_setting("MAX_UNACKED"), MAX_INFLIGHT))
         self._backlog = False
+        # `opened` frames this socket may still send free of the inbound
+        # rate limit: one per push written (carries_receipt).
+        self._opens_owed = 0
 
     async def start(self, *, last_seq: int, heartbeat: int, max_frame: int) -> None:
         """Go online here, then replay what the device missed."""
@@ -145,8 +157,45 @@ class Session:
             self.request_catch_up()
         return True
 
+    def acked_upto(self, seq: int) -> bool:
+        """A cumulative ack: every push written here with a seq up to `seq`.
+
+        False when `seq` is above anything written to this socket; what was
+        written up to the cursor is recorded all the same.
+        """
+        delivered = self.node.receipts.delivered
+        inflight = self.inflight
+        while inflight:
+            first = next(iter(inflight))
+            if first > seq:
+                break
+            delivered.append(inflight.pop(first)[0])
+        if self._backlog and len(inflight) <= self.window // 2:
+            self.request_catch_up()
+        return seq <= self.cursor
+
     def opened(self, seq: int, message_id: str) -> None:
         self.node.receipts.opened.append((self.device_id, seq, message_id))
+
+    def carries_receipt(self, frame: object) -> bool:
+        """Whether a frame acknowledges (or opens) a push written here.
+
+        Such frames do the work the protocol asks for, so the inbound rate
+        limit never refuses them (docs/protocol.md): a device acking a
+        replay of 500 pushes one by one was closed 4400 with its acks lost.
+        Their number is bounded by the pushes written, not by the device.
+        """
+        if isinstance(frame, Ack):
+            entry = self.inflight.get(frame.seq)
+            return entry is not None and entry[1] == frame.id
+        if isinstance(frame, AckUpto):
+            return bool(self.inflight) and frame.seq >= next(iter(self.inflight))
+        if not isinstance(frame, Opened) or frame.seq > self.cursor:
+            return False
+        if self._opens_owed <= 0:
+            return False
+        self._opens_owed -= 1
+        return True
 
     def stop(self) -> None:
         self.closed = True
@@ -204,6 +253,7 @@ class Session:
         self.inflight[seq] = (delivery_id, message_id)
         if len(self.inflight) > MAX_INFLIGHT:
             self.inflight.popitem(last=False)
+        self._opens_owed = min(self._opens_owed + 1, MAX_INFLIGHT)
         self.node.receipts.sent.append(delivery_id)
         await self.send_frame(frame)
 

@@ -468,7 +468,7 @@ def test_unknown_type_message_does_not_echo_a_huge_type() -> None:
     assert len(error.message) < 100
 
 
-@pytest.mark.parametrize("code", [0x00, 0x05, 0x12, 0xFF])
+@pytest.mark.parametrize("code", [0x00, 0x06, 0x12, 0xFF])
 def test_unknown_kmpp_type_byte_is_unknown_type(code: int) -> None:
     assert decode_error(KMPP, kmpp(code, 1)).code == "unknown_type"
 
