@@ -88,6 +88,10 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_MAX_AGE_SECONDS": 86400,
     "WEBHOOK_BATCH": 200,
     "WEBHOOK_CONCURRENCY": 16,
+    # Networks (CIDRs) webhook calls may reach although they are loopback,
+    # private, link-local... (devices/egress.py): on-premise receivers only.
+    # Empty: only public addresses.
+    "WEBHOOK_ALLOWED_NETWORKS": [],
     # Finished webhook calls are kept this long for the admin's log.
     "WEBHOOK_RETENTION_SECONDS": 7 * 86400,
 }

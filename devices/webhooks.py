@@ -10,6 +10,8 @@ with exponential backoff for a bounded time; every call is signed:
     KPNS-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 
 Delivery is at least once: receivers deduplicate on ``KPNS-Event-Id``.
+Calls reach public addresses only, checked when an endpoint is created and
+again, after DNS, before every call (devices/egress.py).
 """
 
 import hashlib
@@ -22,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 import httpx
@@ -31,6 +33,7 @@ from django.core.validators import URLValidator
 from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
+from devices import egress
 from devices.conf import kpns_setting
 from devices.models import (
     WebhookDelivery,
@@ -62,6 +65,13 @@ def webhook_endpoint_validate(
         _url_validator(url)
     except ValidationError:
         errors["url"] = ["An http:// or https:// URL."]
+    else:
+        refusal = egress.url_refusal(url)
+        if refusal:
+            errors["url"] = [
+                f"Refused: {refusal}. Webhooks call public addresses only "
+                "(KPNS_WEBHOOK_ALLOWED_NETWORKS lets on-premise receivers in)."
+            ]
     if len(url) > 1000:
         errors["url"] = ["At most 1000 characters."]
     unknown = sorted(set(events) - set(WebhookEvent.values))
@@ -280,17 +290,21 @@ def dispatch_due(
         WebhookDelivery.objects.filter(pk__in=[r.pk for r in rows]).update(
             next_attempt_at=now + lease, last_attempt_at=now
         )
-    own_client = client is None
-    client = client or _client(timeout)
+    # One client per receiving host: calls connect to the address checked
+    # for their host, so a pooled connection must never serve another host.
+    clients = {_origin(row): client or _client(timeout) for row in rows}
     try:
         workers = min(len(rows), int(kpns_setting("WEBHOOK_CONCURRENCY")))
         with ThreadPoolExecutor(workers, thread_name_prefix="kpns-webhook") as pool:
-            outcomes = list(pool.map(lambda row: _call(client, row, now), rows))
+            outcomes = list(
+                pool.map(lambda row: _call(clients[_origin(row)], row, now), rows)
+            )
     finally:
-        if own_client:
-            client.close()
-    for row, (status_code, error) in zip(rows, outcomes, strict=True):
-        _record(row, status_code, error, now)
+        if client is None:
+            for own in clients.values():
+                own.close()
+    for row, outcome in zip(rows, outcomes, strict=True):
+        _record(row, outcome, now)
     return len(rows)
 
 
@@ -314,12 +328,39 @@ def _client(timeout: float) -> httpx.Client:
         timeout=timeout,
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
+        # No proxy from the environment: a proxy would resolve the name
+        # again, after the check (devices/egress.py).
+        trust_env=False,
     )
 
 
-def _call(
-    client: httpx.Client, row: WebhookDelivery, now: datetime
-) -> tuple[int | None, str]:
+def _origin(row: WebhookDelivery) -> tuple[str, str, int | None]:
+    url = httpx.URL(row.endpoint.url)
+    return url.scheme, url.host, url.port
+
+
+class Outcome(NamedTuple):
+    status_code: int | None = None
+    error: str = ""
+    # False: retrying cannot help (a refused address); the call fails now.
+    retry: bool = True
+
+
+def _call(client: httpx.Client, row: WebhookDelivery, now: datetime) -> Outcome:
+    try:
+        url = httpx.URL(row.endpoint.url)
+        addresses = egress.addresses_checked(url.host, url.port or _PORTS[url.scheme])
+    except egress.RefusedAddress as exc:
+        logger.warning(
+            "webhook call refused: %s",
+            exc,
+            extra={"endpoint_id": row.endpoint_id, "event_id": str(row.event_id)},
+        )
+        return Outcome(error=f"Refused: {exc}."[:500], retry=False)
+    except egress.Unresolved as exc:
+        return Outcome(error=f"DNS: {exc}"[:500])
+    except (httpx.InvalidURL, KeyError) as exc:
+        return Outcome(error=f"Invalid URL: {exc}"[:500], retry=False)
     body = json.dumps(row.payload, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
@@ -330,29 +371,43 @@ def _call(
         "KPNS-Event-Id": str(row.event_id),
         "KPNS-Attempt": str(row.attempts + 1),
     }
-    try:
-        # Streamed and never read: a receiver cannot make us buffer a body.
-        with client.stream(
-            "POST", row.endpoint.url, content=body, headers=headers
-        ) as r:
-            if 200 <= r.status_code < 300:
-                return r.status_code, ""
-            return r.status_code, f"HTTP {r.status_code}"
-    except httpx.HTTPError as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500]
+    # The connection goes to an address just checked, never to what a
+    # second DNS answer says; the name travels as Host and as TLS SNI, and
+    # the certificate is verified against it.
+    headers["Host"] = url.netloc.decode("ascii")
+    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    outcome = Outcome()
+    for address in addresses:
+        pinned = url.copy_with(host=str(address))
+        try:
+            # Streamed and never read: a receiver cannot make us buffer a body.
+            with client.stream(
+                "POST", pinned, content=body, headers=headers, extensions=extensions
+            ) as r:
+                if 200 <= r.status_code < 300:
+                    return Outcome(r.status_code)
+                return Outcome(r.status_code, f"HTTP {r.status_code}")
+        except httpx.ConnectError as exc:  # the next address, if any
+            outcome = Outcome(error=f"{type(exc).__name__}: {exc}"[:500])
+        except httpx.HTTPError as exc:
+            return Outcome(error=f"{type(exc).__name__}: {exc}"[:500])
+    return outcome
 
 
-def _record(
-    row: WebhookDelivery, status_code: int | None, error: str, now: datetime
-) -> None:
+_PORTS = {"http": 80, "https": 443}
+
+
+def _record(row: WebhookDelivery, outcome: Outcome, now: datetime) -> None:
     attempts = row.attempts + 1
     fields: dict[str, Any] = {
         "attempts": attempts,
-        "last_status_code": status_code,
-        "last_error": error,
+        "last_status_code": outcome.status_code,
+        "last_error": outcome.error,
     }
-    if not error:
+    if not outcome.error:
         fields.update(status=WebhookDeliveryStatus.SUCCEEDED, delivered_at=now)
+    elif not outcome.retry:
+        fields.update(status=WebhookDeliveryStatus.FAILED)
     else:
         retry_at = now + timedelta(seconds=backoff_seconds(attempts))
         too_old = retry_at - row.created_at > timedelta(

@@ -342,6 +342,8 @@ KPNS = {
     "WEBHOOK_TIMEOUT_SECONDS": env.float("KPNS_WEBHOOK_TIMEOUT_SECONDS", default=5.0),
     "WEBHOOK_MAX_ATTEMPTS": env.int("KPNS_WEBHOOK_MAX_ATTEMPTS", default=10),
     "DRAIN_SECONDS": env.float("KPNS_DRAIN_SECONDS", default=10.0),
+    "WEBHOOK_BACKOFF_SECONDS": env.float("KPNS_WEBHOOK_BACKOFF_SECONDS", default=60.0),
+    "WEBHOOK_ALLOWED_NETWORKS": env.list("KPNS_WEBHOOK_ALLOWED_NETWORKS", default=[]),
 }
 
 # /metrics (kpns_site/metrics.py): Prometheus sends

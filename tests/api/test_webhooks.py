@@ -4,7 +4,10 @@ real local receiver, retries with backoff, and no cost without subscribers."""
 import hashlib
 import hmac
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -18,7 +21,7 @@ from django.utils import timezone
 
 from campaigns import lifecycle
 from campaigns.sender import send_due
-from devices import inbox, pushes, registry, webhooks
+from devices import egress, inbox, pushes, registry, webhooks
 from devices.models import (
     Delivery,
     IdempotencyRecord,
@@ -30,6 +33,16 @@ from tests.api.conftest import ApiClient
 from tests.factories import make_api_key, make_device
 
 pytestmark = pytest.mark.django_db
+
+LOCAL = ["127.0.0.1/32"]
+
+
+@pytest.fixture
+def receiver(receiver, settings):
+    """The local receiver, let in by the allow-list as an on-premise one would
+    be: webhooks call only public addresses otherwise."""
+    settings.KPNS = {**settings.KPNS, "WEBHOOK_ALLOWED_NETWORKS": LOCAL}
+    return receiver
 
 
 def subscribe(app, url, events):
@@ -300,6 +313,7 @@ def test_retries_stop_when_the_event_is_too_old(app, receiver, settings):
 
 
 def test_a_dead_receiver_is_logged_and_retried(app, settings):
+    settings.KPNS = {**settings.KPNS, "WEBHOOK_ALLOWED_NETWORKS": LOCAL}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -413,3 +427,179 @@ def test_a_disabled_endpoint_gets_no_more_calls(app, receiver):
     row.refresh_from_db()
     assert (row.status, row.last_error) == ("failed", "Endpoint disabled.")
     assert receiver.calls == []
+
+
+# Backoff setting ---------------------------------------------------------------
+
+
+def test_the_backoff_is_read_from_kpns_webhook_backoff_seconds():
+    """The environment variable reaches the retry schedule (settings.py)."""
+    code = (
+        "import django; django.setup(); from devices import webhooks; "
+        "print(webhooks.backoff_seconds(1), webhooks.backoff_seconds(3))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "kpns_site.settings",
+        "KPNS_WEBHOOK_BACKOFF_SECONDS": "7.5",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.split() == ["7.5", "30.0"]
+
+
+# The SSRF guard ----------------------------------------------------------------
+
+REFUSED_URLS = [
+    ("http://10.0.0.5/h", "10.0.0.5 is a private address"),
+    ("http://192.168.1.20:8080/h", "private"),
+    ("http://172.16.0.1/h", "private"),
+    ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
+    ("http://localhost:8000/h", "loopback"),
+    ("http://127.0.0.1:9000/h", "loopback"),
+    ("http://0.0.0.0/h", "unspecified"),
+    ("http://[::1]/h", "loopback"),
+    ("http://[::ffff:10.1.2.3]/h", "private"),
+    ("http://[::ffff:169.254.169.254]/h", "cloud metadata"),
+    ("http://[fe80::1]/h", "link-local"),
+    ("http://[fd00:ec2::254]/h", "cloud metadata"),
+    ("http://224.0.0.251/h", "multicast"),
+    ("http://240.0.0.1/h", "reserved"),
+    ("http://100.64.0.1/h", "shared"),
+    ("http://metadata.google.internal/computeMetadata/v1/", "metadata"),
+]
+
+
+@pytest.mark.parametrize(("url", "reason"), REFUSED_URLS)
+def test_the_api_refuses_internal_addresses_naming_the_reason(api, url, reason):
+    response = api.post("/api/v1/webhooks", {"url": url, "events": ["message.opened"]})
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    [message] = response.json()["errors"]["url"]
+    assert message.startswith("Refused: ") and reason in message
+    assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "host", ["2130706433", "0x7f.1", "0177.0.0.1", "127.1", "017700000001"]
+)
+def test_numeric_forms_of_loopback_are_judged_as_the_resolver_reads_them(host):
+    assert egress.url_refusal(f"http://{host}/") == f"{host} (127.0.0.1) is a " + (
+        "loopback address"
+    )
+
+
+def test_public_addresses_and_allow_listed_networks_pass(api, settings):
+    assert egress.url_refusal("https://8.8.8.8/h") is None
+    assert egress.url_refusal("http://[2606:4700::1111]/h") is None
+    settings.KPNS = {**settings.KPNS, "WEBHOOK_ALLOWED_NETWORKS": ["10.20.0.0/16"]}
+    body = {"url": "http://10.20.3.4:8080/h", "events": ["message.opened"]}
+    assert api.post("/api/v1/webhooks", body).status_code == 201
+    body["url"] = "http://10.21.0.1/h"  # outside the allowed network
+    assert api.post("/api/v1/webhooks", body).status_code == 400
+
+
+def test_the_admin_form_refuses_internal_addresses(app):
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", "", "pw"))
+    response = client.post(
+        "/admin/devices/webhookendpoint/add/",
+        {
+            "app": app.pk,
+            "url": "http://169.254.169.254/latest/meta-data/",
+            "events": ["message.opened"],
+        },
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["url"]
+    assert "cloud metadata" in errors[0]
+    assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.fixture
+def fake_dns(monkeypatch):
+    """Names under .kpns-test resolve to what the test says, and each lookup
+    is counted; every other name resolves as usual."""
+    answers: dict[str, list[str]] = {}
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if isinstance(host, str) and host.endswith(".kpns-test"):
+            lookups.append(host)
+            if not answers.get(host):
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            address = answers[host].pop(0)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers, lookups
+
+
+def test_a_call_connects_to_the_address_it_checked_with_the_original_host(
+    app, receiver, fake_dns
+):
+    """One lookup per call; the connection goes to that address (a second
+    lookup would fail here), and the receiver sees the URL's name as Host."""
+    answers, lookups = fake_dns
+    port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
+    url = f"http://hooks.kpns-test:{port}/hooks/kpns"
+    answers["hooks.kpns-test"] = ["8.8.8.8"]  # what the creation check saw
+    _, row = queue_event(app, url)
+    answers["hooks.kpns-test"] = ["127.0.0.1"]  # allow-listed (on premise)
+    lookups.clear()
+    webhooks.dispatch_due(now=timezone.now())
+    row.refresh_from_db()
+    assert (row.status, row.last_error) == ("succeeded", "")
+    assert lookups == ["hooks.kpns-test"]
+    [call] = receiver.calls
+    assert call.headers["Host"] == f"hooks.kpns-test:{port}"
+
+
+def test_a_name_that_now_resolves_inside_fails_at_once_without_a_call(
+    app, receiver, fake_dns, settings
+):
+    """DNS rebinding: public when the endpoint was created, private at send
+    time. The call is refused, recorded as failed and never retried."""
+    answers, _ = fake_dns
+    port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
+    answers["evil.kpns-test"] = ["8.8.4.4"]
+    _, row = queue_event(app, f"http://evil.kpns-test:{port}/hooks/kpns")
+    settings.KPNS = {**settings.KPNS, "WEBHOOK_ALLOWED_NETWORKS": []}
+    answers["evil.kpns-test"] = ["127.0.0.1"]
+    now = timezone.now()
+    assert webhooks.dispatch_due(now=now) == 1
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.last_status_code) == ("failed", 1, None)
+    assert row.last_error == (
+        "Refused: evil.kpns-test resolves to 127.0.0.1, which is a loopback address."
+    )
+    assert webhooks.dispatch_due(now=now + timedelta(days=1)) == 0
+    assert receiver.calls == []
+
+
+def test_an_endpoint_outside_the_allow_list_at_send_time_is_refused(
+    app, receiver, settings
+):
+    """The allow-list narrowed after the endpoint was saved: no call."""
+    _, row = queue_event(app, receiver.url)
+    settings.KPNS = {**settings.KPNS, "WEBHOOK_ALLOWED_NETWORKS": []}
+    webhooks.dispatch_due(now=timezone.now())
+    row.refresh_from_db()
+    assert row.status == "failed" and "127.0.0.1 is a loopback" in row.last_error
+    assert receiver.calls == []
+
+
+def test_an_unresolvable_name_is_retried(app, fake_dns):
+    _, row = queue_event(app, "https://gone.kpns-test/h")
+    webhooks.dispatch_due(now=timezone.now())
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error.startswith("DNS: gone.kpns-test")
