@@ -1,16 +1,23 @@
-"""Liveness and readiness.
+"""Liveness and readiness (docs/operations.md, "Health").
 
-/healthz (liveness, unchanged): the database and a channel-layer round trip.
-/readyz (readiness): the same plus "every migration applied"; 503 problem
-JSON when anything is missing, so a deploy can wait for it before sending
-traffic (docs/operations.md).
+/healthz (liveness): the process is alive and its event loop answers. It
+touches neither PostgreSQL nor Redis: a supervisor or orchestrator that
+restarts processes failing it must not restart every healthy process during
+a database or Redis outage, which a restart cannot fix (and the restarted
+processes would drop their device sockets).
+
+/readyz (readiness): the process can serve. The database answers (and
+every migration is applied) and a channel-layer round trip (Redis) works,
+each within CHECK_TIMEOUT; 503 problem JSON naming what is missing
+otherwise. Rolling restarts (deploy/kpnsctl) and load balancers use it.
 """
 
 import asyncio
+import os
 import time
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -18,25 +25,29 @@ from django.http import HttpRequest, JsonResponse
 
 from kpns_site.problems import PROBLEM_CONTENT_TYPE
 
-CHECK_TIMEOUT = 2.0
+# Each readiness check gives up after this long: a probe must answer
+# before the prober's own timeout (deploy/kpnsctl waits 2 s per try).
+CHECK_TIMEOUT = 1.5
+_started = time.monotonic()
 
 
-def healthz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": _check_database(), "channel_layer": _check_layer()}
-    healthy = all(check["ok"] for check in checks.values())
+async def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks},
-        status=200 if healthy else 503,
+        {
+            "status": "ok",
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - _started, 1),
+        }
     )
 
 
-def readyz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": _check_database(), "channel_layer": _check_layer()}
-    checks["migrations"] = (
-        _check_migrations()
-        if checks["database"]["ok"]
-        else {"ok": False, "error": "database unavailable"}
-    )
+async def readyz(request: HttpRequest) -> JsonResponse:
+    database, layer = await asyncio.gather(_check_database(), _check_layer())
+    checks = {"database": database, "channel_layer": layer}
+    if database["ok"]:
+        checks["migrations"] = database.pop("migrations")
+    else:
+        checks["migrations"] = {"ok": False, "error": "database unavailable"}
     if all(check["ok"] for check in checks.values()):
         return JsonResponse({"status": "ready", "checks": checks})
     failing = ", ".join(name for name, check in checks.items() if not check["ok"])
@@ -76,36 +87,53 @@ def _check_migrations() -> dict[str, Any]:
     return {"ok": True, "unapplied": 0}
 
 
-def _check_database() -> dict[str, Any]:
+def _database_round_trip() -> dict[str, Any]:
+    """SELECT 1 and the migration plan, in a thread of its own: the probe
+    stops waiting after CHECK_TIMEOUT even when a dead host holds it."""
     started = time.monotonic()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        return {"ok": True, "backend": connection.vendor, "ms": _ms(started)}
+        ms = _ms(started)
+        return {"ok": True, "ms": ms, "migrations": _check_migrations()}
     except Exception as exc:
-        return {"ok": False, "backend": connection.vendor, "error": type(exc).__name__}
+        return {"ok": False, "error": type(exc).__name__}
+    finally:
+        connection.close()  # back to the pool; never kept by a probe thread
 
 
-def _check_layer() -> dict[str, Any]:
+async def _check_database() -> dict[str, Any]:
+    result: dict[str, Any] = {"backend": connection.vendor}
+    try:
+        result |= await asyncio.wait_for(
+            sync_to_async(_database_round_trip, thread_sensitive=False)(),
+            CHECK_TIMEOUT,
+        )
+    except TimeoutError:
+        result |= {"ok": False, "error": f"no answer within {CHECK_TIMEOUT:g} s"}
+    return result
+
+
+async def _check_layer() -> dict[str, Any]:
     layer = get_channel_layer()
     if layer is None:
         return {"ok": False, "error": "no channel layer configured"}
     backend = type(layer).__name__
     started = time.monotonic()
     try:
-        async_to_sync(_roundtrip)(layer)
+        await asyncio.wait_for(_roundtrip(layer), CHECK_TIMEOUT)
         return {"ok": True, "backend": backend, "ms": _ms(started)}
+    except TimeoutError:
+        error = f"no answer within {CHECK_TIMEOUT:g} s"
+        return {"ok": False, "backend": backend, "error": error}
     except Exception as exc:
         return {"ok": False, "backend": backend, "error": type(exc).__name__}
 
 
 async def _roundtrip(layer: Any) -> None:
-    async def probe() -> None:
-        channel = await layer.new_channel("kpns.health.")
-        await layer.send(channel, {"type": "health.ping"})
-        await layer.receive(channel)
-
-    await asyncio.wait_for(probe(), CHECK_TIMEOUT)
+    channel = await layer.new_channel("kpns.health.")
+    await layer.send(channel, {"type": "health.ping"})
+    await layer.receive(channel)
 
 
 def _ms(started: float) -> float:

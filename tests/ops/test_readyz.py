@@ -1,5 +1,7 @@
 """/readyz: database, channel layer and migrations; 503 problem JSON if not."""
 
+import time
+
 import pytest
 
 from kpns_site import health
@@ -53,3 +55,36 @@ def test_readyz_is_503_when_the_channel_layer_is_down(client, settings):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["channel_layer"]["ok"] is False
+
+
+def test_a_server_without_postgresql_or_redis_is_alive_but_not_ready(tmp_path):
+    """A real kpns_serve whose database and Redis refuse connections: a
+    liveness probe must not restart it (200), readiness says why (503)."""
+    import httpx
+
+    from tests.e2e.servers import free_port
+    from tests.ops.procs import start_server, stopping
+
+    procs = []
+    with stopping(procs):
+        server = start_server(
+            free_port(),
+            redis_url="redis://127.0.0.1:1/0",
+            tmp_path=tmp_path,
+            extra_env={"DATABASE_URL": "postgres://kpns@127.0.0.1:1/unreachable"},
+            args=(),
+        )
+        procs.append(server)
+        with httpx.Client(base_url=server.http_url, timeout=10) as http:
+            alive = http.get("/healthz")
+            started = time.monotonic()
+            ready = http.get("/readyz")
+            waited = time.monotonic() - started
+    assert alive.status_code == 200, server.output()
+    assert alive.json()["status"] == "ok"
+    assert ready.status_code == 503
+    assert ready.headers["Content-Type"] == "application/problem+json"
+    checks = ready.json()["checks"]
+    assert checks["database"]["ok"] is False
+    assert checks["channel_layer"]["ok"] is False
+    assert waited < 2 * health.CHECK_TIMEOUT + 1

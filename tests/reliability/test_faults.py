@@ -358,9 +358,11 @@ async def test_postgres_stopped_api_503_sockets_stay_open_delivery_resumes(
                 )
                 problem_or_fail(response)
                 auth_seconds = time.monotonic() - started
-                health = await http.get("/healthz")
+                health = await http.get("/readyz")
                 assert health.status_code == 503
                 assert not health.json()["checks"]["database"]["ok"]
+                # Liveness never depends on PostgreSQL: nothing to restart.
+                assert (await http.get("/healthz")).status_code == 200
                 # New handshakes: accepted only to be closed with 4503.
                 handshake_seconds = await refused_for_now(
                     servers[1].ws_url, devices[1][1], timeout=10
@@ -456,9 +458,9 @@ async def refused_for_now(url: str, token: str, timeout: float) -> float:
 
 
 async def seconds_until_healthy(http, since: float, timeout: float = 30):
-    """Seconds from `since` until /healthz answers 200, or None."""
+    """Seconds from `since` until /readyz answers 200, or None."""
     while time.monotonic() < since + timeout:
-        if (await http.get("/healthz")).status_code == 200:
+        if (await http.get("/readyz")).status_code == 200:
             return time.monotonic() - since
         await asyncio.sleep(0.2)
     return None
@@ -522,10 +524,11 @@ async def test_redis_that_stops_answering_blocks_nothing(settings, tmp_path):
                     ping_seconds = time.monotonic() - started
                     assert isinstance(pong, Pong)
                     started = time.monotonic()
-                    health = await http.get("/healthz")
+                    health = await http.get("/readyz")
                     health_seconds = time.monotonic() - started
                     assert health.status_code == 503
                     assert not health.json()["checks"]["channel_layer"]["ok"]
+                    assert (await http.get("/healthz")).status_code == 200
                     late = DeviceClient(urls[1], devices[51][1])
                     started = time.monotonic()
                     await late.connect()
@@ -539,7 +542,7 @@ async def test_redis_that_stops_answering_blocks_nothing(settings, tmp_path):
                     # Wake-ups travel through Redis again (well under the sweep).
                     recovered = None
                     while time.monotonic() < healed_at + 40:
-                        status = (await http.get("/healthz")).status_code
+                        status = (await http.get("/readyz")).status_code
                         if status == 200:
                             recovered = time.monotonic() - healed_at
                             break
@@ -676,10 +679,11 @@ async def test_postgres_that_drops_packets_blocks_nothing(tmp_path):
                 api_seconds = time.monotonic() - started
                 problem_or_fail(response)
                 started = time.monotonic()
-                health = await http.get("/healthz")
+                health = await http.get("/readyz")
                 health_seconds = time.monotonic() - started
                 assert health.status_code == 503
                 assert not health.json()["checks"]["database"]["ok"]
+                assert (await http.get("/healthz")).status_code == 200
                 # A new handshake: closed with "try again later", in bound.
                 handshake_seconds = await refused_for_now(
                     urls[1], devices[51][1], timeout=15
