@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         "--count", type=int, default=0, help="exit after this many pushes"
     )
     listen.add_argument(
+        "--ack-each",
+        action="store_true",
+        help="ack every push on its own (protocol 1.0 acks) instead of "
+        "cumulatively every 50 ms",
+    )
+    listen.add_argument(
         "--reset", action="store_true", help="forget the stored device first"
     )
 
@@ -201,6 +207,7 @@ async def _listen(args: argparse.Namespace) -> int:
         on_state=on_state,
         on_resync=on_resync,
         on_error=on_error,
+        ack_each=args.ack_each,
     )
     task = client.start()
     waiter = asyncio.ensure_future(done.wait())

@@ -4,6 +4,9 @@ It behaves like the JavaScript SDK (docs/clients.md): pushes go to a handler
 and are acked once it returns, ``last_seq`` is kept in a store and sent in
 ``hello`` so a reconnect resumes without duplicates, heartbeats follow
 ``welcome.heartbeat``, and reconnects back off exponentially with full jitter.
+Acks are cumulative (protocol 1.1): one ``ack_upto`` with the highest seq
+handled, at most every ``ack_delay`` seconds or once ``ack_batch`` pushes
+wait, and before a clean stop; ``ack_each=True`` acks every push with ``ack``.
 """
 
 import asyncio
@@ -28,6 +31,7 @@ from kpns_sdk import api
 from kpns_sdk.protocol import (
     TOKEN_SUBPROTOCOL_PREFIX,
     Ack,
+    AckUpto,
     Error,
     Hello,
     Opened,
@@ -151,6 +155,7 @@ class Stats:
     connects: int = 0
     pushes: int = 0
     duplicates: int = 0
+    acks: int = 0  # ack and ack_upto frames sent
     pings: int = 0
     pongs: int = 0
 
@@ -163,6 +168,18 @@ class _Outcome:
     reason: str = ""
     status: int | None = None  # HTTP status of a refused handshake
     error: BaseException | None = None
+
+
+@dataclass
+class _Acks:
+    """Pushes of one socket handled and not yet acked (see _acknowledge)."""
+
+    seq: int = 0  # the highest handled
+    count: int = 0  # handled since the last ack_upto
+    sent: int = 0  # the last ack_upto sent
+    each: bool = False  # the server refused ack_upto: one ack per push
+    timer: asyncio.TimerHandle | None = None
+    flush: "asyncio.Task[None] | None" = None
 
 
 @dataclass
@@ -214,6 +231,9 @@ class Client:
         pong_timeout: float = 10.0,
         connect_timeout: float = 15.0,
         reregister: bool = False,
+        ack_each: bool = False,
+        ack_delay: float = 0.05,
+        ack_batch: int = 64,
     ) -> None:
         self.server = server.rstrip("/")
         self.store = store or MemoryStore()
@@ -230,6 +250,9 @@ class Client:
         self.pong_timeout = pong_timeout
         self.connect_timeout = connect_timeout
         self.reregister = reregister
+        self.ack_each = ack_each
+        self.ack_delay = max(0.0, ack_delay)
+        self.ack_batch = max(1, int(ack_batch))
 
         self.state = "idle"
         self.device_id: str | None = None
@@ -248,7 +271,9 @@ class Client:
         self._running = False
         self._attempt = 0
         self._ws: ClientConnection | None = None
-        self._queue: asyncio.Queue[Push] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Push, _Acks]] = asyncio.Queue()
+        self._acks: _Acks | None = None  # the live socket's
+        self._ack_upto_refused = False  # the server predates protocol 1.1
         self._pending_opens: list[Opened] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[str] | None = None
@@ -324,6 +349,7 @@ class Client:
         """Close the socket and stop reconnecting."""
         self._running = False
         self._wake.set()
+        await self._flush_acks()  # what was handled is acked before the close
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
@@ -462,6 +488,10 @@ class Client:
             await ws.close()
             return outcome
         self._ws = ws
+        # Acks are for this socket only: a push handled after it closed is
+        # covered by the next hello's last_seq, or sent again and acked as a
+        # duplicate.
+        acks = self._acks = _Acks(each=self._ack_upto_refused)
         heartbeat: asyncio.Task[None] | None = None
         self._last_received = time.monotonic()
         try:
@@ -482,6 +512,10 @@ class Client:
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
+            if acks.timer is not None:
+                acks.timer.cancel()
+            if self._acks is acks:
+                self._acks = None
             self._ws = None
             if ws.close_code is None:
                 with contextlib.suppress(Exception):
@@ -527,10 +561,17 @@ class Client:
 
     async def _dispatch(self, frame: Any) -> None:
         if isinstance(frame, Push):
-            self._queue.put_nowait(frame)
+            assert self._acks is not None
+            self._queue.put_nowait((frame, self._acks))
         elif isinstance(frame, Pong):
             self.stats.pongs += 1
         elif isinstance(frame, Error):
+            acks = self._acks
+            if frame.code == "unknown_type" and acks and acks.sent and not acks.each:
+                # A server before protocol 1.1 does not know ack_upto: ack
+                # each push from now on. What it ignored is recorded by the
+                # next hello's last_seq.
+                self._ack_upto_refused = acks.each = True
             await self._emit(
                 "error", ProtocolError(frame.code, frame.message, frame.ref)
             )
@@ -551,16 +592,16 @@ class Client:
                 return
 
     async def _work(self) -> None:
-        """Hand pushes to the handlers one at a time, in order; ack each after."""
+        """Hand pushes to the handlers one at a time, in order; ack after."""
         while True:
-            push = await self._queue.get()
-            await self._handle_push(push)
+            push, acks = await self._queue.get()
+            await self._handle_push(push, acks)
 
-    async def _handle_push(self, push: Push) -> None:
+    async def _handle_push(self, push: Push, acks: _Acks) -> None:
         if push.seq <= self.last_seq:
             # Sent again after a reconnect, or already handled: never twice.
             self.stats.duplicates += 1
-            await self._send_live(Ack(id=push.id, seq=push.seq))
+            await self._acknowledge(push, acks)
             return
         for handler in list(self.listeners.push):
             try:
@@ -577,7 +618,42 @@ class Client:
         self.stats.pushes += 1
         self.last_seq = push.seq
         self._save_seq()
-        await self._send_live(Ack(id=push.id, seq=push.seq))
+        await self._acknowledge(push, acks)
+
+    async def _acknowledge(self, push: Push, acks: _Acks) -> None:
+        if acks is not self._acks:
+            return  # its socket is gone (see _session)
+        if self.ack_each or acks.each:
+            if await self._send_live(Ack(id=push.id, seq=push.seq)):
+                self.stats.acks += 1
+            return
+        # Pushes are handled one at a time in seq order, so acking the
+        # highest handled seq acks exactly the pushes handled.
+        acks.seq = max(acks.seq, push.seq)
+        acks.count += 1
+        if acks.count >= self.ack_batch:
+            await self._flush_acks(acks)
+        elif acks.timer is None:
+            acks.timer = asyncio.get_running_loop().call_later(
+                self.ack_delay, self._flush_later, acks
+            )
+
+    def _flush_later(self, acks: _Acks) -> None:
+        acks.timer = None
+        acks.flush = asyncio.ensure_future(self._flush_acks(acks))
+
+    async def _flush_acks(self, acks: _Acks | None = None) -> None:
+        acks = acks or self._acks
+        if acks is None:
+            return
+        if acks.timer is not None:
+            acks.timer.cancel()
+            acks.timer = None
+        if acks is not self._acks or acks.each or acks.seq <= acks.sent:
+            return
+        acks.sent, acks.count = acks.seq, 0  # before the await: no double send
+        if await self._send_live(AckUpto(seq=acks.sent)):
+            self.stats.acks += 1
 
     async def _send_live(self, frame: Any) -> bool:
         ws = self._ws

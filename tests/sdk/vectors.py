@@ -1,7 +1,8 @@
 """KMPP and JSON test vectors from the reference codec (devices/protocol.py).
 
 The JavaScript SDK's tests check that they encode these client frames to the
-same bytes and decode these server frames to the same values.
+same bytes and decode these server frames to the same values; the Python
+SDK's codec is checked against them in tests/sdk/test_vectors.py.
 """
 
 from typing import Any
@@ -10,6 +11,7 @@ from devices.protocol import (
     JSON,
     KMPP,
     Ack,
+    AckUpto,
     Error,
     Hello,
     Opened,
@@ -56,6 +58,8 @@ def _client_frames() -> list[Any]:
         Ack(id="m1", seq=8),
         Ack(id="3f0c8a52-5a4e-4c1e-9d0a-2b1f6f0d9e11", seq=2**40),
     ]
+    # Protocol 1.1's cumulative ack: every seq width (seq starts at 1).
+    frames += [AckUpto(seq=n) for n in INTS if n >= 1]
     frames += [Opened(id="i" * 64, seq=65536)]
     frames += [Ping(t=n) for n in INTS] + [Ping()]
     return frames

@@ -8,7 +8,7 @@
 export const SUBPROTOCOL_JSON = "kpns.json.v1";
 export const SUBPROTOCOL_KMPP = "kmpp.v1";
 export const TOKEN_SUBPROTOCOL_PREFIX = "kpns.token.";
-export const VERSION = "1.0.0";
+export const VERSION = "1.1.0";
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const MAX_DEPTH = 64; // frames nest data at most 32 deep (docs/protocol.md)
@@ -254,6 +254,7 @@ function toBytes(data) {
 const FRAMES = {
   hello: [0x01, ["last_seq"]],
   ack: [0x02, ["id", "seq"]],
+  ack_upto: [0x05, ["seq"]], // protocol 1.1: every push up to seq was handled
   opened: [0x03, ["id", "seq"]],
   ping: [0x04, ["t"]],
   welcome: [0x11, ["device_id", "last_seq", "heartbeat", "max_frame"]],
@@ -471,8 +472,12 @@ const PROFILE_FIELDS = ["platform", "alias", "tags", "locale", "timezone", "app_
  * One device of one app: registers it once, keeps its socket, hands pushes to
  * listeners, acks them once handled, resumes without duplicates.
  *
+ * Acks are cumulative (protocol 1.1): one `ack_upto` with the highest seq
+ * handled, at most every `ackDelayMs` or once `ackBatch` pushes wait, and
+ * before a clean stop. `ackEach: true` sends the v1 `ack {id, seq}` per push.
+ *
  *   const kpns = new KpnsClient({ clientKey: "ck_…", device: { tags: ["vip"] } });
- *   kpns.on("push", async (push) => { ... });   // acked when this resolves
+ *   kpns.on("push", async (push) => { ... });   // acked once this resolves
  *   kpns.start();
  */
 export class KpnsClient {
@@ -495,17 +500,23 @@ export class KpnsClient {
     this.pongTimeout = options.pongTimeout ?? 10000;
     this.connectTimeout = options.connectTimeout ?? 15000;
     this.reregister = Boolean(options.reregister);
+    this.ackEach = Boolean(options.ackEach);
+    this.ackDelayMs = Math.max(0, options.ackDelayMs ?? 50);
+    this.ackBatch = Math.max(1, Math.floor(options.ackBatch ?? 64));
 
     this.state = "idle";
     this.deviceId = null;
     this.lastSeq = 0;
-    this.stats = { connects: 0, pushes: 0, duplicates: 0, pings: 0, pongs: 0 };
+    // acks: ack and ack_upto frames sent.
+    this.stats = { connects: 0, pushes: 0, duplicates: 0, acks: 0, pings: 0, pongs: 0 };
     this._listeners = new Map();
     this._stored = null;
     this._running = false;
     this._attempt = 0;
     this._chain = Promise.resolve();
     this._ws = null;
+    this._acks = null; // the live socket's cumulative ack state
+    this._ackUptoRefused = false; // the server predates protocol 1.1
     this._pendingOpens = [];
     this._wake = null;
     this._onlineHandler = null;
@@ -557,6 +568,7 @@ export class KpnsClient {
       this._onlineHandler = null;
     }
     this._wakeUp();
+    this._flushAcks(); // what was handled is acked before the close frame
     if (this._finishSession) this._finishSession({ code: 1000, reason: "stopped by the app", local: true });
     if (this._loopDone) await this._loopDone;
     if (!["revoked", "replaced", "failed"].includes(this.state)) this._setState({ state: "stopped" });
@@ -688,13 +700,20 @@ export class KpnsClient {
       let heartbeat = null;
       let pongTimer = null;
       const outcome = { opened: false, welcomed: false };
+      // Pushes of this socket handled and not yet acked: `seq` the highest,
+      // `count` how many; `sent` the last ack_upto. Acks are for this socket
+      // only: a push handled after it closed is covered by the next hello's
+      // last_seq, or sent again and acked as a duplicate.
+      const acks = { seq: 0, count: 0, sent: 0, timer: null, each: this._ackUptoRefused };
       const finish = (result) => {
         if (done) return;
         done = true;
         clearTimeout(connectTimer);
         clearInterval(heartbeat);
         clearTimeout(pongTimer);
+        clearTimeout(acks.timer);
         this._finishSession = null;
+        if (this._acks === acks) this._acks = null;
         if (this._ws === ws) this._ws = null;
         if (ws) {
           ws.onopen = ws.onmessage = ws.onclose = null;
@@ -722,6 +741,7 @@ export class KpnsClient {
       ws.onopen = () => {
         outcome.opened = true;
         this._ws = ws;
+        this._acks = acks;
         this._send(ws, { type: "hello", last_seq: this.lastSeq });
       };
       ws.onerror = () => {}; // onclose follows with the code
@@ -762,11 +782,17 @@ export class KpnsClient {
           this._setState({ state: "connected", deviceId: frame.device_id });
           this._emit("welcome", frame);
         } else if (frame.type === "push") {
-          this._chain = this._chain.then(() => this._handlePush(frame));
+          this._chain = this._chain.then(() => this._handlePush(frame, acks));
         } else if (frame.type === "pong") {
           this.stats.pongs += 1;
           this._emit("pong", frame);
         } else if (frame.type === "error") {
+          if (frame.code === "unknown_type" && acks.sent > 0 && !acks.each) {
+            // A server before protocol 1.1 does not know ack_upto: ack each
+            // push from now on. What it ignored is recorded by the next
+            // hello's last_seq.
+            this._ackUptoRefused = acks.each = true;
+          }
           this._emit("error", new ProtocolError(frame.code, frame.message));
         } else if (frame.type === "resync") {
           this._emit("resync", frame);
@@ -775,11 +801,11 @@ export class KpnsClient {
     });
   }
 
-  async _handlePush(push) {
+  async _handlePush(push, acks) {
     if (push.seq <= this.lastSeq) {
       // Sent again after a reconnect, or already handled: never twice.
       this.stats.duplicates += 1;
-      this._sendLive({ type: "ack", id: push.id, seq: push.seq });
+      this._acknowledge(push, acks);
       return;
     }
     const listeners = [...(this._listeners.get("push") || [])];
@@ -798,7 +824,33 @@ export class KpnsClient {
       this._stored.lastSeq = push.seq;
       await this._save();
     }
-    this._sendLive({ type: "ack", id: push.id, seq: push.seq });
+    this._acknowledge(push, acks);
+  }
+
+  _acknowledge(push, acks) {
+    if (acks !== this._acks) return; // its socket is gone (see _session)
+    if (this.ackEach || acks.each) {
+      if (this._sendLive({ type: "ack", id: push.id, seq: push.seq })) this.stats.acks += 1;
+      return;
+    }
+    // Pushes are handled one at a time in seq order, so acking the highest
+    // handled seq acks exactly the pushes handled.
+    acks.seq = Math.max(acks.seq, push.seq);
+    acks.count += 1;
+    if (acks.count >= this.ackBatch) this._flushAcks(acks);
+    else if (acks.timer === null) acks.timer = setTimeout(() => this._flushAcks(acks), this.ackDelayMs);
+  }
+
+  _flushAcks(acks = this._acks) {
+    if (!acks) return;
+    clearTimeout(acks.timer);
+    acks.timer = null;
+    if (acks !== this._acks || acks.each || acks.seq <= acks.sent) return;
+    if (this._sendLive({ type: "ack_upto", seq: acks.seq })) {
+      acks.sent = acks.seq;
+      acks.count = 0;
+      this.stats.acks += 1;
+    }
   }
 
   _sendLive(frame) {

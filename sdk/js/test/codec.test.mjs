@@ -27,6 +27,11 @@ const FIELDS = {
 };
 
 describe("reference vectors", { skip }, () => {
+  test("the vectors hold every client frame type", () => {
+    const types = new Set(vectors.client.map((v) => v.frame.type));
+    assert.deepEqual([...types].sort(), ["ack", "ack_upto", "hello", "opened", "ping"]);
+  });
+
   test("client frames encode to the reference KMPP bytes", () => {
     for (const v of vectors.client) {
       assert.equal(hex(KMPP_CODEC.encode(v.frame)), v.kmpp, JSON.stringify(v.frame));
@@ -68,6 +73,8 @@ describe("msgpack", () => {
     assert.equal(hex(KMPP_CODEC.encode({ type: "hello", last_seq: 7 })), "019107");
     assert.equal(hex(KMPP_CODEC.encode({ type: "ack", id: "m1", seq: 8 })), "0292a26d3108");
     assert.equal(hex(KMPP_CODEC.encode({ type: "ping" })), "0491c0");
+    assert.equal(hex(KMPP_CODEC.encode({ type: "ack_upto", seq: 5 })), "059105");
+    assert.equal(JSON_CODEC.encode({ type: "ack_upto", seq: 5 }), '{"type":"ack_upto","seq":5}');
   });
 
   test("refuses what KMPP does not allow", () => {
