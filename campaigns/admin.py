@@ -26,6 +26,7 @@ from campaigns.selectors import (
     campaign_stats,
     campaign_timeline,
 )
+from devices.admin import GuardedModelAdmin, asks_confirmation
 from devices.models import Device
 
 CONTENT = (
@@ -60,8 +61,13 @@ STATE_FIELDS = [
 ]
 
 
+def _cancel_label(campaign: Campaign) -> str:
+    pending = campaign_stats(campaign)["pending"]
+    return f"{campaign} ({campaign.get_status_display()}, {pending} not delivered yet)"
+
+
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(GuardedModelAdmin):
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ["name", "app", "status", "send_at", "local_time", "created_at"]
@@ -117,6 +123,8 @@ class CampaignAdmin(admin.ModelAdmin):
             )
             extra["stats"] = campaign_stats(campaign)
             extra["campaign"] = campaign
+            # The panel's buttons: only the actions this user may run.
+            extra["campaign_actions"] = list(self.get_actions(request))
         return super().change_view(request, object_id, form_url, extra)
 
     # Live data ------------------------------------------------------------
@@ -173,6 +181,11 @@ class CampaignAdmin(admin.ModelAdmin):
         self._each(request, queryset, "scheduled", lifecycle.campaign_schedule)
 
     @admin.action(description="Cancel", permissions=["change"])
+    @asks_confirmation(
+        "Devices that have not received it yet never will; a cancelled "
+        "campaign cannot be restarted.",
+        label=_cancel_label,
+    )
     def cancel(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         self._each(request, queryset, "cancelled", lifecycle.campaign_cancel)
 

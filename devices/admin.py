@@ -1,10 +1,18 @@
-"""The devices side of the marketers' admin: apps, devices, messages, nodes."""
+"""The devices side of the marketers' admin: apps, devices, messages, nodes.
 
+Every admin action declares its permission (tests/admin/test_admin_actions.py
+enforces it), destructive ones ask first (``asks_confirmation``), and every
+admin URL and action is in tests/security/access_matrix.csv.
+"""
+
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -24,9 +32,88 @@ from devices.models import (
     WebhookEvent,
 )
 
+# How many names a confirmation page lists; the count is always exact.
+CONFIRM_LIST_LIMIT = 100
+Action = Callable[[Any, HttpRequest, QuerySet], HttpResponse | None]
+
+
+class GuardedModelAdmin(admin.ModelAdmin):
+    """Answers 403 to a posted action the user may not run.
+
+    Django drops such an action with "No action selected", or ignores the
+    POST when the user may run no action at all: a forged POST is refused
+    here instead, so the access matrix sees it.
+    """
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: Any = None
+    ) -> HttpResponse:
+        if request.method == "POST":
+            allowed = self.get_actions(request)
+            if any(n and n not in allowed for n in request.POST.getlist("action")):
+                raise PermissionDenied
+        return super().changelist_view(request, extra_context)
+
+
+def asks_confirmation(
+    consequence: str, label: Callable[[Any], str] = str
+) -> Callable[[Action], Action]:
+    """Run the action only once its confirmation page is answered (``post=yes``),
+    as Django's own "delete selected" does. Put it under ``@admin.action``.
+
+    The page lists the count and the names (``label``) of what is selected,
+    and posts back exactly what the changelist posted (the ids, or
+    ``select_across`` with the filters kept in the URL).
+    """
+
+    def decorate(action: Action) -> Action:
+        @functools.wraps(action)
+        def confirmed(
+            model_admin: Any, request: HttpRequest, queryset: QuerySet
+        ) -> HttpResponse | None:
+            if request.POST.get("post") == "yes":
+                return action(model_admin, request, queryset)
+            return _confirmation_page(
+                model_admin, request, queryset, action.__name__, consequence, label
+            )
+
+        confirmed.asks_confirmation = True  # type: ignore[attr-defined]
+        return confirmed
+
+    return decorate
+
+
+def _confirmation_page(
+    model_admin: Any,
+    request: HttpRequest,
+    queryset: QuerySet,
+    action: str,
+    consequence: str,
+    label: Callable[[Any], str],
+) -> TemplateResponse:
+    opts = model_admin.model._meta
+    count = queryset.count()
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": getattr(model_admin, action).short_description,
+        "opts": opts,
+        "media": model_admin.media,
+        "action": action,
+        "consequence": consequence,
+        "count": count,
+        "objects_name": opts.verbose_name if count == 1 else opts.verbose_name_plural,
+        "objects": [label(obj) for obj in queryset[:CONFIRM_LIST_LIMIT]],
+        "more": max(0, count - CONFIRM_LIST_LIMIT),
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/kpns/action_confirmation.html", context)
+
 
 @admin.register(App)
-class AppAdmin(admin.ModelAdmin):
+class AppAdmin(GuardedModelAdmin):
     list_display = ["name", "client_key", "online", "default_timezone", "created_at"]
     readonly_fields = ["client_key", "created_at"]
     search_fields = ["name"]
@@ -70,7 +157,7 @@ class TestPushForm(forms.Form):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(GuardedModelAdmin):
     list_display = [
         "id",
         "app",
@@ -106,7 +193,14 @@ class DeviceAdmin(admin.ModelAdmin):
     def tag_list(self, device: Device) -> str:
         return ", ".join(registry.device_tags(device=device))
 
-    @admin.action(description="Send test push to selected devices")
+    def has_push_permission(self, request: HttpRequest) -> bool:
+        # A test push creates a Message: it takes the right to add messages,
+        # which the Marketer role (view-only on devices) does not have.
+        return request.user.has_perm("devices.add_message")
+
+    @admin.action(
+        description="Send test push to selected devices", permissions=["push"]
+    )
     def send_test_push(
         self, request: HttpRequest, queryset: QuerySet[Device]
     ) -> HttpResponse | None:
@@ -128,7 +222,11 @@ class DeviceAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/devices/test_push.html", context)
 
-    @admin.action(description="Revoke selected devices")
+    @admin.action(description="Revoke selected devices", permissions=["change"])
+    @asks_confirmation(
+        "Their tokens stop working at once and their sockets are closed; "
+        "a revoked device has to register again."
+    )
     def revoke(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         for device in queryset:
             registry.device_revoke(device=device)
@@ -138,7 +236,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(GuardedModelAdmin):
     list_display = [
         "title",
         "app",
@@ -156,7 +254,7 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(GuardedModelAdmin):
     list_display = [
         "message",
         "device",
@@ -180,7 +278,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(GuardedModelAdmin):
     """Server processes on every machine (docs/operations.md, "Presence")."""
 
     list_display = [
@@ -232,7 +330,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(GuardedModelAdmin):
     """Keys are created here (the key is shown once) and revoked, never edited."""
 
     form = ApiKeyForm
@@ -292,7 +390,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
             messages.WARNING,
         )
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
+    @asks_confirmation(
+        "Requests with these keys are refused from now on; a revoked key "
+        "cannot be restored."
+    )
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
             apikeys.api_key_revoke(api_key=api_key)
@@ -329,7 +431,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(GuardedModelAdmin):
     """Created here or through the API (same service); the secret is shown once."""
 
     form = WebhookEndpointForm
@@ -379,7 +481,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(GuardedModelAdmin):
     """The webhook call log: each event, its attempts and the last error."""
 
     list_display = [
