@@ -2,12 +2,13 @@
 
 The Node tests of the JavaScript SDK (sdk/js/test/) cannot reach the test
 database; they ask this server, run by the pytest test in a thread, to push
-to devices, read delivery statuses and revoke devices, all through the real
-services.
+to devices (one message, or a burst of many committed at once), read
+delivery statuses and revoke devices, all through the real services.
 """
 
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,9 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.db import connections
 
-from devices import registry
+from devices import inbox, registry
 from devices.models import Delivery, Device
-from devices.pushes import push_to_devices
+from devices.pushes import push_batch, push_to_devices
 
 
 def _push(body: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +35,32 @@ def _push(body: dict[str, Any]) -> dict[str, Any]:
     return {"message_id": str(message.pk), "targets": targets}
 
 
+def burst(device: Device, count: int, title: str = "burst") -> list[str]:
+    """`count` messages to one device in one transaction, woken at once: the
+    device's socket receives them back to back. Returns the message ids."""
+    messages = [
+        inbox.message_build(app=device.app, title=f"{title} {n}", ttl_seconds=600)
+        for n in range(1, count + 1)
+    ]
+    targets = push_batch(app=device.app, plans=[(m, [device.pk]) for m in messages])
+    assert targets == [1] * count, targets
+    return [str(m.pk) for m in messages]
+
+
+def delivery_statuses(device_id: Any) -> dict[str, int]:
+    """How many of a device's deliveries are in each status."""
+    rows = Delivery.objects.filter(device_id=device_id).values_list("status")
+    return dict(Counter(status for (status,) in rows))
+
+
+def _burst(body: dict[str, Any]) -> dict[str, Any]:
+    device = Device.objects.select_related("app").get(pk=body["device_id"])
+    return {"message_ids": burst(device, int(body["count"]))}
+
+
 def _deliveries(query: dict[str, list[str]]) -> dict[str, Any]:
+    if "device" in query:
+        return delivery_statuses(query["device"][0])
     rows = Delivery.objects.filter(message_id=query["message"][0])
     return {str(d.device_id): {"status": d.status, "seq": d.seq} for d in rows}
 
@@ -55,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
-        action = {"/push": _push, "/revoke": _revoke}.get(self.path)
+        action = {"/push": _push, "/burst": _burst, "/revoke": _revoke}.get(self.path)
         if action is None:
             self._reply(404, {"error": "not found"})
         else:
