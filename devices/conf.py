@@ -64,6 +64,13 @@ DEFAULTS: dict[str, Any] = {
     # API requests of one process running at once (each in a thread with a
     # pooled database connection); the rest wait on the event loop, at most
     # API_QUEUE_SECONDS, then 503 with Retry-After (kpns_site/admission.py).
+    # Device registration (public: the client key ships inside every app),
+    # per client key and per source address (an IPv6 client by its /64),
+    # a minute each (devices/api/throttling.py). 6,000 a minute holds an
+    # app's launch-day spike of new installs; one address registering more
+    # than 60 devices a minute is a script, not people behind a NAT.
+    "REGISTER_RATE_PER_MINUTE": 6000,
+    "REGISTER_ADDRESS_RATE_PER_MINUTE": 60,
     # Below DB_POOL_MAX, so a request never waits for a connection.
     "API_CONCURRENCY": 8,
     # How long a process trusts an API key it has checked. A key revoked

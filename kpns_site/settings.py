@@ -231,9 +231,10 @@ else:
         }
     }
 
-# Cache: the API's per-key rate limit counts here, so with REDIS_URL it is
-# Redis (shared by every server process), with a short socket timeout so a
-# slow Redis cannot hold requests (the limiter then lets them through).
+# Cache: with REDIS_URL, Redis (shared by every server process) with a short
+# socket timeout. The API's rate limits count in Redis through a client of
+# their own, and in this cache only without REDIS_URL
+# (devices/api/throttling.py).
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -335,6 +336,10 @@ KPNS = {
     "RATE_LIMIT_CLOSE_AFTER": env.int("KPNS_RATE_LIMIT_CLOSE_AFTER", default=200),
     "API_RATE_PER_MINUTE": env.int("KPNS_API_RATE_PER_MINUTE", default=6000),
     "API_MAX_BATCH": env.int("KPNS_API_MAX_BATCH", default=500),
+    "REGISTER_RATE_PER_MINUTE": env.int("KPNS_REGISTER_RATE_PER_MINUTE", default=6000),
+    "REGISTER_ADDRESS_RATE_PER_MINUTE": env.int(
+        "KPNS_REGISTER_ADDRESS_RATE_PER_MINUTE", default=60
+    ),
     "API_CONCURRENCY": env.int("KPNS_API_CONCURRENCY", default=8),
     "API_KEY_CACHE_SECONDS": env.float("KPNS_API_KEY_CACHE_SECONDS", default=5.0),
     "API_QUEUE_SECONDS": env.float("KPNS_API_QUEUE_SECONDS", default=10.0),

@@ -34,6 +34,7 @@ from devices.api.serializers import (
     WebhookEndpointCreateSerializer,
     WebhookEndpointSerializer,
 )
+from devices.api.throttling import RegisterRateThrottle
 from devices.models import App, Device, Message, WebhookEndpoint
 
 
@@ -42,6 +43,7 @@ class DeviceRegisterView(PooledAPIView):
 
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
+    throttle_classes = [RegisterRateThrottle]
 
     @extend_schema(
         tags=["device"],

@@ -1,10 +1,18 @@
-"""Documented limits: rate per key (429), body size (413), batch and tags (400)."""
+"""Documented limits: rate per key and per registration (429), body size
+(413), batch and tags (400)."""
+
+import logging
+import threading
 
 import pytest
+import redis
+from django.test import Client
 
-from devices.models import Message
+from devices.api import throttling
+from devices.models import Device, Message
 from tests.api.conftest import ApiClient
-from tests.factories import make_api_key
+from tests.e2e.conftest import redis_url  # noqa: F401  (the shared fixture)
+from tests.factories import make_api_key, make_app
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +69,132 @@ def test_tag_count_is_limited_to_50(api):
         "/api/v1/devices", {"platform": "web", "tags": [f"t{i}" for i in range(50)]}
     )
     assert ok.status_code == 201
+
+
+# Device registration -------------------------------------------------------------
+
+
+def register(app, address="198.51.100.7", client_key=None):
+    return Client().post(
+        "/api/v1/devices/register",
+        {"client_key": client_key or app.client_key, "platform": "web"},
+        content_type="application/json",
+        REMOTE_ADDR=address,
+    )
+
+
+@pytest.fixture
+def register_limits(settings):
+    def limits(per_key=0, per_address=0):
+        settings.KPNS = {
+            **settings.KPNS,
+            "REGISTER_RATE_PER_MINUTE": per_key,
+            "REGISTER_ADDRESS_RATE_PER_MINUTE": per_address,
+        }
+
+    return limits
+
+
+def test_registration_is_limited_per_source_address(app, register_limits):
+    register_limits(per_address=3)
+    assert [register(app).status_code for _ in range(3)] == [201] * 3
+    limited = register(app)
+    assert limited.status_code == 429
+    assert limited["Content-Type"] == "application/problem+json"
+    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert limited.json()["status"] == 429
+    assert Device.objects.count() == 3  # nothing registered past the limit
+    assert register(app, address="198.51.100.8").status_code == 201
+
+
+def test_an_ipv6_client_is_counted_by_its_64(app, register_limits):
+    register_limits(per_address=2)
+    assert register(app, address="2001:db8:1:2::1").status_code == 201
+    assert register(app, address="2001:db8:1:2::ffff").status_code == 201
+    assert register(app, address="2001:db8:1:2:aaaa::9").status_code == 429
+    assert register(app, address="2001:db8:1:3::1").status_code == 201
+
+
+def test_registration_is_limited_per_client_key(app, register_limits):
+    register_limits(per_key=2)
+    other = make_app(name="Other")
+    codes = [register(app, address=f"198.51.100.{n}").status_code for n in range(3)]
+    assert codes == [201, 201, 429]
+    assert register(other, address="198.51.100.50").status_code == 201
+    # Unknown keys are counted too (and then refused as usual).
+    for _ in range(2):
+        assert register(app, client_key="ck_nope").status_code == 400
+    assert register(app, client_key="ck_nope").status_code == 429
+
+
+# The limiter's backend ----------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_limiter(monkeypatch):
+    """A limiter that has never seen Redis fail, with its own fallback counts."""
+    monkeypatch.setattr(throttling, "_redis", throttling._RedisCounters())
+    throttling._fallback.clear()
+
+
+def unchecked(limit):
+    return throttling.UNCHECKED.labels(limit=limit)._value.get()
+
+
+def test_a_failing_redis_allows_counts_per_process_logs_and_counts_it(
+    app, settings, register_limits, fresh_limiter, caplog
+):
+    """The chosen policy: allow, but never silently and never unlimited."""
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # connection refused
+    register_limits(per_address=2)
+    before = unchecked("register_address")
+    with caplog.at_level(logging.WARNING, logger="devices.api.throttling"):
+        codes = [register(app).status_code for _ in range(3)]
+    assert codes == [201, 201, 429]  # the limit still holds in this process
+    assert unchecked("register_address") == before + 3
+    warnings = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert len(warnings) == 1  # one line, not one per request
+
+
+def test_a_redis_that_stops_answering_costs_one_timeout_not_one_per_request(
+    app, settings, register_limits, fresh_limiter
+):
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts the connection, never answers
+    try:
+        settings.REDIS_URL = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+        register_limits(per_address=100)
+        started = time.monotonic()
+        assert [register(app).status_code for _ in range(5)] == [201] * 5
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+    assert elapsed < 5 * throttling.SOCKET_TIMEOUT + 2
+
+
+def test_redis_counts_are_atomic_and_expire(settings, redis_url, fresh_limiter):  # noqa: F811
+    settings.REDIS_URL = redis_url
+    key = f"test:{threading.get_ident()}:{id(settings)}"
+    results: list[int] = []
+
+    def hit():
+        for _ in range(10):
+            results.append(throttling._count(key, "test"))
+
+    threads = [threading.Thread(target=hit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results) == list(range(1, 81))  # no count lost or repeated
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert int(client.get(f"kpns:{key}")) == 80
+        assert 0 < client.ttl(f"kpns:{key}") <= 2 * throttling.WINDOW_SECONDS
+        client.delete(f"kpns:{key}")
+    finally:
+        client.close()
