@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     # Recovery delay for wake-ups the layer lost (and, embedded, for sends
     # made by the scheduler process); one indexed query per node per period.
     "SWEEP_SECONDS": 1.0,
+    # A full sweep (every session's open deliveries) this often; the sweeps
+    # in between look only at deliveries inserted since (devices.node).
+    "SWEEP_FULL_SECONDS": 30.0,
     "NODE_HEARTBEAT_SECONDS": 5.0,
     "NODE_DEAD_AFTER_SECONDS": 20.0,
     "DEFAULT_TTL_SECONDS": 4 * 7 * 86400,
@@ -61,9 +64,6 @@ DEFAULTS: dict[str, Any] = {
     # Server API (docs/api.md). Requests per API key per minute (a fixed
     # one-minute window in the Django cache); over it: 429 with Retry-After.
     "API_RATE_PER_MINUTE": 6000,
-    # API requests of one process running at once (each in a thread with a
-    # pooled database connection); the rest wait on the event loop, at most
-    # API_QUEUE_SECONDS, then 503 with Retry-After (kpns_site/admission.py).
     # Device registration (public: the client key ships inside every app),
     # per client key and per source address (an IPv6 client by its /64),
     # a minute each (devices/api/throttling.py). 6,000 a minute holds an
@@ -71,6 +71,9 @@ DEFAULTS: dict[str, Any] = {
     # than 60 devices a minute is a script, not people behind a NAT.
     "REGISTER_RATE_PER_MINUTE": 6000,
     "REGISTER_ADDRESS_RATE_PER_MINUTE": 60,
+    # API requests of one process running at once (each in a thread with a
+    # pooled database connection); the rest wait on the event loop, at most
+    # API_QUEUE_SECONDS, then 503 with Retry-After (kpns_site/admission.py).
     # Below DB_POOL_MAX, so a request never waits for a connection.
     "API_CONCURRENCY": 8,
     # How long a process trusts an API key it has checked. A key revoked

@@ -92,16 +92,10 @@ def wake_batch(batch: Sequence[tuple[dict[str, Any], Iterable[Target]]]) -> int:
     return async_to_sync(awake_batch)([(push, list(t)) for push, t in batch])
 
 
-async def aclose_device(
-    node: str, device_id: UUID, code: int, connection_id: str | None = None
-) -> int:
-    """Close a device's socket on its node (only that connection, if given)."""
-    event = {
-        "type": "node.close",
-        "device_id": str(device_id),
-        "code": code,
-        "connection_id": connection_id,
-    }
+async def aclose_devices(node: str, items: list[list[Any]], code: int) -> int:
+    """Close sockets on a node: one event for [[device id, connection id or
+    None], ...] (a connection id closes only that connection)."""
+    event = {"type": "node.close", "devices": items, "code": code}
     return await _asend(node, event)
 
 
@@ -110,7 +104,7 @@ def wake_targets(push: dict[str, Any], targets: Iterable[Target]) -> int:
 
 
 def close_device(node: str, device_id: UUID, code: int = 4403) -> int:
-    return async_to_sync(aclose_device)(node, device_id, code, None)
+    return async_to_sync(aclose_devices)(node, [[str(device_id), None]], code)
 
 
 # Nodes of this process by name, each with its event loop: an event for
@@ -124,6 +118,22 @@ def serve_locally(node: str, handle: Callable[[dict[str, Any]], Any]) -> None:
 
 def stop_serving_locally(node: str) -> None:
     _local.pop(node, None)
+
+
+# Layer sends of one process in flight at once: below the Redis pool's
+# max_connections (kpns_site/settings.py), so a burst waits here instead of
+# failing with MaxConnectionsError and taking every other send down with it.
+MAX_CONCURRENT_SENDS = 200
+_send_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+# Nodes whose last send failed: one warning per node per outage, not one
+# per event (a Sentinel failover logged ~190).
+_failing: dict[str, int] = {}
+
+_WHAT = {
+    "node.deliver": "wake-up",
+    "node.deliver_batch": "wake-up",
+    "node.close": "close",
+}
 
 
 async def _asend(node: str, event: dict[str, Any]) -> int:
@@ -143,12 +153,41 @@ async def _asend(node: str, event: dict[str, Any]) -> int:
     layer = get_channel_layer()
     if layer is None:
         return 0
+    what = _WHAT.get(event["type"], event["type"])
     try:
-        await asyncio.wait_for(layer.send(node_channel(node), event), SEND_TIMEOUT)
-    except Exception:
-        # Redis down or the node's channel full: the delivery is committed,
-        # so the node's sweep or the device's next connect delivers it.
-        logger.warning("wake-up to node %s not sent", node, exc_info=True)
+        async with _slots():
+            await asyncio.wait_for(layer.send(node_channel(node), event), SEND_TIMEOUT)
+    except Exception as exc:
+        # Redis down or the node's channel full. A wake-up's delivery is
+        # committed: the node's sweep or the device's next connect delivers
+        # it. A close's socket is closed by its device's idle timeout or by
+        # the node's death.
         metrics.LAYER_ERRORS.labels("send").inc()
+        failures = _failing.get(node, 0)
+        _failing[node] = failures + 1
+        if not failures:
+            logger.warning(
+                "channel layer: %s to node %s not sent (%s: %s); further "
+                "failures to this node are counted, not logged",
+                what,
+                node,
+                type(exc).__name__,
+                exc,
+            )
         return 0
+    failed = _failing.pop(node, 0)
+    if failed:
+        logger.info(
+            "channel layer: sends to node %s resumed after %d failed", node, failed
+        )
     return 1
+
+
+def _slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _send_slots.get(loop)
+    if slots is None:
+        for stale in [lp for lp in _send_slots if lp.is_closed()]:
+            del _send_slots[stale]
+        slots = _send_slots[loop] = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
+    return slots

@@ -82,6 +82,19 @@ NODES_REAPED = Counter(
     "Dead server processes whose devices were marked offline.",
     ["by"],
 )
+SWEEP_SECONDS = Gauge(
+    "kpns_sweep_seconds",
+    "How long the node's last sweep for lost wake-ups took.",
+    ["node"],
+    multiprocess_mode="liveall",
+)
+SWEEP_LAG = Gauge(
+    "kpns_sweep_lag_seconds",
+    "Seconds since the node's last sweep finished: stays near "
+    "KPNS_SWEEP_SECONDS while sweeps keep their period.",
+    ["node"],
+    multiprocess_mode="liveall",
+)
 DRAINS = Counter("kpns_drains_total", "Graceful drains of a server process.")
 GC_PAUSE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 GC_PAUSE = Histogram(
@@ -157,6 +170,11 @@ def publish(node_name: str | None = None, connected: int | None = None) -> None:
             child.observe(seconds)
     if node_name is not None and connected is not None:
         CONNECTED.labels(node_name).set(connected)
+
+
+def observe_sweep(node_name: str, seconds: float, lag: float) -> None:
+    SWEEP_SECONDS.labels(node_name).set(seconds)
+    SWEEP_LAG.labels(node_name).set(lag)
 
 
 def observe_batch(histogram: Histogram, counts: list[int], total: float) -> None:

@@ -319,6 +319,7 @@ KPNS = {
     "SERVER_PING_SECONDS": env.int("KPNS_SERVER_PING_SECONDS", default=0),
     "MAX_FRAME_BYTES": env.int("KPNS_MAX_FRAME_BYTES", default=4096),
     "SWEEP_SECONDS": env.float("KPNS_SWEEP_SECONDS", default=1.0),
+    "SWEEP_FULL_SECONDS": env.float("KPNS_SWEEP_FULL_SECONDS", default=30.0),
     "NODE_HEARTBEAT_SECONDS": env.float("KPNS_NODE_HEARTBEAT_SECONDS", default=5.0),
     "NODE_DEAD_AFTER_SECONDS": env.float("KPNS_NODE_DEAD_AFTER_SECONDS", default=20.0),
     "DEFAULT_TTL_SECONDS": env.int("KPNS_DEFAULT_TTL_SECONDS", default=4 * 7 * 86400),
