@@ -28,6 +28,7 @@ LIST_KEYS = (
     "device_ids",
 )
 ATTRIBUTE_OPS = ("eq", "ne", "in", "gt", "gte", "lt", "lte", "exists")
+CONDITION_KEYS = {"key", "op", "value"}
 MAX_LIST = 10_000
 
 
@@ -134,6 +135,11 @@ def _attribute_q(condition: dict[str, Any]) -> Q:
 def _check_condition(condition: Any) -> None:
     if not isinstance(condition, dict):
         raise ValidationError({"audience": ["Each attribute condition is an object."]})
+    unknown = set(condition) - CONDITION_KEYS
+    if unknown:
+        raise ValidationError(
+            {"audience": [f"Unknown attribute condition key {sorted(unknown)[0]!r}."]}
+        )
     key, op = condition.get("key"), condition.get("op")
     if not isinstance(key, str) or not key.isidentifier():
         raise ValidationError(

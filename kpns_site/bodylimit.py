@@ -8,13 +8,11 @@ streamed, exceed the limit, so a client cannot make a server process buffer
 gigabytes.
 """
 
-import io
 import json
 from typing import Any
 
 from django.conf import settings
 from rest_framework.exceptions import APIException
-from rest_framework.parsers import JSONParser
 
 
 def body_limit() -> int:
@@ -90,19 +88,16 @@ class PayloadTooLarge(APIException):
     default_detail = "The request body is too large."
 
 
-class LimitedJSONParser(JSONParser):
-    """DRF's JSON parser, refusing bodies over the limit with 413.
+def read_limited(stream: Any) -> bytes:
+    """The whole request body, or 413 when it is over the limit.
 
-    DRF reads the request stream itself, past Django's
+    DRF parsers read the request stream themselves, past Django's
     DATA_UPLOAD_MAX_MEMORY_SIZE check; under Daphne the middleware above
-    refuses first, and this covers WSGI servers and the test client.
+    refuses first, and this covers WSGI servers and the test client. Used by
+    the API's parser (kpns_site.jsonbody).
     """
-
-    def parse(
-        self, stream: Any, media_type: Any = None, parser_context: Any = None
-    ) -> Any:
-        limit = body_limit()
-        raw = stream.read(limit + 1)
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"Request bodies are limited to {limit} bytes.")
-        return super().parse(io.BytesIO(raw), media_type, parser_context)
+    limit = body_limit()
+    raw = stream.read(limit + 1) if stream is not None else b""
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request bodies are limited to {limit} bytes.")
+    return raw

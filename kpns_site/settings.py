@@ -362,8 +362,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    # JSON only, and never past KPNS_MAX_REQUEST_BODY_BYTES (413).
-    "DEFAULT_PARSER_CLASSES": ["kpns_site.bodylimit.LimitedJSONParser"],
+    # JSON only: never past KPNS_MAX_REQUEST_BODY_BYTES (413), never nested
+    # past 64 levels, never a NUL character (400).
+    "DEFAULT_PARSER_CLASSES": ["kpns_site.jsonbody.JSONBodyParser"],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

@@ -4,12 +4,12 @@ from rest_framework import serializers
 from campaigns.models import AudienceKind, Campaign, CampaignStatus
 from campaigns.pushes import MAX_TARGET_LIST, MAX_TARGET_TAGS
 from devices.api.schema import ProblemSerializer
-from devices.api.serializers import DeliveryCountsSerializer
+from devices.api.serializers import DeliveryCountsSerializer, StrictSerializer
 from devices.inbox import MAX_TTL_SECONDS
 from devices.models import DeliveryStatus, Platform, Priority
 
 
-class PushSerializer(serializers.Serializer):
+class PushSerializer(StrictSerializer):
     """A push: exactly one of device_ids, aliases, tags or audience, then the
     content and delivery options."""
 
@@ -66,7 +66,7 @@ class PushItemsField(serializers.ListField):
     child = serializers.JSONField()
 
 
-class BatchSerializer(serializers.Serializer):
+class BatchSerializer(StrictSerializer):
     messages = PushItemsField(
         min_length=1,
         help_text="Each item is a push (as for POST /api/v1/pushes). At most "
@@ -121,7 +121,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CampaignWriteSerializer(serializers.Serializer):
+class CampaignWriteSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200)
     title = serializers.CharField(max_length=200)
     body = serializers.CharField(required=False, allow_blank=True, max_length=4096)
@@ -152,7 +152,7 @@ class CampaignListQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices, required=False)
 
 
-class ScheduleSerializer(serializers.Serializer):
+class ScheduleSerializer(StrictSerializer):
     send_at = serializers.DateTimeField(
         required=False, help_text="Default: the campaign's own send_at."
     )

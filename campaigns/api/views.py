@@ -42,6 +42,7 @@ from devices.api.base import (
     paginated,
 )
 from devices.api.schema import IDEMPOTENCY_KEY, problem
+from devices.api.serializers import NoFieldsSerializer
 from devices.conf import kpns_setting
 from kpns_site.problems import problem_body
 
@@ -240,11 +241,11 @@ def _action_view(
         @idempotent
         def post(self, request: Request, campaign_id: int) -> Response:
             campaign = _campaign(self, campaign_id)
-            fields: dict[str, Any] = {}
-            if request_serializer is not None:
-                incoming = request_serializer(data=request.data)
-                incoming.is_valid(raise_exception=True)
-                fields = dict(incoming.validated_data)
+            # No body (or null), or the serializer's fields; nothing else.
+            body = {} if request.data is None else request.data
+            incoming = (request_serializer or NoFieldsSerializer)(data=body)
+            incoming.is_valid(raise_exception=True)
+            fields = dict(incoming.validated_data)
             with _state_conflicts():
                 campaign = act(campaign, fields)
             return Response(CampaignSerializer(campaign).data)

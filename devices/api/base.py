@@ -40,6 +40,14 @@ class PooledAPIView(APIView):
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
         return pooled(super().as_view(**initkwargs))
 
+    def perform_authentication(self, request: Request) -> None:
+        # The method first: DRF checks it only after authentication and
+        # scopes, so an undeclared method was a 401 or 403, not a 405.
+        method = (request.method or "").lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            raise exceptions.MethodNotAllowed(request.method or "")
+        super().perform_authentication(request)
+
 
 class ServerAPIView(PooledAPIView):
     """A view for integrators' servers (``Authorization: Bearer kpns_sk_…``).

@@ -9,9 +9,11 @@ from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from devices.api.serializers import StrictSerializer
 from kpns_site.problems import PROBLEM_CONTENT_TYPE
 
 RETRY_AFTER = {
@@ -54,6 +56,7 @@ PROBLEM_DESCRIPTIONS = {
     "404": "No such object for this app.",
     "409": "The object is not in a state that allows this.",
     "413": "The request body is over the size limit.",
+    "415": "The request body is not JSON (`Content-Type: application/json`).",
     "422": "The Idempotency-Key was already used for a different request.",
     "429": "Rate limit exceeded: retry after `Retry-After` seconds.",
     "503": "The database is unavailable: retry after `Retry-After` seconds.",
@@ -80,12 +83,20 @@ class KpnsAutoSchema(AutoSchema):
             operation["description"] = f"{text}\n\nScope: `{scope}`.".strip()
         return operation
 
+    def _map_basic_serializer(self, serializer: Any, direction: Any) -> Any:
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and isinstance(
+            force_instance(serializer), StrictSerializer
+        ):
+            schema["additionalProperties"] = False  # unknown fields are a 400
+        return schema
+
     def _get_response_bodies(self, direction: Any = "response") -> Any:
         responses = super()._get_response_bodies(direction)
         view, method = self.view, self.method
         codes = ["503"]
         if method in ("POST", "PUT", "PATCH"):
-            codes += ["400", "413"]
+            codes += ["400", "413", "415"]
         elif getattr(view, "query_serializer", None) is not None:
             codes.append("400")
         if getattr(view, "authentication_classes", None):

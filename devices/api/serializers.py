@@ -1,3 +1,7 @@
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
 from rest_framework import serializers
 
 from devices.models import (
@@ -9,7 +13,35 @@ from devices.models import (
 )
 
 
-class DeviceFieldsSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not declare.
+
+    Every request body is read through one: a typo such as ``ttl_second``
+    was silently ignored, and the push went out with the default TTL.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = [name for name in data if name not in self.writable_names]
+            if unknown:
+                raise serializers.ValidationError(
+                    {str(name): ["Unknown field."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+    @cached_property
+    def writable_names(self) -> frozenset[str]:
+        # Once per instance: the push serializer is reused per thread.
+        return frozenset(
+            name for name, field in self.fields.items() if not field.read_only
+        )
+
+
+class NoFieldsSerializer(StrictSerializer):
+    """The body of an action that takes none: absent or ``{}``."""
+
+
+class DeviceFieldsSerializer(StrictSerializer):
     platform = serializers.ChoiceField(choices=Platform.choices, required=False)
     alias = serializers.CharField(max_length=128, required=False, allow_blank=True)
     tags = serializers.ListField(
@@ -135,7 +167,7 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
     )
 
 
-class WebhookEndpointCreateSerializer(serializers.Serializer):
+class WebhookEndpointCreateSerializer(StrictSerializer):
     url = serializers.CharField(max_length=1000, help_text="http:// or https://")
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=WebhookEvent.choices),
