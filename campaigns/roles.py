@@ -13,6 +13,9 @@ MARKETER_PERMISSIONS = [
     ("devices", "view_message"),
     ("devices", "view_delivery"),
 ]
+# Every role (a Group) the project defines: the access matrix
+# (tests/security/access_matrix.csv) has a column for each.
+ROLES = {MARKETER: MARKETER_PERMISSIONS}
 
 
 def marketer_group_sync(group_model: Any, permission_model: Any) -> Any:
