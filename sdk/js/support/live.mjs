@@ -26,6 +26,10 @@ export const push = (deviceIds, fields = {}) =>
   control("POST", "/push", { device_ids: deviceIds, title: "Hello", ...fields });
 export const deliveries = (messageId) => control("GET", `/deliveries?message=${messageId}`);
 export const revoke = (deviceId) => control("POST", "/revoke", { device_id: deviceId });
+/** `count` pushes to one device committed at once; returns { message_ids }. */
+export const burst = (deviceId, count) => control("POST", "/burst", { device_id: deviceId, count });
+/** How many of a device's deliveries are in each status, e.g. { delivered: 500 }. */
+export const deviceStatuses = (deviceId) => control("GET", `/deliveries?device=${deviceId}`);
 
 /** Poll `check` until it returns a truthy value; fail after `timeout` ms. */
 export async function waitFor(check, { timeout = 10000, interval = 50, what = "condition" } = {}) {
