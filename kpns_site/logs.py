@@ -7,15 +7,25 @@ device_id, node...). Only plain values of `extra` are written, never objects
 such as the request, and anything shaped like a device token or a bearer
 credential is redacted from the text: no token, key or message body belongs
 in a log (tests/ops/test_logs.py).
+
+With LOG_FORMAT=json every line a process writes is one JSON object
+(``configure``): Django's own lines (its DEBUG console handler is removed),
+Python warnings, uncaught exceptions of the main thread, of other threads
+and "exception ignored" ones, with the traceback inside the object (``exc``),
+and Twisted's log in server processes (``route_twisted_logs``).
 """
 
 import contextvars
 import json
 import logging
+import logging.config
 import re
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -98,6 +108,70 @@ class JsonFormatter(logging.Formatter):
         elif record.exc_text:
             entry["exc"] = record.exc_text
         return redact(json.dumps(entry, default=str))
+
+
+def configure(config: dict[str, Any]) -> None:
+    """LOGGING_CONFIG: Django's dictConfig, then (JSON only) warnings and
+    uncaught exceptions through the same handlers instead of plain stderr."""
+    from django.conf import settings
+
+    logging.config.dictConfig(config)
+    if getattr(settings, "LOG_FORMAT", "plain") != "json":
+        return
+    logging.captureWarnings(True)
+    sys.excepthook = _uncaught
+    threading.excepthook = _uncaught_in_thread
+    sys.unraisablehook = _unraisable
+
+
+_crash_logger = logging.getLogger("kpns.uncaught")
+
+
+def _uncaught(
+    kind: type[BaseException],
+    value: BaseException,
+    traceback: TracebackType | None,
+) -> None:
+    _crash_logger.critical("uncaught exception", exc_info=(kind, value, traceback))
+
+
+def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread else "?"
+    exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+    _crash_logger.error(
+        "uncaught exception in thread %s",
+        name,
+        exc_info=exc_info,  # type: ignore[arg-type]
+    )
+
+
+def _unraisable(args: Any) -> None:
+    exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+    _crash_logger.warning(
+        "%s: %r", args.err_msg or "Exception ignored in", args.object, exc_info=exc_info
+    )
+
+
+def route_twisted_logs() -> None:
+    """Twisted's warnings and errors into ``logging`` (logger ``twisted``).
+
+    Daphne sends Twisted's log nowhere unless verbose: a failure inside
+    Twisted was lost, or printed as plain text before logging began.
+    """
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        STDLibLogObserver,
+        globalLogPublisher,
+    )
+
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
+    globalLogPublisher.addObserver(
+        FilteringLogObserver(STDLibLogObserver("twisted"), [predicate])
+    )
 
 
 def _own_request_id(request: HttpRequest) -> str:

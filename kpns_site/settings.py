@@ -274,6 +274,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 # LOG_FORMAT=json for one JSON object per line (the production layout);
 # both formats carry request ids and redact tokens (kpns_site/logs.py).
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+# Also routes warnings and uncaught exceptions into JSON lines (logs.py).
+LOGGING_CONFIG = "kpns_site.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -296,6 +298,10 @@ LOGGING = {
     "loggers": {
         "daphne": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
+        # Django's own handlers (a plain-text console in DEBUG, mail to
+        # ADMINS) are replaced: its lines reach the console above, once.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
     },
 }
 

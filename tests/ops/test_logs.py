@@ -12,7 +12,7 @@ from devices import pushes
 from devices.models import App, Device
 from kpns_site.logs import JsonFormatter, redact
 from tests.e2e.servers import free_port
-from tests.factories import make_app
+from tests.factories import make_api_key, make_app
 from tests.ops.procs import start_server, stopping
 from tests.wsclient import DeviceClient
 
@@ -112,14 +112,73 @@ async def test_no_token_or_body_in_any_log_of_a_register_connect_push_flow(
         assert BODY not in text
     assert app.client_key not in output  # the register body is not logged either
 
-    lines = []
-    for raw in output.splitlines():
-        if raw.startswith("KPNS serving on"):
-            continue
-        lines.append(json.loads(raw))  # every log line is one JSON object
+    lines = [json.loads(raw) for raw in output.splitlines()]  # each one JSON
     access = [line for line in lines if line.get("logger") == "kpns.access"]
     register_line = [line for line in access if line["request_id"] == "req-register-1"]
     assert register_line and register_line[0]["path"] == "/api/v1/devices/register"
     assert register_line[0]["status"] in (200, 201)
     pushed = [r for r in caplog.records if getattr(r, "message_id", None)]
     assert any(r.message_id == str(message.pk) for r in pushed)
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+async def test_every_line_of_a_server_is_json_even_bad_requests_and_tracebacks(
+    redis_url, tmp_path
+):
+    """A real kpns_serve in DEBUG (where Django adds a plain-text console) with
+    LOG_FORMAT=json: its banner, Django's "Bad Request" lines, a disallowed
+    host, a 500 with its traceback and the drain at SIGTERM are all JSON."""
+    app = await database_sync_to_async(make_app)()
+    _, key = await database_sync_to_async(make_api_key)(app)
+    env = {
+        "LOG_FORMAT": "json",
+        "DEBUG": "true",
+        # A broken setting makes creating a webhook raise: a real 500.
+        "KPNS_WEBHOOK_ALLOWED_NETWORKS": "not-a-network",
+        "PYTHONWARNINGS": "always",
+    }
+    procs = []
+    with stopping(procs):
+        server = start_server(
+            free_port(), redis_url=redis_url, tmp_path=tmp_path, extra_env=env
+        )
+        procs.append(server)
+
+        def provoke():
+            with httpx.Client(base_url=server.http_url, timeout=10) as http:
+                bad = http.post(
+                    "/api/v1/devices/register",
+                    content=b"{not json",
+                    headers={"Content-Type": "application/json"},
+                )
+                host = http.get("/admin/", headers={"Host": "evil.example"})
+                boom = http.post(
+                    "/api/v1/webhooks",
+                    json={"url": "https://8.8.8.8/h", "events": ["message.opened"]},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                return bad.status_code, host.status_code, boom.status_code
+
+        assert await asyncio.to_thread(provoke) == (400, 400, 500)
+        await asyncio.sleep(0.5)
+        server.signal(15)  # SIGTERM: the drain logs too
+        await asyncio.to_thread(server.wait, 30)
+
+    output = server.output()
+    assert output.strip()
+    lines = []
+    for raw in output.splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            pytest.fail(f"not a JSON line: {raw!r}\n{output}")
+        assert isinstance(line, dict) and {"ts", "level", "logger", "msg"} <= set(line)
+        lines.append(line)
+    messages = [(line["logger"], line["msg"]) for line in lines]
+    assert any(m.startswith("KPNS serving on") for _, m in messages), messages
+    assert ("django.request", "Bad Request: /api/v1/devices/register") in messages
+    assert any(name == "django.security.DisallowedHost" for name, _ in messages)
+    [error] = [line for line in lines if line["msg"].startswith("Internal Server")]
+    assert error["level"] == "ERROR"
+    assert "Traceback" in error["exc"] and "ImproperlyConfigured" in error["exc"]

@@ -1,5 +1,6 @@
 """Run the campaign scheduler until SIGINT or SIGTERM."""
 
+import logging
 import signal
 import threading
 from typing import Any
@@ -7,6 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from campaigns.scheduler import run_scheduler
+
+# Log lines, not stdout: with LOG_FORMAT=json they are JSON too.
+logger = logging.getLogger("kpns.scheduler")
 
 
 class Command(BaseCommand):
@@ -19,6 +23,6 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        self.stdout.write("KPNS scheduler running")
+        logger.info("KPNS scheduler running")
         run_scheduler(stop=stop, poll_seconds=options["poll"])
-        self.stdout.write("KPNS scheduler stopped")
+        logger.info("KPNS scheduler stopped")

@@ -6,6 +6,9 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from devices.conf import kpns_setting
+from kpns_site.logs import route_twisted_logs
+
+logger = logging.getLogger("kpns.serve")
 
 
 class Command(BaseCommand):
@@ -58,9 +61,9 @@ class Command(BaseCommand):
                 host=options["host"], port=options["port"]
             )
         ]
-        self.stdout.write(
-            f"KPNS serving on http://{options['host']}:{options['port']}/"
-        )
+        route_twisted_logs()
+        # A log line, not stdout: with LOG_FORMAT=json it is JSON too.
+        logger.info("KPNS serving on http://%s:%s/", options["host"], options["port"])
         drain = options["drain_seconds"]
         proxy = options["proxy_headers"]
         # SIGTERM drains (devices.server): 1012 to every socket, then exit.
