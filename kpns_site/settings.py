@@ -342,20 +342,20 @@ KPNS = {
     "FRAME_BURST": env.int("KPNS_FRAME_BURST", default=100),
     "RATE_LIMIT_CLOSE_AFTER": env.int("KPNS_RATE_LIMIT_CLOSE_AFTER", default=200),
     "API_RATE_PER_MINUTE": env.int("KPNS_API_RATE_PER_MINUTE", default=6000),
-    "API_MAX_BATCH": env.int("KPNS_API_MAX_BATCH", default=500),
     "REGISTER_RATE_PER_MINUTE": env.int("KPNS_REGISTER_RATE_PER_MINUTE", default=6000),
     "REGISTER_ADDRESS_RATE_PER_MINUTE": env.int(
         "KPNS_REGISTER_ADDRESS_RATE_PER_MINUTE", default=60
     ),
+    "API_MAX_BATCH": env.int("KPNS_API_MAX_BATCH", default=500),
     "API_CONCURRENCY": env.int("KPNS_API_CONCURRENCY", default=8),
     "API_KEY_CACHE_SECONDS": env.float("KPNS_API_KEY_CACHE_SECONDS", default=5.0),
     "API_QUEUE_SECONDS": env.float("KPNS_API_QUEUE_SECONDS", default=10.0),
     "API_MAX_PUSH_DEVICES": env.int("KPNS_API_MAX_PUSH_DEVICES", default=10_000),
     "WEBHOOK_TIMEOUT_SECONDS": env.float("KPNS_WEBHOOK_TIMEOUT_SECONDS", default=5.0),
     "WEBHOOK_MAX_ATTEMPTS": env.int("KPNS_WEBHOOK_MAX_ATTEMPTS", default=10),
-    "DRAIN_SECONDS": env.float("KPNS_DRAIN_SECONDS", default=10.0),
     "WEBHOOK_BACKOFF_SECONDS": env.float("KPNS_WEBHOOK_BACKOFF_SECONDS", default=60.0),
     "WEBHOOK_ALLOWED_NETWORKS": env.list("KPNS_WEBHOOK_ALLOWED_NETWORKS", default=[]),
+    "DRAIN_SECONDS": env.float("KPNS_DRAIN_SECONDS", default=10.0),
 }
 
 # /metrics (kpns_site/metrics.py): Prometheus sends
