@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import HttpResponse
 from rest_framework import exceptions, status
@@ -136,11 +137,23 @@ class KeysetPagination(CursorPagination):
     max_page_size = 500
     ordering = "id"
 
+    def paginate_queryset(
+        self, queryset: Any, request: Request, view: APIView | None = None
+    ) -> Any:
+        ordering = self.ordering if isinstance(self.ordering, str) else self.ordering[0]
+        self.position_field = queryset.model._meta.get_field(ordering.lstrip("-"))
+        return super().paginate_queryset(queryset, request, view)
+
     def decode_cursor(self, request: Request) -> Any:
         try:
-            return super().decode_cursor(request)
-        except exceptions.NotFound as exc:
+            cursor = super().decode_cursor(request)
+            # A forged cursor's position must fit the ordering field: "abc"
+            # for an integer id was a ValueError, answered 500.
+            if cursor is not None and cursor.position is not None:
+                self.position_field.to_python(cursor.position)
+        except (exceptions.NotFound, DjangoValidationError) as exc:
             raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from exc
+        return cursor
 
 
 def paginated(

@@ -5,6 +5,7 @@ is a 4xx problem JSON, never a 5xx or a silently different request.
 included, are in tests/api/test_schema.py.)
 """
 
+import base64
 import json
 from datetime import timedelta
 
@@ -158,6 +159,20 @@ def test_nul_in_any_text_is_400_naming_the_field(world, index, body, field):
 def test_nul_in_query_parameters_is_400(world):
     for path in ("/api/v1/devices?alias=a%00", "/api/v1/presence?alias=%00"):
         problem(call("get", path, **world["bearer"]), 400)
+
+
+@pytest.mark.parametrize("position", ["abc", NUL, "1.5", "", "x" * 300])
+def test_forged_cursor_positions_are_400_naming_the_cursor(world, position):
+    """A cursor is base64 of a query string the client can forge: a
+    position that is not an id of the ordering was a 500 on /campaigns."""
+    cursor = base64.b64encode(f"p={position}".encode()).decode()
+    for path in (
+        "/api/v1/campaigns",
+        "/api/v1/devices",
+        f"/api/v1/campaigns/{world['campaign'].pk}/results",
+    ):
+        response = Client().get(path, {"cursor": cursor}, **world["bearer"])
+        assert problem(response, 400)["errors"] == {"cursor": ["Invalid cursor."]}
 
 
 # Nesting -----------------------------------------------------------------------
