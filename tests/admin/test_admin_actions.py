@@ -203,3 +203,26 @@ def test_campaign_page_offers_only_the_actions_the_user_may_run(client):
     assert "kpns-campaign-panel" in page
     assert 'value="cancel"' not in page
     assert client.post(CAMPAIGNS, action("cancel", campaign)).status_code == 403
+
+
+def test_cancel_button_of_the_campaign_page_leads_to_the_confirmation(client, marketer):
+    """The panel's buttons post the actions form after the change form."""
+    app = make_app()
+    campaign = lifecycle.campaign_create(app=app, name="Autumn", title="t")
+    page = client.get(f"{CAMPAIGNS}{campaign.pk}/change/").content.decode()
+    assert 'form="kpns-campaign-actions" name="action" value="cancel"' in page
+    form = re.search(
+        r'<form id="kpns-campaign-actions" method="post" action="([^"]+)">(.*?)</form>',
+        page,
+        re.S,
+    )
+    assert form.group(1) == CAMPAIGNS
+    selected = re.findall(r'name="_selected_action" value="(\d+)"', form.group(2))
+    assert selected == [str(campaign.pk)]
+    asked = client.post(
+        form.group(1), {"action": "cancel", "_selected_action": selected}
+    )
+    assert "Autumn (Draft, 0 not delivered yet)" in asked.content.decode()
+    client.post(form.group(1), hidden_fields(asked.content.decode()))
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.CANCELLED
