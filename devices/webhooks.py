@@ -292,7 +292,8 @@ def dispatch_due(
         )
     # One client per receiving host: calls connect to the address checked
     # for their host, so a pooled connection must never serve another host.
-    clients = {_origin(row): client or _client(timeout) for row in rows}
+    origins = {_origin(row) for row in rows}
+    clients = {origin: client or _client(timeout) for origin in origins}
     try:
         workers = min(len(rows), int(kpns_setting("WEBHOOK_CONCURRENCY")))
         with ThreadPoolExecutor(workers, thread_name_prefix="kpns-webhook") as pool:
