@@ -160,9 +160,9 @@ def test_admin_creates_a_key_shows_it_once_and_revokes_it(app):
     page = client.get(f"/admin/devices/apikey/{api_key.pk}/change/")
     assert page.status_code == 200 and key not in page.content.decode()
     assert key not in client.get("/admin/devices/apikey/").content.decode()
-    client.post(
+    client.post(  # post=yes: the answer of the revoke confirmation page
         "/admin/devices/apikey/",
-        {"action": "revoke", "_selected_action": [api_key.pk]},
+        {"action": "revoke", "_selected_action": [api_key.pk], "post": "yes"},
     )
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None

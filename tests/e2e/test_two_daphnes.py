@@ -119,7 +119,8 @@ async def test_revoking_in_the_admin_closes_the_live_socket_with_4403(servers):
 
     def revoke():
         admin.login("boss", "pw-boss-123")
-        admin.action("/admin/devices/device/", "revoke", [device.pk])
+        # post=yes: the answer of the revoke confirmation page.
+        admin.action("/admin/devices/device/", "revoke", [device.pk], post="yes")
 
     await asyncio.to_thread(revoke)
     with pytest.raises(Exception) as closed:
