@@ -45,6 +45,7 @@ class SimDevice:
         codec: Codec = JSON,
         ack: bool = True,
         read_delay: float = 0.0,
+        stall: float = 0.0,
         backoff: tuple[float, float] = (0.1, 2.0),
         rng: random.Random | None = None,
     ) -> None:
@@ -53,12 +54,16 @@ class SimDevice:
         self.codec = codec
         self.ack = ack
         self.read_delay = read_delay
+        # Stop reading the socket this long after the first push (once):
+        # a phone whose app froze, then came back.
+        self.stall = stall
         self.backoff = backoff
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self.log = DeviceLog(str(device_id))
         self.online = asyncio.Event()
         self.errors: list[str] = []
         self.welcomes = 0
+        self.welcomed_at: list[float] = []  # time.monotonic() of each welcome
         self.connect_failures = 0
         self.stopped = False
         self.ws: Any = None
@@ -128,8 +133,12 @@ class SimDevice:
                             )
                         if self.read_delay:
                             await asyncio.sleep(self.read_delay)
+                        if self.stall:
+                            stall, self.stall = self.stall, 0.0
+                            await asyncio.sleep(stall)
                     elif isinstance(frame, Welcome):
                         self.welcomes += 1
+                        self.welcomed_at.append(time.monotonic())
                         self.online.set()
                         pinger = asyncio.ensure_future(self._ping(ws, frame.heartbeat))
                     elif isinstance(frame, Resync):

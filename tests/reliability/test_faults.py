@@ -441,7 +441,11 @@ async def test_postgres_stopped_api_503_sockets_stay_open_delivery_resumes(
 
 
 async def refused_for_now(url: str, token: str, timeout: float) -> float:
-    """Seconds until a new handshake is accepted only to be closed with 4503."""
+    """Seconds until a new handshake is accepted only to be closed with 4503.
+
+    The client says hello at once, as SDKs do: a hello that reached the
+    socket being closed raised AttributeError in the server (no codec).
+    """
     import websockets
 
     started = time.monotonic()
@@ -451,6 +455,8 @@ async def refused_for_now(url: str, token: str, timeout: float) -> float:
         open_timeout=timeout,
     ) as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.send('{"type":"hello","last_seq":0}')
+            await ws.send('{"type":"ping","t":1}')
             await asyncio.wait_for(ws.recv(), timeout)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4503
