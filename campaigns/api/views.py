@@ -93,7 +93,8 @@ class PushBatchView(ServerAPIView):
         description="Each item is a push as for `POST /api/v1/pushes`, sent on "
         "its own: the answer is 200 with one result per item, in order, each "
         "with its own status (202 queued, 400 invalid). A malformed batch "
-        "(not a list, empty, over the limit) is a 400 for the whole request.",
+        "(not a list, empty, over the limit, a NUL character or nesting over "
+        "64 levels anywhere) is a 400 for the whole request.",
         parameters=[IDEMPOTENCY_KEY],
         request=BatchSerializer,
         responses={200: BatchResultSerializer, **problem(422)},

@@ -8,6 +8,7 @@ included, are in tests/api/test_schema.py.)
 import base64
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -223,6 +224,10 @@ def test_nesting_limit_is_exact_and_leaves_room_for_the_deepest_valid_push(world
     assert ok.status_code == 200, ok.content
     refused = problem(call("patch", path, raw=over, **auth), 400)
     assert f"{MAX_JSON_DEPTH} levels" in refused["detail"]
+    # The documented limit is this one.
+    docs = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    assert f"more than {MAX_JSON_DEPTH} levels deep" in docs
+    assert f"| {MAX_JSON_DEPTH} levels, twice the {MAX_DATA_DEPTH} " in docs
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting(world):
