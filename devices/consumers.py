@@ -74,8 +74,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale DB connections in a thread hop before every
-        # message (34-39% of CPU, field notes 5); our ORM calls go through
-        # database_sync_to_async, which already does it.
+        # message (34-39% of CPU, docs/field-notes.md trap 5); our ORM calls
+        # go through database_sync_to_async, which already does it.
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

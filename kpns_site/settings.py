@@ -176,7 +176,7 @@ REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="mymaster")
 _REDIS_OPTIONS = {
     # redis-py 8 raises past max_connections instead of waiting; its 5 s
     # read timeout equals the layer's 5 s BLPOP and kills the receiver
-    # (field notes 1-2).
+    # (docs/field-notes.md, traps 1-2).
     "max_connections": 500,
     "socket_timeout": 10,
     "socket_connect_timeout": 3,
@@ -216,7 +216,8 @@ if REDIS_URL or REDIS_SENTINELS:
                 "hosts": [_REDIS_HOST],
                 # Only node channels (one per server process) receive; a
                 # node carries every wake-up for all of its sockets, so the
-                # default capacity of 100 would drop them (field notes 4).
+                # default capacity of 100 would drop them
+                # (docs/field-notes.md, trap 4).
                 "capacity": 20_000,
                 "expiry": 30,
                 "group_expiry": 120,
