@@ -12,6 +12,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from devices import dberrors
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -62,15 +64,7 @@ def problem_exception_handler(
             "The request body is too large.",
         )
     if isinstance(exc, DatabaseError):
-        # The client sees a retry-later; the operator needs the cause.
-        logger.warning("database error answered with 503: %s", exc)
-        response = problem_response(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "Service unavailable",
-            "The database is unavailable; retry later.",
-        )
-        response["Retry-After"] = "5"
-        return response
+        return _database_problem(exc)
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -89,6 +83,32 @@ def problem_exception_handler(
         if header in response:
             body[header] = response[header]
     return body
+
+
+def _database_problem(exc: DatabaseError) -> Response:
+    """Only an unreachable database is an outage (devices/dberrors.py)."""
+    kind = dberrors.classify(exc)
+    if kind == dberrors.OTHER:
+        # A bug or a constraint we did not expect: never "come back later".
+        logger.error("database error", exc_info=exc)
+        return problem_response(
+            status.HTTP_500_INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "The server failed to handle this request.",
+        )
+    if kind == dberrors.CONFLICT:
+        # Retried where it can happen; a retry of the request is safe.
+        logger.warning("database conflict answered with 503: %s", exc)
+        detail = "The request conflicted with a concurrent one; retry."
+    else:
+        # The client sees a retry-later; the operator needs the cause.
+        logger.warning("database unavailable, answered with 503: %s", exc)
+        detail = "The database is unavailable; retry later."
+    response = problem_response(
+        status.HTTP_503_SERVICE_UNAVAILABLE, "Service unavailable", detail
+    )
+    response["Retry-After"] = "1" if kind == dberrors.CONFLICT else "5"
+    return response
 
 
 def _title(code: int) -> str:
