@@ -117,8 +117,11 @@ async def send_push(
 
 
 async def health(http: httpx.AsyncClient, server: str) -> tuple[int, Any]:
-    """GET /healthz: (status code, body) also when unhealthy (503)."""
-    response = await http.get(f"{server}/healthz")
+    """GET /readyz (database and Redis checks): (status code, body) also when
+    not ready (503). Servers before /readyz answer the checks at /healthz."""
+    response = await http.get(f"{server}/readyz")
+    if response.status_code == 404:
+        response = await http.get(f"{server}/healthz")
     try:
         return response.status_code, response.json()
     except ValueError:

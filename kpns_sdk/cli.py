@@ -338,10 +338,20 @@ def _health_words(status: int, body: Any) -> str:
     for name, check in (body.get("checks") or {}).items():
         label = name.replace("_", " ")
         if check.get("ok"):
-            checks.append(f"{label} ok ({check.get('backend')}, {check.get('ms')} ms)")
+            details = [str(check["backend"])] if check.get("backend") else []
+            if check.get("ms") is not None:
+                details.append(f"{check['ms']} ms")
+            checks.append(
+                f"{label} ok" + (f" ({', '.join(details)})" if details else "")
+            )
+        elif check.get("unapplied"):
+            checks.append(f"{label} FAILING ({check['unapplied']} not applied)")
         else:
             checks.append(f"{label} FAILING ({check.get('error')})")
-    return f"{body.get('status', status)}: " + "; ".join(checks)
+    word = body.get("status")
+    if not isinstance(word, str):  # a 503 problem body: status is the code
+        word = "not ready" if status == 503 else f"HTTP {status}"
+    return f"{word}: " + "; ".join(checks)
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:

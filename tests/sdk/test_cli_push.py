@@ -93,3 +93,26 @@ def test_push_usage_errors(capsys):
     assert "--data must be a JSON object" in capsys.readouterr().err
     with pytest.raises(ValueError):
         api.send_push(None, "s", "k", title="t", aliases=["a"], tags=["b"]).send(None)
+
+
+def test_status_reads_readiness_in_plain_words(transport, capsys, tmp_path):
+    not_ready = {
+        "type": "about:blank",
+        "title": "Service unavailable",
+        "status": 503,
+        "detail": "Not ready: channel_layer, migrations.",
+        "checks": {
+            "database": {"ok": True, "backend": "postgresql", "ms": 1.2},
+            "channel_layer": {"ok": False, "backend": "X", "error": "TimeoutError"},
+            "migrations": {"ok": False, "unapplied": 2, "next": ["a.1", "a.2"]},
+        },
+    }
+    seen, transport["transport"] = fake_server(lambda r: (503, not_ready))
+    state = str(tmp_path / "device.json")
+    code = cli.main(["status", "--server", "http://kpns.test", "--state", state])
+    assert code == 1
+    assert [str(r.url) for r in seen] == ["http://kpns.test/readyz"]
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "server http://kpns.test: not ready: database ok (postgresql, 1.2 ms); "
+        "channel layer FAILING (TimeoutError); migrations FAILING (2 not applied)"
+    )

@@ -260,7 +260,8 @@ def test_cli_listen_prints_pushes_and_status_shows_the_device(
 
     status = run_kpns("status", "--server", sdk_server.http_url, "--state", str(state))
     assert status.returncode == 0, status.stdout + status.stderr
-    assert f"server {sdk_server.http_url}: ok: database ok" in status.stdout
+    assert f"server {sdk_server.http_url}: ready: database ok (" in status.stdout
+    assert "channel layer ok (RedisChannelLayer" in status.stdout
     assert f"device {device.pk}" in status.stdout
     assert "last seq handled 1" in status.stdout
     assert "token valid; offline; platform desktop; tags cli, ops" in status.stdout
