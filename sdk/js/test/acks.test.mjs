@@ -42,7 +42,10 @@ function makeClient(options = {}) {
     device: { platform: "other", tags: ["js-acks"] },
     ...options,
   });
-  client.on("error", (err) => errors.push(err));
+  client.on("error", (err) => {
+    errors.push(err);
+    console.log(`error event: ${err.message}`);
+  });
   clients.push(client);
   const acks = () => sent.filter((frame) => frame.type === "ack" || frame.type === "ack_upto");
   return { client, sent, errors, acks };
@@ -52,10 +55,20 @@ after(async () => {
   await Promise.all(clients.map((client) => client.stop()));
 });
 
-const statusesAre = (deviceId, expected) => async () => {
-  const now = await deviceStatuses(deviceId);
-  return JSON.stringify(now) === JSON.stringify(expected) ? now : false;
-};
+/** Wait until the device's deliveries are in exactly these statuses. */
+async function waitForStatuses(deviceId, expected, options = {}) {
+  let now;
+  const same = async () => {
+    now = await deviceStatuses(deviceId);
+    return JSON.stringify(now) === JSON.stringify(expected);
+  };
+  try {
+    await waitFor(same, { what: JSON.stringify(expected), ...options });
+  } catch (err) {
+    err.message += `; statuses now ${JSON.stringify(now)}`;
+    throw err;
+  }
+}
 
 for (const encoding of ["json", "kmpp"]) {
   describe(`${encoding}: a burst of ${BURST} pushes`, { skip: LIVE_SKIP }, () => {
@@ -69,9 +82,7 @@ for (const encoding of ["json", "kmpp"]) {
       await waitForState(client, "connected");
       await burst(client.deviceId, BURST);
       await waitFor(() => client.lastSeq === BURST, { timeout: 60000, what: `${BURST} pushes handled` });
-      await waitFor(statusesAre(client.deviceId, { delivered: BURST }), {
-        timeout: 30000, what: `${BURST} deliveries delivered`,
-      });
+      await waitForStatuses(client.deviceId, { delivered: BURST }, { timeout: 30000 });
       console.log(`${encoding}: ${acks().length} ack frames for ${BURST} pushes`);
       assert.equal(client.state, "connected");
       assert.deepEqual(states, ["registering", "connecting", "connected"]);
@@ -94,11 +105,11 @@ describe("ack batching", { skip: LIVE_SKIP }, () => {
     await waitForState(client, "connected");
     await burst(client.deviceId, 10);
     await waitFor(() => client.lastSeq === 10, { what: "10 pushes handled" });
-    await waitFor(statusesAre(client.deviceId, { delivered: 8, sent: 2 }), { what: "two full batches acked" });
+    await waitForStatuses(client.deviceId, { delivered: 8, sent: 2 }, { what: "two full batches acked" });
     assert.deepEqual(acks().map((frame) => frame.seq), [4, 8]);
     await client.stop(); // the last two are acked before the close frame
     assert.deepEqual(acks().map((frame) => frame.seq), [4, 8, 10]);
-    await waitFor(statusesAre(client.deviceId, { delivered: 10 }), { what: "the flushed ack recorded" });
+    await waitForStatuses(client.deviceId, { delivered: 10 }, { what: "the flushed ack recorded" });
     assert.deepEqual(errors, []);
 
     const quick = makeClient({ ackDelayMs: 200 });
@@ -116,7 +127,7 @@ describe("ack batching", { skip: LIVE_SKIP }, () => {
     client.start();
     await waitForState(client, "connected");
     const { message_ids: ids } = await burst(client.deviceId, 200);
-    await waitFor(statusesAre(client.deviceId, { delivered: 200 }), { timeout: 60000, what: "200 delivered" });
+    await waitForStatuses(client.deviceId, { delivered: 200 }, { timeout: 60000, what: "200 delivered" });
     assert.equal(client.state, "connected");
     assert.deepEqual(acks(), ids.map((id, i) => ({ type: "ack", id, seq: i + 1 })));
     assert.deepEqual(errors, []);
@@ -141,7 +152,7 @@ describe("ack batching", { skip: LIVE_SKIP }, () => {
       await waitForState(client, "connected");
       await burst(client.deviceId, 1);
       await waitFor(() => client.stats.duplicates === 1, { timeout: 15000, what: "the resent push" });
-      await waitFor(statusesAre(client.deviceId, { delivered: 1 }), { what: "delivered" });
+      await waitForStatuses(client.deviceId, { delivered: 1 }, { what: "delivered" });
       assert.equal(calls, 1);
       assert.equal(client.stats.connects, 2);
       assert.deepEqual(acks(), [{ type: "ack_upto", seq: 1 }]);
