@@ -50,7 +50,7 @@ def burst(device: Device, count: int, title: str = "burst") -> list[str]:
 def delivery_statuses(device_id: Any) -> dict[str, int]:
     """How many of a device's deliveries are in each status."""
     rows = Delivery.objects.filter(device_id=device_id).values_list("status")
-    return dict(Counter(status for (status,) in rows))
+    return dict(sorted(Counter(status for (status,) in rows).items()))
 
 
 def _burst(body: dict[str, Any]) -> dict[str, Any]:

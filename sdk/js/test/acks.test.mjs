@@ -60,7 +60,8 @@ async function waitForStatuses(deviceId, expected, options = {}) {
   let now;
   const same = async () => {
     now = await deviceStatuses(deviceId);
-    return JSON.stringify(now) === JSON.stringify(expected);
+    const sorted = (counts) => JSON.stringify(Object.entries(counts).sort());
+    return sorted(now) === sorted(expected);
   };
   try {
     await waitFor(same, { what: JSON.stringify(expected), ...options });
