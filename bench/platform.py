@@ -22,9 +22,13 @@ PY_SPY = str(Path(sys.executable).parent / "py-spy")
 
 
 class Platform:
-    def __init__(self, *, devices: int, servers: int) -> None:
+    def __init__(self, *, devices: int, servers: int, register: str = "copy") -> None:
         self.device_count = devices
         self.server_count = servers
+        # "copy": devices inserted in bulk (fast, for 20,000 and more);
+        # "api": registered one by one through POST /api/v1/devices/register,
+        # as device SDKs do.
+        self.register = register
         self.servers: list[tuple[int, subprocess.Popen]] = []
         self.scheduler: subprocess.Popen | None = None
         self.clients: list[subprocess.Popen] = []
@@ -35,7 +39,12 @@ class Platform:
 
     def __enter__(self) -> "Platform":
         self.reset()
-        self.app, self.tokens = seed(self.device_count)
+        if self.register == "api":
+            from devices import registry
+
+            self.app, self.tokens = registry.app_create(name="Bench"), []
+        else:
+            self.app, self.tokens = seed(self.device_count)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "KPNS_BENCH_NAIVE": "1"}
         for _ in range(self.server_count):
             port = free_port()
@@ -64,6 +73,8 @@ class Platform:
         except BaseException:
             self.__exit__()  # no orphaned server or scheduler
             raise
+        if self.register == "api":
+            self.tokens = self.register_through_api(self.device_count)
         self.baseline_rss = self.server_rss()
         return self
 
@@ -257,6 +268,27 @@ class Platform:
             self._api_key = created.key
         return self._api_key
 
+    def http_servers(self) -> list[str]:
+        """Where the admin and the API are served (host:port)."""
+        return [f"127.0.0.1:{port}" for port, _ in self.servers]
+
+    def register_through_api(self, count: int) -> list[str]:
+        """Register `count` devices as the SDKs do; returns their tokens."""
+        requests = [
+            {
+                "path": "/api/v1/devices/register",
+                "body": {"client_key": self.app.client_key, "platform": "android"},
+            }
+            for _ in range(count)
+        ]
+        report = self.http_load(requests, rate=0, connections=32)
+        tokens = [
+            r["answer"]["token"] for r in report["results"] if r.get("status") == 201
+        ]
+        if len(tokens) != count:
+            raise RuntimeError(f"registered {len(tokens)} of {count} devices")
+        return tokens
+
     def online_device_ids(self) -> list[str]:
         from devices.models import Device
 
@@ -268,7 +300,7 @@ class Platform:
     ) -> dict[str, Any]:
         """Run bench.httpload against every server; returns its report."""
         plan = {
-            "servers": [f"127.0.0.1:{port}" for port, _ in self.servers],
+            "servers": self.http_servers(),
             "key": self.api_key(),
             "rate": rate,
             "connections": connections,
@@ -285,7 +317,9 @@ class Platform:
             check=True,
         )
         report = json.loads(out.stdout)
-        failed = [r for r in report["results"] if r.get("status") not in (200, 202)]
+        failed = [
+            r for r in report["results"] if r.get("status") not in (200, 201, 202)
+        ]
         if failed:
             print(f"{len(failed)} requests failed, e.g. {failed[0]}", file=sys.stderr)
         return report

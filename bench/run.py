@@ -38,6 +38,9 @@ def configure(args: argparse.Namespace) -> None:
     os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
     # The targeted scenario offers thousands of requests a second with one key.
     os.environ.setdefault("KPNS_API_RATE_PER_MINUTE", "100000000")
+    # --register api registers every device from one address, with one key.
+    os.environ.setdefault("KPNS_REGISTER_RATE_PER_MINUTE", "100000000")
+    os.environ.setdefault("KPNS_REGISTER_ADDRESS_RATE_PER_MINUTE", "100000000")
     sys.path.insert(0, str(ROOT))
     _ensure_database(args.database_url)
     import django
@@ -91,6 +94,13 @@ def main() -> None:
         "--campaigns", type=int, default=5, help="acks: campaigns sent back to back"
     )
     parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument(
+        "--register",
+        choices=["copy", "api"],
+        default="copy",
+        help="copy: insert the devices in bulk; api: register each through "
+        "POST /api/v1/devices/register, as the device SDKs do",
+    )
     parser.add_argument("--servers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
@@ -118,11 +128,15 @@ def main() -> None:
     from bench.platform import Platform
 
     started = time.time()
-    with Platform(devices=args.devices, servers=args.servers) as platform:
+    with Platform(
+        devices=args.devices, servers=args.servers, register=args.register
+    ) as platform:
         report: dict[str, Any] = {
             "devices": args.devices,
             "servers": args.servers,
             "runs": args.runs,
+            "register": args.register,
+            "load_average": list(os.getloadavg()),
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
             "scenarios": {},
         }
@@ -135,6 +149,8 @@ def main() -> None:
             report["scenarios"][name] = {"runs": runs, "summary": summarize(runs)}
             print(json.dumps({name: report["scenarios"][name]["summary"]}, indent=1))
         report["seconds"] = round(time.time() - started, 1)
+        report["load_average_end"] = list(os.getloadavg())
+        report["commit"] = _commit()
     write(report, args)
     failures = [
         f"{name}: {check}"
@@ -147,6 +163,24 @@ def main() -> None:
         print("CORRECTNESS FAILURES:", *failures, sep="\n  ")
         sys.exit(1)
     print("all correctness checks passed")
+
+
+def _commit() -> str:
+    """The commit under test (a copy without .git: KPNS_BENCH_COMMIT)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("KPNS_BENCH_COMMIT", "unknown")
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -167,7 +201,13 @@ def write(report: dict[str, Any], args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"{args.label or 'run'}-{args.devices}x{args.servers}"
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1))
-    lines = [f"# {stem} ({report['started']} UTC, {report['seconds']} s)", ""]
+    lines = [
+        f"# {stem} ({report['started']} UTC, {report['seconds']} s, "
+        f"commit {report.get('commit')}, load average at start "
+        f"{report['load_average'][0]:.2f}, at end "
+        f"{report['load_average_end'][0]:.2f})",
+        "",
+    ]
     for name, data in report["scenarios"].items():
         lines += [
             f"## {name}",
