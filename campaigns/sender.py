@@ -21,6 +21,7 @@ from campaigns import lifecycle
 from campaigns.audience import audience_devices
 from campaigns.models import Campaign, CampaignSlice, CampaignStatus
 from devices import delivery, inbox
+from devices.enqueue import deliveries_write
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +66,11 @@ def send_next_chunk(
             .order_by("pk")
             .values_list("pk", flat=True)[:size]
         )
-        targets = inbox.deliveries_enqueue(
-            message=campaign.message, device_ids=ids, expires_at=slice_.expires_at
-        )
+        # A chunk written again (a scheduler that died before its commit
+        # was seen) skips the devices that already have the message.
+        targets = deliveries_write(
+            [(campaign.message, ids)], expires_at=slice_.expires_at, skip_existing=True
+        )[campaign.message.pk]
         if ids:
             slice_.cursor = str(ids[-1])
         if len(ids) < size:

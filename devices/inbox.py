@@ -23,9 +23,8 @@ from uuid import UUID
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Min, Q
-from django.db.models.expressions import RawSQL, Value
+from django.db.models.expressions import Value
 from django.db.models.functions import Coalesce
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from devices import dberrors, webhooks
@@ -41,20 +40,11 @@ from devices.models import (
     WebhookEvent,
 )
 from devices.protocol import JSON, Push
+from devices.sqlvalues import in_values, pg_array
 
 MAX_TTL_SECONDS = 90 * 86400
 # Devices per sweep query (pending_for_devices).
 SWEEP_BATCH = 5000
-
-
-@dataclass(frozen=True)
-class Target:
-    """A committed delivery that may be live on some node."""
-
-    device_id: UUID
-    seq: int
-    delivery_id: int
-    node: str | None
 
 
 @dataclass
@@ -153,244 +143,6 @@ def push_fields(message: Message) -> dict[str, Any]:
         "sent_at": _ms(message.created_at or timezone.now()),
         "expires_at": _ms(message.expires_at),
     }
-
-
-def deliveries_enqueue(
-    *,
-    message: Message,
-    device_ids: Sequence[UUID],
-    expires_at: datetime | None = None,
-) -> list[Target]:
-    """Give each active device of the message's app the message at its next seq.
-
-    Idempotent: a device that already has the message is skipped. Must run
-    inside a transaction; wake the returned targets after it commits.
-
-    Two statements whatever the number of devices: an UPDATE that bumps and
-    locks the devices' seqs (RETURNING them), then an INSERT ... SELECT of the
-    deliveries. Building 5,000 Delivery objects through the ORM cost more
-    than both statements together (docs/benchmarks.md).
-    """
-    if not device_ids:
-        return []
-    bumped = _bump_seqs(message, sorted(device_ids))
-    if not bumped:
-        return []
-    ids = [device_id for device_id, _seq, _node in bumped]
-    if message.collapse_key:
-        _collapse_older(message, ids)
-    delivery_ids = _insert_deliveries(message, ids, expires_at or message.expires_at)
-    return [
-        Target(
-            device_id=device_id, seq=seq, delivery_id=delivery_ids[device_id], node=node
-        )
-        for device_id, seq, node in bumped
-    ]
-
-
-def _bump_seqs(
-    message: Message, device_ids: list[UUID]
-) -> list[tuple[UUID, int, str | None]]:
-    """Assign each device its next seq, under its row lock; skip repeats."""
-    device_table = connection.ops.quote_name(Device._meta.db_table)
-    delivery_table = connection.ops.quote_name(Delivery._meta.db_table)
-    pk = Device._meta.pk
-    assert pk is not None
-    id_sql, params = _id_list_sql(device_ids)
-    # Only quoted table names and placeholders are interpolated.
-    sql = (
-        f"UPDATE {device_table} SET last_seq = last_seq + 1 "  # noqa: S608
-        f"WHERE {id_sql} AND app_id = %s AND is_active "
-        f"AND NOT EXISTS (SELECT 1 FROM {delivery_table} d "
-        f"WHERE d.device_id = {device_table}.id AND d.message_id = %s) "
-        "RETURNING id, last_seq, node"
-    )
-    message_pk = Message._meta.pk
-    assert message_pk is not None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                *params,
-                message.app_id,
-                message_pk.get_db_prep_value(message.id, connection),
-            ],
-        )
-        rows = cursor.fetchall()
-    return [(pk.to_python(row[0]), row[1], row[2]) for row in rows]
-
-
-def _insert_deliveries(
-    message: Message, device_ids: list[UUID], expires_at: datetime
-) -> dict[UUID, int]:
-    """INSERT ... SELECT the deliveries at the seqs just assigned."""
-    device_table = connection.ops.quote_name(Device._meta.db_table)
-    delivery_table = connection.ops.quote_name(Delivery._meta.db_table)
-    pk = Device._meta.pk
-    message_pk = Message._meta.pk
-    assert pk is not None and message_pk is not None
-    stamp = Delivery._meta.get_field("created_at")
-    id_sql, params = _id_list_sql(device_ids)
-    # Only quoted table names and placeholders are interpolated.
-    sql = (
-        f"INSERT INTO {delivery_table} "  # noqa: S608
-        "(message_id, device_id, seq, status, created_at, expires_at) "
-        f"SELECT %s, id, last_seq, %s, %s, %s FROM {device_table} "
-        f"WHERE {id_sql} RETURNING id, device_id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                message_pk.get_db_prep_value(message.id, connection),
-                DeliveryStatus.PENDING.value,
-                stamp.get_db_prep_value(timezone.now(), connection),
-                stamp.get_db_prep_value(expires_at, connection),
-                *params,
-            ],
-        )
-        return {
-            pk.to_python(device_id): row_id for row_id, device_id in cursor.fetchall()
-        }
-
-
-def message_send_at_once(
-    *, message: Message, device_ids: Sequence[UUID]
-) -> list[Target]:
-    """Save a new message and give each active device of its app the message
-    at its next seq, in one PostgreSQL statement (atomic on its own, so
-    outside a transaction it needs no BEGIN and COMMIT round trips).
-
-    What message.save() plus deliveries_enqueue() do for a message without a
-    collapse key, at a third of the round trips: an API push was mostly the
-    cost of its five statements (docs/benchmarks.md). Wake the returned
-    targets afterwards. The message INSERT is Django's own SQL for the model.
-    """
-    assert connection.vendor == "postgresql" and not message.collapse_key
-    insert = InsertQuery(Message)
-    insert.insert_values(Message._meta.concrete_fields, [message])
-    [(message_sql, message_params)] = insert.get_compiler(
-        connection=connection
-    ).as_sql()
-    device_table = connection.ops.quote_name(Device._meta.db_table)
-    delivery_table = connection.ops.quote_name(Delivery._meta.db_table)
-    stamp = Delivery._meta.get_field("created_at")
-    pk = Device._meta.pk
-    assert pk is not None
-    # Only Django's compiled INSERT and quoted table names are interpolated.
-    # Sub-statements of one WITH see the same snapshot: the delivery INSERT
-    # reads the seqs from the UPDATE's RETURNING, not from the table.
-    sql = (
-        f"WITH saved AS ({message_sql}), "  # noqa: S608
-        f"bumped AS (UPDATE {device_table} SET last_seq = last_seq + 1 "
-        "WHERE id = ANY(%s::uuid[]) AND app_id = %s AND is_active "
-        "RETURNING id, last_seq, node), "
-        f"queued AS (INSERT INTO {delivery_table} "
-        "(message_id, device_id, seq, status, created_at, expires_at) "
-        "SELECT %s, id, last_seq, %s, %s, %s FROM bumped RETURNING id, device_id) "
-        "SELECT queued.id, bumped.id, bumped.last_seq, bumped.node "
-        "FROM queued JOIN bumped ON bumped.id = queued.device_id"
-    )
-    params = [
-        *message_params,
-        pg_array(sorted(device_ids)),  # one lock order, as deliveries_enqueue
-        message.app_id,
-        message.id,
-        DeliveryStatus.PENDING.value,
-        stamp.get_db_prep_value(timezone.now(), connection),
-        stamp.get_db_prep_value(message.expires_at, connection),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    message._state.adding = False
-    message._state.db = connection.alias
-    return [
-        Target(
-            device_id=pk.to_python(device_id), seq=seq, delivery_id=row_id, node=node
-        )
-        for row_id, device_id, seq, node in rows
-    ]
-
-
-def deliveries_enqueue_many(
-    plans: Sequence[tuple[Message, Sequence[UUID]]],
-) -> dict[UUID, list[Target]]:
-    """Many new messages of one app, each to its own devices (a push batch).
-
-    Returns each message's targets by message id. Must run inside a
-    transaction, after the messages are saved. A device named by several
-    messages gets them at consecutive seqs, in the order given.
-
-    On PostgreSQL three statements whatever the batch: one UPDATE bumps
-    every device's seq by its count of messages (RETURNING the new ones),
-    one INSERT from arrays writes every delivery. Collapse keys (which
-    must see the earlier messages of the batch) and other databases take
-    the one-message path for each message.
-    """
-    plans = [(m, list(dict.fromkeys(ids))) for m, ids in plans]
-    if connection.vendor != "postgresql" or any(m.collapse_key for m, _ in plans):
-        return {m.pk: deliveries_enqueue(message=m, device_ids=ids) for m, ids in plans}
-    found: dict[UUID, list[Target]] = {m.pk: [] for m, _ in plans}
-    counts: dict[UUID, int] = defaultdict(int)
-    for _message, ids in plans:
-        for device_id in ids:
-            counts[device_id] += 1
-    if not counts:
-        return found
-    app_ids = {m.app_id for m, _ in plans}
-    assert len(app_ids) == 1, "a batch belongs to one app"
-    device_table = connection.ops.quote_name(Device._meta.db_table)
-    delivery_table = connection.ops.quote_name(Delivery._meta.db_table)
-    ordered = sorted(counts)  # one lock order for every writer
-    with connection.cursor() as cursor:
-        # Only quoted table names and placeholders are interpolated.
-        cursor.execute(
-            f"UPDATE {device_table} d SET last_seq = d.last_seq + c.n "  # noqa: S608
-            "FROM (SELECT unnest(%s::uuid[]) AS id, unnest(%s::int[]) AS n) c "
-            "WHERE d.id = c.id AND d.app_id = %s AND d.is_active "
-            "RETURNING d.id, d.last_seq, d.node",
-            [pg_array(ordered), pg_array(counts[i] for i in ordered), app_ids.pop()],
-        )
-        bumped = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
-        # Seqs handed out in plan order: last_seq - n + 1 ... last_seq.
-        next_seq = {i: last - counts[i] + 1 for i, (last, _node) in bumped.items()}
-        rows: list[tuple[Message, UUID, int]] = []
-        for message, ids in plans:
-            for device_id in ids:
-                if device_id in next_seq:
-                    rows.append((message, device_id, next_seq[device_id]))
-                    next_seq[device_id] += 1
-        if not rows:
-            return found
-        now = timezone.now()
-        cursor.execute(
-            f"INSERT INTO {delivery_table} "  # noqa: S608
-            "(message_id, device_id, seq, status, created_at, expires_at) "
-            "SELECT m, d, s, %s, %s, e FROM unnest("
-            "%s::uuid[], %s::uuid[], %s::bigint[], %s::timestamptz[]) AS r(m, d, s, e) "
-            "RETURNING id, message_id, device_id, seq",
-            [
-                DeliveryStatus.PENDING.value,
-                now,
-                pg_array(m.pk for m, _d, _s in rows),
-                pg_array(d for _m, d, _s in rows),
-                pg_array(s for _m, _d, s in rows),
-                pg_array(m.expires_at for m, _d, _s in rows),
-            ],
-        )
-        for row_id, message_id, device_id, seq in cursor.fetchall():
-            found[message_id].append(
-                Target(
-                    device_id=device_id,
-                    seq=seq,
-                    delivery_id=row_id,
-                    node=bumped[device_id][1],
-                )
-            )
-    for targets in found.values():
-        targets.sort(key=lambda t: t.seq)
-    return found
 
 
 @dataclass(frozen=True)
@@ -862,43 +614,6 @@ def presence_clear_nodes(*, nodes: Iterable[str]) -> int:
     )
 
 
-def pg_array(values: Iterable[UUID | int | datetime]) -> str:
-    """A PostgreSQL array literal of UUIDs, integers or aware datetimes, for a
-    `%s::uuid[]` (bigint[], timestamptz[]) parameter.
-
-    psycopg dumps a Python list element by element in Python: 5,000 UUIDs
-    took 13.7 ms a statement, the literal 5.0 ms (benchmarks.md). None of
-    these values' text needs quoting inside an array literal.
-    """
-    return (
-        "{"
-        + ",".join(v.isoformat() if isinstance(v, datetime) else str(v) for v in values)
-        + "}"
-    )
-
-
-def _id_list_sql(device_ids: list[UUID]) -> tuple[str, list[Any]]:
-    """`id IN (...)` for raw SQL: one array parameter on PostgreSQL.
-
-    psycopg spent more time splitting a query with 5,000 placeholders than
-    PostgreSQL spent running it.
-    """
-    if connection.vendor == "postgresql":
-        return "id = ANY(%s::uuid[])", [pg_array(device_ids)]
-    pk = Device._meta.pk
-    assert pk is not None
-    params = [pk.get_db_prep_value(i, connection) for i in device_ids]
-    return f"id IN ({','.join(['%s'] * len(params))})", params
-
-
-def in_values(values: list[Any], sql_type: str) -> Any:
-    """The right side of an ORM `__in` for a long list (see _id_list_sql)."""
-    if connection.vendor == "postgresql":
-        # sql_type is one of our literals; the values travel as one parameter.
-        return RawSQL(f"SELECT unnest(%s::{sql_type}[])", [pg_array(values)])  # noqa: S611
-    return values
-
-
 def _delivered(now: datetime) -> dict[str, Any]:
     # A receipt can overtake the "sent" one; delivered implies sent.
     return {
@@ -906,23 +621,6 @@ def _delivered(now: datetime) -> dict[str, Any]:
         "delivered_at": now,
         "sent_at": Coalesce(F("sent_at"), Value(now)),
     }
-
-
-def _collapse_older(message: Message, device_ids: list[UUID]) -> None:
-    # A newer message with the same collapse key replaces the older ones
-    # that have not been delivered yet (locked in id order first).
-    older = Delivery.objects.filter(
-        device_id__in=device_ids,
-        status__in=OPEN_STATUSES,
-        message__app_id=message.app_id,
-        message__collapse_key=message.collapse_key,
-    ).exclude(message=message)
-    locked = older.select_for_update(of=("self",)).order_by("pk")
-    ids = list(locked.values_list("pk", flat=True))
-    if ids:
-        Delivery.objects.filter(pk__in=in_values(ids, "bigint")).update(
-            status=DeliveryStatus.COLLAPSED
-        )
 
 
 def _by_device(items: list[tuple[UUID, int, str]]) -> dict[UUID, list[tuple[int, str]]]:

@@ -161,7 +161,7 @@ class Delivery(models.Model):
     # and (message, status) lead with them) and no database-level foreign
     # keys: their deferred checks were a quarter of each 5,000-row chunk's
     # time (docs/benchmarks.md). Rows are only ever inserted by
-    # inbox.deliveries_enqueue*, from device rows it has just locked in the
+    # enqueue.deliveries_write, from device rows it has just locked in the
     # same transaction and a message it has just saved; deleting a device or
     # message still deletes its deliveries (Django's CASCADE).
     message = models.ForeignKey(

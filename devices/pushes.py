@@ -5,9 +5,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from devices import delivery, inbox
+from devices.enqueue import deliveries_write
 from devices.models import App, Device, Message
 
 logger = logging.getLogger(__name__)
@@ -18,31 +19,13 @@ def push_to_devices(
 ) -> tuple[Message, int]:
     """Send one message to devices of one app. Returns it and the targets count."""
     device_ids = list(device_ids)
-    if _at_once(device_ids, content):
-        message = inbox.message_build(app=app, **content)
-        targets = inbox.message_send_at_once(message=message, device_ids=device_ids)
-        delivery.wake_targets(inbox.push_fields(message), targets)
-        _log_push(message, app, targets)
-        return message, len(targets)
     with transaction.atomic():
         message = inbox.message_create(app=app, **content)
-        targets = inbox.deliveries_enqueue(message=message, device_ids=device_ids)
+        targets = deliveries_write([(message, device_ids)])[message.pk]
         fields = inbox.push_fields(message)
         transaction.on_commit(lambda: delivery.wake_targets(fields, targets))
     _log_push(message, app, targets)
     return message, len(targets)
-
-
-def _at_once(device_ids: list[Any], content: dict[str, Any]) -> bool:
-    """Whether the one-statement send applies: PostgreSQL, not inside a
-    caller's transaction (whose commit must come before the wake-up), and
-    no collapse key (which first retires the older message's deliveries)."""
-    return (
-        bool(device_ids)
-        and connection.vendor == "postgresql"
-        and not connection.in_atomic_block
-        and not content.get("collapse_key")
-    )
 
 
 def _log_push(message: Message, app: App, targets: list[Any]) -> None:
@@ -64,7 +47,7 @@ def push_batch(*, app: App, plans: list[tuple[Message, list[Any]]]) -> list[int]
         return []
     with transaction.atomic():
         Message.objects.bulk_create([message for message, _ids in plans])
-        found = inbox.deliveries_enqueue_many(plans)
+        found = deliveries_write(plans)
         batch = [(inbox.push_fields(m), found[m.pk]) for m, _ids in plans]
         transaction.on_commit(lambda: delivery.wake_batch(batch))
     logger.info(

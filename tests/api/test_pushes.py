@@ -1,7 +1,6 @@
 """Pushes through the server API: targets, content, limits, batch, status."""
 
 import pytest
-from django.db import connection
 
 from devices import inbox
 from devices.models import Delivery, DeliveryStatus, Device, Message
@@ -238,41 +237,3 @@ def test_batch_with_collapse_keys_collapses_within_the_batch(api, app):
         Delivery.objects.filter(device=device).values_list("message__title", "status")
     )
     assert statuses == {"old": DeliveryStatus.COLLAPSED, "new": DeliveryStatus.PENDING}
-
-
-@pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="the one-statement send is PostgreSQL's (SQLite has no data-modifying WITH)",
-)
-def test_the_one_statement_send_keeps_the_inbox_rules(app, other_app):
-    """What the API's one-statement push writes (devices.inbox.
-    message_send_at_once) equals what the transactional path writes: the
-    app's active devices only, each at its next seq after earlier pushes."""
-    a, _ = make_device(app)
-    b, _ = make_device(app)
-    gone, _ = make_device(app)
-    Device.objects.filter(pk=gone.pk).update(is_active=False)
-    foreign, _ = make_device(other_app)
-    earlier = inbox.message_create(app=app, title="earlier")
-    inbox.deliveries_enqueue(message=earlier, device_ids=[a.pk])
-
-    message = inbox.message_build(app=app, title="now", data={"k": 1}, ttl_seconds=60)
-    targets = inbox.message_send_at_once(
-        message=message, device_ids=[b.pk, a.pk, gone.pk, foreign.pk]
-    )
-
-    assert {(t.device_id, t.seq) for t in targets} == {(a.pk, 2), (b.pk, 1)}
-    saved = Message.objects.get(pk=message.pk)
-    assert (saved.title, saved.data, saved.app_id) == ("now", {"k": 1}, app.pk)
-    assert saved.created_at == message.created_at is not None
-    rows = Delivery.objects.filter(message=message)
-    assert {(d.device_id, d.seq, d.status) for d in rows} == {
-        (a.pk, 2, DeliveryStatus.PENDING),
-        (b.pk, 1, DeliveryStatus.PENDING),
-    }
-    assert {d.pk for d in rows} == {t.delivery_id for t in targets}
-    assert {d.expires_at for d in rows} == {message.expires_at}
-    seqs = dict(
-        Device.objects.filter(pk__in=[a.pk, b.pk]).values_list("pk", "last_seq")
-    )
-    assert seqs == {a.pk: 2, b.pk: 1}

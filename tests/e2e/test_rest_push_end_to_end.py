@@ -1,6 +1,6 @@
 """A backend pushes through the REST API of a real Daphne: the request is
-served on the API thread pool (kpns_site/apithreads.py), written in one
-statement on PostgreSQL (devices.inbox.message_send_at_once) and reaches
+served on the API thread pool (kpns_site/apithreads.py), written by the
+one write path (devices.enqueue.deliveries_write) and reaches
 the device's socket; errors, idempotent retries and key revocation behave
 as they do through Django's own handler."""
 

@@ -5,8 +5,8 @@ import uuid
 from channels.layers import get_channel_layer
 
 from devices.delivery import TARGETS_PER_EVENT, awake_targets
+from devices.enqueue import Target
 from devices.groups import node_channel
-from devices.inbox import Target
 
 PUSH = {"id": "m1", "title": "t", "expires_at": 0}
 

@@ -3,6 +3,7 @@
 import pytest
 
 from devices import inbox
+from devices.enqueue import deliveries_write
 from devices.models import Delivery, DeliveryStatus, Device
 from tests.factories import make_app, make_device
 
@@ -11,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 def push(app, device, title):
     message = inbox.message_create(app=app, title=title)
-    return message, inbox.deliveries_enqueue(message=message, device_ids=[device.pk])
+    return message, deliveries_write([(message, [device.pk])])[message.pk]
 
 
 def connect(device, last_seq=0):
@@ -25,7 +26,8 @@ def test_seqs_grow_by_one_per_device_and_repeats_are_skipped(app):
     other, _ = make_device(app)
     message, targets = push(app, device, "a")
     assert [t.seq for t in targets] == [1]
-    again = inbox.deliveries_enqueue(message=message, device_ids=[device.pk, other.pk])
+    again = deliveries_write([(message, [device.pk, other.pk])], skip_existing=True)
+    again = again[message.pk]
     assert [(t.device_id, t.seq) for t in again] == [(other.pk, 1)]
     _m, targets = push(app, device, "b")
     assert [t.seq for t in targets] == [2]
@@ -37,10 +39,8 @@ def test_devices_of_other_apps_and_revoked_ones_get_nothing(app):
     revoked, _ = make_device(app)
     Device.objects.filter(pk=revoked.pk).update(is_active=False)
     message = inbox.message_create(app=app, title="t")
-    assert (
-        inbox.deliveries_enqueue(message=message, device_ids=[stranger.pk, revoked.pk])
-        == []
-    )
+    written = deliveries_write([(message, [stranger.pk, revoked.pk])])
+    assert written == {message.pk: []}
 
 
 def test_backlog_over_the_limit_drops_the_oldest_and_asks_for_resync(app, settings):
