@@ -29,6 +29,9 @@ LIST_KEYS = (
 )
 ATTRIBUTE_OPS = ("eq", "ne", "in", "gt", "gte", "lt", "lte", "exists")
 CONDITION_KEYS = {"key", "op", "value"}
+# PostgreSQL cannot compare or store U+0000 (the query failed: a 503). The
+# API's parser refuses it first; the admin's audience form comes here.
+NUL_MESSAGE = "Strings cannot contain the NUL character (U+0000)."
 MAX_LIST = 10_000
 
 
@@ -48,6 +51,8 @@ def audience_validate(kind: str, spec: Any) -> dict[str, Any]:
             raise ValidationError({"audience": [f"{key} must be a list of strings."]})
         if len(values) > MAX_LIST:
             raise ValidationError({"audience": [f"{key}: at most {MAX_LIST} values."]})
+        if any("\x00" in value for value in values):
+            raise ValidationError({"audience": [f"{key}: {NUL_MESSAGE}"]})
         clean[key] = values
     for device_id in clean.get("device_ids", []):
         try:
@@ -150,7 +155,24 @@ def _check_condition(condition: Any) -> None:
             {"audience": [f"Attribute op must be one of {', '.join(ATTRIBUTE_OPS)}."]}
         )
     value = condition.get("value")
+    if any(isinstance(v, str) and "\x00" in v for v in _scalars(value)):
+        raise ValidationError({"audience": [f"value: {NUL_MESSAGE}"]})
     if op == "in" and not isinstance(value, list):
         raise ValidationError({"audience": ["The 'in' op takes a list."]})
     if op in ("gt", "gte", "lt", "lte") and not isinstance(value, int | float):
         raise ValidationError({"audience": [f"The {op!r} op takes a number."]})
+
+
+def _scalars(value: Any) -> list[Any]:
+    """A condition value's scalars and keys, at any depth (iteratively)."""
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            found.extend(item)
+            stack.extend(item.values())
+        else:
+            found.append(item)
+    return found

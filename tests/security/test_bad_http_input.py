@@ -11,10 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.test import Client
 from django.utils import timezone
 
 from campaigns import lifecycle
+from campaigns.audience import audience_validate
 from devices.models import Device, Message
 from devices.protocol import MAX_DATA_DEPTH
 from kpns_site.jsonbody import MAX_JSON_DEPTH
@@ -155,6 +157,22 @@ def test_nul_in_any_text_is_400_naming_the_field(world, index, body, field):
     assert field in body["errors"], body
     assert "NUL" in json.dumps(body["errors"]) or "Null" in json.dumps(body)
     assert (Device.objects.count(), Message.objects.count()) == before
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"aliases": ["a", NUL]},
+        {"attributes": [{"key": "plan", "op": "eq", "value": f"p{NUL}"}]},
+        {"attributes": [{"key": "plan", "op": "in", "value": [["x", NUL]]}]},
+        {"attributes": [{"key": "plan", "op": "eq", "value": {NUL: 1}}]},
+    ],
+)
+def test_the_audience_service_refuses_nul_for_the_admin_too(spec):
+    """The admin's audience form does not pass through the API's parser."""
+    with pytest.raises(DjangoValidationError) as refused:
+        audience_validate("filter", spec)
+    assert "NUL" in str(refused.value.message_dict["audience"])
 
 
 def test_nul_in_query_parameters_is_400(world):
