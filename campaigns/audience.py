@@ -165,7 +165,8 @@ def _check_condition(condition: Any) -> None:
 
 def _scalars(value: Any) -> list[Any]:
     """A condition value's scalars and keys, at any depth (iteratively)."""
-    found, stack = [], [value]
+    found: list[Any] = []
+    stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
