@@ -4,17 +4,33 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run prod test test-deps lint migrate clean soak bench bench-quick
+.PHONY: install run prod test test-deps lint migrate clean soak bench bench-quick \
+	lock upgrade
 
-$(STAMP): pyproject.toml
+# Installing never resolves: every target installs one lock file of
+# requirements/ (exact versions with hashes, written by `make lock`), then
+# KPNS itself without its dependencies. The lock files:
+#   runtime.txt  KPNS alone (what a built wheel needs, tests/packaging)
+#   prod.txt     + [ops] (supervisor): `make prod`
+#   dev.txt      + [run] (honcho), [ops] and [dev] (pytest, ruff, build, uv):
+#                `make run`, `make test`
+#   bench.txt    + [bench]: `make bench`, `make bench-quick`
+# Each has a stamp $(VENV)/.installed-NAME, so that a changed lock file (or
+# pyproject.toml) is installed again on the next make.
+$(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+
+.PRECIOUS: $(VENV)/.installed-%
+$(VENV)/.installed-%: requirements/%.txt pyproject.toml | $(PY)
+	$(PIP) install --quiet --require-hashes -r $<
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+STAMP := $(VENV)/.installed-dev
 
 install: $(STAMP)
 
@@ -32,7 +48,7 @@ run: migrate
 # supervisord, which restarts what dies. Needs DATABASE_URL, REDIS_URL (or
 # REDIS_SENTINELS), SECRET_KEY and ALLOWED_HOSTS in the environment.
 # deploy/kpnsctl status | roll | stop all.
-prod: install
+prod: $(VENV)/.installed-prod
 	KPNS_SERVERS=$${KPNS_SERVERS:-$(K)} bash deploy/prod.sh
 
 lint: install
@@ -57,17 +73,13 @@ clean:
 	rm -rf $(VENV) var
 
 # Load harness (docs/benchmarks.md): PostgreSQL and Redis must be running.
-BENCH_STAMP := $(VENV)/.bench-stamp
+BENCH_STAMP := $(VENV)/.installed-bench
 SCENARIO ?= idle broadcast naive acks storm targeted batch
 N ?= 20000
 K ?= 2
 RUNS ?= 3
 # Extra flags, e.g. BENCH_ARGS="--offline 980000" for the offline scenario.
 BENCH_ARGS ?=
-
-$(BENCH_STAMP): $(STAMP)
-	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
-	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench.run $(foreach s,$(SCENARIO),--scenario $(s)) --devices $(N) --servers $(K) --runs $(RUNS) --label bench $(BENCH_ARGS)
@@ -86,3 +98,37 @@ soak: install
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
 	  $(VENV)/bin/pytest -m soak tests/reliability -s -p no:cacheprovider
+
+# Lock files (requirements/*.txt) from pyproject.toml's ranges, for Python 3.11
+# on Linux x86_64, with the hash of every file of each release. uv, not
+# pip-tools: it resolves in seconds for a named Python and platform (not the
+# one it runs on), and it comes pinned in dev.txt. Versions already locked are
+# kept unless pyproject.toml rules them out: after editing pyproject.toml,
+# `make lock` changes only what it must. bench.txt (every extra) is resolved
+# first and constrains the others, so all four agree. The build backend
+# ([build-system] requires) is locked too: editable installs use it without
+# build isolation.
+LOCK_PY := 3.11
+LOCK_PLATFORM := x86_64-unknown-linux-gnu
+UPGRADE_FLAGS = $(if $(PACKAGES),$(foreach p,$(PACKAGES),--upgrade-package $(p)),--upgrade)
+UV := $(VENV)/bin/uv
+LOCK = $(UV) pip compile --quiet --generate-hashes \
+	--python-version $(LOCK_PY) --python-platform $(LOCK_PLATFORM) \
+	--custom-compile-command "make lock" $(if $(LOCK_UPGRADE),$(UPGRADE_FLAGS))
+BUILD_REQUIRES := $(VENV)/build-requires.in
+
+lock: $(STAMP)
+	@$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' > $(BUILD_REQUIRES)
+	$(LOCK) pyproject.toml $(BUILD_REQUIRES) --all-extras -o requirements/bench.txt
+	$(LOCK) pyproject.toml $(BUILD_REQUIRES) --extra dev -c requirements/bench.txt -o requirements/dev.txt
+	$(LOCK) pyproject.toml $(BUILD_REQUIRES) --extra ops -c requirements/bench.txt -o requirements/prod.txt
+	$(LOCK) pyproject.toml -c requirements/bench.txt -o requirements/runtime.txt
+
+# The one upgrade command: every dependency to the newest release that
+# pyproject.toml allows (PACKAGES="django twisted": only those), then the
+# whole suite on the new lock (make test reinstalls it). Review
+# `git diff requirements/` and commit it with the code it needed.
+upgrade:
+	$(MAKE) lock LOCK_UPGRADE=1
+	$(MAKE) test
+	git diff --stat -- requirements/

@@ -81,7 +81,9 @@ ASGI_APPLICATION = "kpns_site.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # templates/ of a checkout; an installed wheel ships it as
+        # kpns_site/templates/ (pyproject.toml, package-dir).
+        "DIRS": [BASE_DIR / "templates", Path(__file__).resolve().parent / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
