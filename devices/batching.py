@@ -7,7 +7,6 @@ transaction per batch (inbox.devices_connect).
 """
 
 import asyncio
-from typing import Any
 from uuid import UUID
 
 from devices import inbox
@@ -20,14 +19,16 @@ MAX_BATCH = 200
 class ConnectBatcher:
     def __init__(self, node_name: str) -> None:
         self.node_name = node_name
-        self._pending: dict[UUID, tuple[inbox.ConnectRequest, asyncio.Future[Any]]] = {}
+        self._pending: dict[
+            UUID, tuple[inbox.ConnectRequest, asyncio.Future[inbox.ConnectResult]]
+        ] = {}
         self._timer: asyncio.TimerHandle | None = None
 
     async def connect(self, request: inbox.ConnectRequest) -> inbox.ConnectResult:
         loop = asyncio.get_running_loop()
         if request.device_id in self._pending:
             self._flush()  # the same device twice: keep them in order
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[inbox.ConnectResult] = loop.create_future()
         self._pending[request.device_id] = (request, future)
         if len(self._pending) >= MAX_BATCH:
             self._flush()
@@ -44,7 +45,10 @@ class ConnectBatcher:
             asyncio.ensure_future(self._run(batch))
 
     async def _run(
-        self, batch: dict[UUID, tuple[inbox.ConnectRequest, asyncio.Future[Any]]]
+        self,
+        batch: dict[
+            UUID, tuple[inbox.ConnectRequest, asyncio.Future[inbox.ConnectResult]]
+        ],
     ) -> None:
         try:
             results = await db_parallel(inbox.devices_connect)(

@@ -80,7 +80,8 @@ class CatchUpBatcher:
         batch, self._pending = self._pending, []
         # One request per device per query: a later one waits for the next.
         seen: set[UUID] = set()
-        now, later = [], []
+        now: list[Any] = []
+        later: list[Any] = []
         for item in batch:
             (later if item[0][0] in seen else now).append(item)
             seen.add(item[0][0])

@@ -24,6 +24,7 @@ from devices.protocol import (
     AckUpto,
     Codec,
     Error,
+    Frame,
     Hello,
     Opened,
     Ping,
@@ -51,7 +52,7 @@ MAX_CONSECUTIVE_ERRORS = 20
 
 class DeviceConsumer(AsyncWebsocketConsumer):
     # No per-socket channel: wake-ups reach the node's one channel instead.
-    channel_layer_alias = None  # type: ignore[assignment]
+    channel_layer_alias = None
 
     device_id: UUID
     codec: Codec
@@ -306,10 +307,12 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         if self._errors >= MAX_CONSECUTIVE_ERRORS:
             await self.close(CLOSE_PROTOCOL_ERROR)
 
-    async def _send(self, frame: object) -> None:
+    async def _send(self, frame: Frame) -> None:
         await self._send_frame(self.codec.encode(frame))
 
-    async def close(self, code: int | bool | None = None, reason: str | None = None):
+    async def close(
+        self, code: int | bool | None = None, reason: str | None = None
+    ) -> None:
         self._closing = True
         await super().close(code, reason)
 

@@ -23,7 +23,10 @@ def db_parallel(func: Callable[..., Any]) -> Callable[..., Any]:
     global _executor
     if _executor is None:
         _executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="kpns-db")
-    return database_sync_to_async(func, thread_sensitive=False, executor=_executor)
+    wrapped: Callable[..., Any] = database_sync_to_async(
+        func, thread_sensitive=False, executor=_executor
+    )
+    return wrapped
 
 
 # Threads of their own, by name, for node work that must not queue behind
@@ -35,7 +38,10 @@ def _own_thread(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     executor = _dedicated.get(name)
     if executor is None:
         executor = _dedicated[name] = ThreadPoolExecutor(1, thread_name_prefix=name)
-    return database_sync_to_async(func, thread_sensitive=False, executor=executor)
+    wrapped: Callable[..., Any] = database_sync_to_async(
+        func, thread_sensitive=False, executor=executor
+    )
+    return wrapped
 
 
 def db_heartbeat(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -62,15 +62,15 @@ def deliveries_write(
     commits.
     """
     found: dict[UUID, list[Target]] = {message.pk: [] for message, _ids in plans}
-    plans = [(m, list(dict.fromkeys(ids))) for m, ids in plans if ids]
-    if not plans:
+    todo = [(m, list(dict.fromkeys(ids))) for m, ids in plans if ids]
+    if not todo:
         return found
-    if len({m.app_id for m, _ids in plans}) != 1:
+    if len({m.app_id for m, _ids in todo}) != 1:
         raise ValueError("the messages of one write belong to one app")
-    if connection.vendor == "postgresql" and not any(m.collapse_key for m, _ in plans):
-        write = _write_arrays(plans, expires_at, skip_existing)
+    if connection.vendor == "postgresql" and not any(m.collapse_key for m, _ in todo):
+        write = _write_arrays(todo, expires_at, skip_existing)
     else:
-        write = {m.pk: _write_one(m, ids, expires_at) for m, ids in plans}
+        write = {m.pk: _write_one(m, ids, expires_at) for m, ids in todo}
     for message_id, targets in write.items():
         found[message_id] = sorted(targets, key=lambda t: t.seq)
     return found

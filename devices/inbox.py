@@ -201,14 +201,16 @@ def _devices_connect(
         # One read of the open deliveries (a small partial index) decides the
         # rest; devices with nothing pending cost no further statement.
         open_rows: dict[UUID, list[tuple[int, int, datetime, UUID]]] = {}
-        for pk, device_id, seq, expires, message_id in (
+        for row_pk, device_id, seq, expires, message_id in (
             Delivery.objects.filter(
                 device_id__in=in_values(list(devices), "uuid"), status__in=OPEN_STATUSES
             )
             .order_by("device_id", "seq")
             .values_list("pk", "device_id", "seq", "expires_at", "message_id")
         ):
-            open_rows.setdefault(device_id, []).append((pk, seq, expires, message_id))
+            open_rows.setdefault(device_id, []).append(
+                (row_pk, seq, expires, message_id)
+            )
         done: list[int] = []
         expired: list[int] = []
         dropped: list[int] = []
@@ -238,16 +240,15 @@ def _devices_connect(
         deliveries_lock(ids=done + expired + dropped)
         still_open = Q(status__in=OPEN_STATUSES)
         if done:
-            Delivery.objects.filter(
+            acked = Delivery.objects.filter(
                 still_open, pk__in=in_values(done, "bigint")
-            ).update(**_delivered(now))
+            )
             # Rare (acks lost on the way): only then ask who listens.
             watch = _WebhookWatch.start(WebhookEvent.MESSAGE_DELIVERED)
             if watch is not None:
-                watch.note(
-                    Delivery.objects.filter(pk__in=in_values(done, "bigint")),
-                    WebhookEvent.MESSAGE_DELIVERED,
-                )
+                watch.note(acked, WebhookEvent.MESSAGE_DELIVERED)
+            acked.update(**_delivered(now))
+            if watch is not None:
                 watch.emit(now)
         if expired:
             Delivery.objects.filter(
@@ -599,7 +600,8 @@ def presence_restore(*, node: str, live: list[tuple[UUID, str]]) -> int:
                     "WHERE d.id = c.id AND d.node IS NULL",
                     [node, pg_array(d for d, _c in live), [c for _d, c in live]],
                 )
-                return cursor.rowcount
+                restored: int = cursor.rowcount
+                return restored
         restored = 0
         for device_id, connection_id in live:
             offline = Device.objects.filter(pk=device_id, node__isnull=True)
@@ -661,7 +663,9 @@ def message_validate(message: Message) -> None:
         errors["priority"] = [f"One of {', '.join(Priority.values)}."]
     if not errors:
         try:
-            size = len(JSON.encode(Push(seq=0, **push_fields(message))).encode())
+            encoded = JSON.encode(Push(seq=0, **push_fields(message)))
+            assert isinstance(encoded, str)  # the JSON codec writes text frames
+            size = len(encoded.encode())
         except ValueError as exc:
             errors["data"] = [f"Not sendable as JSON: {exc}"]
         else:

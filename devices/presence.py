@@ -40,19 +40,28 @@ def reap_dead_nodes(
 
 def online_by_app() -> list[dict[str, Any]]:
     """Online devices per app (one indexed COUNT per app via device_app_node_idx)."""
-    return list(
+    rows = (
         Device.objects.filter(node__isnull=False)
         .values("app_id", "app__name")
-        .annotate(online=Count("id"))
+        .annotate(online_count=Count("id"))
         .order_by("app__name")
     )
+    return [
+        {
+            "app_id": r["app_id"],
+            "app__name": r["app__name"],
+            "online": r["online_count"],
+        }
+        for r in rows
+    ]
 
 
 def online_by_node() -> dict[str, int]:
     """Devices each node holds, as recorded in presence."""
-    return dict(
+    rows = (
         Device.objects.filter(node__isnull=False)
         .values_list("node")
         .annotate(count=Count("id"))
         .values_list("node", "count")
     )
+    return {node: count for node, count in rows if node is not None}

@@ -245,7 +245,7 @@ class _Field(NamedTuple):
 _CLIENT = (Hello, Ack, AckUpto, Opened, Ping)
 _SERVER = (Welcome, Push, Pong, Error, Resync)
 # Dataclass field order is the KMPP array order.
-_FIELDS: dict[type, tuple[_Field, ...]] = {
+_FIELDS: dict[type[Any], tuple[_Field, ...]] = {
     cls: tuple(
         _Field(f.name, _CHECKS[f.name], f.default) for f in dataclasses.fields(cls)
     )
@@ -253,13 +253,13 @@ _FIELDS: dict[type, tuple[_Field, ...]] = {
 }
 
 
-def _check(cls: type, field: _Field, value: Any) -> None:
+def _check(cls: type[Any], field: _Field, value: Any) -> None:
     if not ((value is None and field.check.nullable) or field.check.test(value)):
         message = f"field {field.name!r} must be {field.check.expected}"
         raise ProtocolError(INVALID_FIELD, message, cls.TYPE)
 
 
-def _build(cls: type, values: Iterable[Any]) -> Any:
+def _build(cls: type[Any], values: Iterable[Any]) -> Any:
     kwargs = {}
     for field, value in zip(_FIELDS[cls], values, strict=True):
         _check(cls, field, value)
@@ -291,7 +291,8 @@ def _dumps(value: Any) -> str:
 
 
 def _packb(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 def _reject_constant(name: str) -> None:
@@ -311,7 +312,8 @@ class PushTemplate:
     def render(self, seq: int) -> str | bytes:
         if not _is_int(seq, 0):
             raise ValueError(f"seq must be an integer from 0 to 2**53-1, not {seq!r}")
-        return self._prefix + self._encode_seq(seq) + self._suffix
+        rendered: str | bytes = self._prefix + self._encode_seq(seq) + self._suffix
+        return rendered
 
 
 class Codec:
@@ -330,10 +332,12 @@ class Codec:
         return self._encode(frame, _values(frame))
 
     def decode_client(self, data: str | bytes) -> ClientFrame:
-        return self._decode(data, _CLIENT)
+        frame: ClientFrame = self._decode(data, _CLIENT)
+        return frame
 
     def decode_server(self, data: str | bytes) -> ServerFrame:
-        return self._decode(data, _SERVER)
+        frame: ServerFrame = self._decode(data, _SERVER)
+        return frame
 
     def push_template(self, push: Push | Mapping[str, Any]) -> PushTemplate:
         """Accepts a Push (its seq is ignored) or its fields without seq."""
@@ -344,7 +348,7 @@ class Codec:
     def _encode(self, frame: Frame, values: list[Any]) -> str | bytes:
         raise NotImplementedError
 
-    def _decode(self, data: str | bytes, classes: tuple[type, ...]) -> Any:
+    def _decode(self, data: str | bytes, classes: tuple[type[Any], ...]) -> Any:
         raise NotImplementedError
 
     def _template(self, push: Push, values: list[Any]) -> PushTemplate:
@@ -359,7 +363,7 @@ class _JsonCodec(Codec):
                 obj[field.name] = value
         return _dumps(obj)
 
-    def _decode(self, data: str | bytes, classes: tuple[type, ...]) -> Any:
+    def _decode(self, data: str | bytes, classes: tuple[type[Any], ...]) -> Any:
         if not isinstance(data, str):
             raise ProtocolError(BAD_FRAME, f"{self.name} expects text frames")
         if not data or not _utf8(data):
@@ -401,7 +405,7 @@ class _KmppCodec(Codec):
     def _encode(self, frame: Frame, values: list[Any]) -> bytes:
         return bytes((frame.KMPP_CODE,)) + _packb(values)
 
-    def _decode(self, data: str | bytes, classes: tuple[type, ...]) -> Any:
+    def _decode(self, data: str | bytes, classes: tuple[type[Any], ...]) -> Any:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ProtocolError(BAD_FRAME, f"{self.name} expects binary frames")
         view = memoryview(data)
