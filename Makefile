@@ -8,8 +8,8 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run prod test test-deps lint migrate clean soak bench bench-quick \
-	lock upgrade
+.PHONY: install install-prod run prod test test-deps lint migrate clean soak bench \
+	bench-quick lock upgrade
 
 # Installing never resolves: every target installs one lock file of
 # requirements/ (exact versions with hashes, written by `make lock`), then
@@ -33,6 +33,9 @@ $(VENV)/.installed-%: requirements/%.txt pyproject.toml | $(PY)
 STAMP := $(VENV)/.installed-dev
 
 install: $(STAMP)
+
+# A production machine: KPNS and [ops] only (what `make prod` runs).
+install-prod: $(VENV)/.installed-prod
 
 migrate: install
 	$(PY) manage.py migrate --noinput
