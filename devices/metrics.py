@@ -180,16 +180,13 @@ def observe_sweep(node_name: str, seconds: float, lag: float) -> None:
 def observe_batch(histogram: Histogram, counts: list[int], total: float) -> None:
     """Add many observations at once: one write per bucket, not per push.
 
-    prometheus-client has no bulk observe; its histogram keeps one value per
-    bucket (not cumulative) and a sum, which this adds to directly.
+    prometheus-client has no bulk observe: devices.patches.prometheus_client
+    adds to the histogram's private per-bucket values once installed, and
+    calls the public observe() per observation otherwise.
     """
-    buckets = getattr(histogram, "_buckets", None)
-    if buckets is None or len(buckets) != len(counts):
-        raise ValueError("histogram buckets do not match the counts")
-    histogram._sum.inc(total)
-    for value, count in zip(buckets, counts, strict=True):
-        if count:
-            value.inc(count)
+    from devices.patches import prometheus_client
+
+    prometheus_client.observe_batch(histogram, counts, total)
 
 
 def multiprocess_dir() -> str | None:

@@ -16,7 +16,8 @@ dead. Here SIGTERM (or SIGINT) drains instead (docs/operations.md):
 A second signal stops at once.
 
 Importing this module installs Twisted's asyncio reactor (daphne.server):
-only kpns_serve imports it.
+only kpns_serve imports it, after devices.patches.install(server=True) (the
+1012 close code is one of those patches).
 """
 
 import asyncio
@@ -25,100 +26,12 @@ import signal
 import time
 from typing import Any
 
-import autobahn.twisted.websocket as autobahn_twisted
-import autobahn.websocket.protocol as autobahn_protocol
-from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
-from devices import cycles, eagerwrite, metrics, node
-from devices.checkers import ChangedConnectionsChecker
+from devices import metrics, node
+from devices.patches.daphne import ChangedConnectionsChecker
 
 logger = logging.getLogger(__name__)
-
-# RFC 6455 registers 1012 (service restart) and 1013 (try again later) for
-# servers; autobahn's sendClose() allows only 1000 and 3000-4999, the rule of
-# the browser's close() API, so Daphne raised instead of closing.
-SERVER_CLOSE_CODES = frozenset({1012, 1013})
-
-
-def _unstyled(value: object, *args: object, **kwargs: object) -> str:
-    return ""
-
-
-# autobahn builds the arguments of its debug log lines even with debug off:
-# hltype()/hlval() (type names coloured with click, when installed) for
-# every frame written cost 4.7% of a 20,000-device broadcast's samples
-# (docs/benchmarks.md). Only those never-shown debug lines call them.
-# Its Twisted adapter does the same for every read (dataReceived): 6% more.
-for _module in (autobahn_protocol, autobahn_twisted):
-    _module.hltype = _unstyled  # type: ignore[attr-defined]
-    _module.hlval = _unstyled  # type: ignore[attr-defined]
-# The same for the pretty-printed list of ~40 protocol options it logs at
-# debug level for every new connection: 2.5-10% of a server's samples
-# while 100,000 sockets connected. (Its other use, printing timings, is for
-# protocols that track timings; Daphne's do not.)
-autobahn_protocol.pformat = _unstyled  # type: ignore[attr-defined]
-
-
-def _server_close(self: WebSocketProtocol, code: int | None = None) -> None:
-    code = 1000 if code is None else code
-    if code in SERVER_CLOSE_CODES:
-        self.sendCloseFrame(code=code, isReply=False)
-    else:
-        self.sendClose(code=code)
-
-
-def allow_server_close_codes() -> None:
-    WebSocketProtocol.serverClose = _server_close  # type: ignore[method-assign]
-
-
-_on_open = WebSocketProtocol.onOpen
-
-
-def _on_open_then_trim(self: WebSocketProtocol) -> None:
-    """Forget the handshake once the socket is open.
-
-    autobahn keeps the raw request and its parsed headers, Daphne a cleaned
-    copy, for the life of every socket; nothing reads them after the
-    handshake (Daphne's close log uses only the path).
-    """
-    _on_open(self)
-    self.http_request_data = b""
-    self.http_response_data = b""
-    self.http_headers = {}
-    request = getattr(self, "request", None)
-    if request is not None:
-        request.headers = {}
-        request.params = {}
-
-
-def trim_open_sockets() -> None:
-    WebSocketProtocol.onOpen = _on_open_then_trim  # type: ignore[method-assign]
-
-
-_on_message_end = WebSocketProtocol.onMessageEnd
-
-
-def _message_end_unobserved(self: WebSocketProtocol) -> None:
-    """A whole message read: hand it to Daphne, and stop there when nothing
-    observes the socket's events.
-
-    After onMessage autobahn fires a "message" event for observers; with
-    none (Daphne registers none) it still makes a fired Deferred and adds
-    an errback to it for every frame a device sends: 7% of a broadcast's
-    samples went to that (docs/benchmarks.md). With observers, or while
-    failing or timing, autobahn's own method runs.
-    """
-    if self._listeners is not None or self.failedByMe or self.trackedTimings:
-        _on_message_end(self)
-        return
-    payload = b"".join(self.message_data)
-    self.message_data = None
-    self._onMessage(payload, self.message_is_binary)
-
-
-def skip_unobserved_message_events() -> None:
-    WebSocketProtocol.onMessageEnd = _message_end_unobserved  # type: ignore[method-assign]
 
 
 async def _start_node() -> None:
@@ -137,18 +50,18 @@ class DrainingServer(ChangedConnectionsChecker):
         super().listen_success(port)
 
     def run(self) -> None:
-        allow_server_close_codes()
-        trim_open_sockets()
-        skip_unobserved_message_events()
-        eagerwrite.install()
-        cycles.install()
-        loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.on_signal, sig)
+            signal.signal(sig, self._signalled)
         # The node starts with the process, not with its first socket: its
         # Node row shows in the admin (and heartbeats) while it is idle too.
         reactor.callWhenRunning(lambda: asyncio.ensure_future(_start_node()))
         super().run()
+
+    def _signalled(self, sig: int, frame: Any) -> None:
+        # Python runs this between two bytecodes of the main thread (a wait
+        # for events is interrupted): hand the signal to the reactor's loop,
+        # which runs it on its next turn, or once it starts.
+        reactor.callFromThread(self.on_signal, sig)  # type: ignore[attr-defined]
 
     def on_signal(self, sig: int) -> None:
         if self._drain is not None:

@@ -151,12 +151,8 @@ else:
     # PostgreSQL out of connections. DB_POOL=false (behind PgBouncer, say)
     # keeps per-thread connections instead.
     if env.bool("DB_POOL", default=True):
-        from psycopg_pool.base import AttemptWithBackoff
-
-        # psycopg_pool retries a lost connection after 1, 2, 4, 8, 16 s: a
-        # process recovered up to 16 s after a 20 s PostgreSQL outage ended
-        # (tests/reliability). Retry every second instead (0.1 s jitter).
-        AttemptWithBackoff.DELAY_BACKOFF = 1.0
+        # The pool retries a lost connection every second, not after 1, 2,
+        # 4, 8, 16 s: devices/patches/psycopg_pool.py, installed at start.
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env.int("DB_POOL_MIN", default=2),

@@ -40,6 +40,16 @@ def close_orm_worker_connection(django_db_setup, django_db_blocker):
         dbpool.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def process_patches():
+    """The library patches every KPNS process installs at start (the
+    database pool's retry delay, bulk histogram observations): the test
+    process runs like kpns_scheduler. Server patches are kpns_serve's."""
+    from devices import patches
+
+    patches.install(server=False)
+
+
 @pytest.fixture(autouse=True)
 def fresh_channel_layer():
     """A new channel layer per test: each async test has its own event loop,

@@ -5,9 +5,10 @@ import signal
 import threading
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from campaigns.scheduler import run_scheduler
+from devices import patches
 
 # Log lines, not stdout: with LOG_FORMAT=json they are JSON too.
 logger = logging.getLogger("kpns.scheduler")
@@ -20,6 +21,12 @@ class Command(BaseCommand):
         parser.add_argument("--poll", type=float, default=0.5, help="seconds")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # The database pool's retry delay (docs/operations.md, "Start-up
+        # check of the patches"): refuses to start if psycopg-pool changed.
+        try:
+            patches.install(server=False)
+        except patches.PatchMismatch as exc:
+            raise CommandError(str(exc)) from None
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())

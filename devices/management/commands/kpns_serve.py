@@ -3,7 +3,7 @@
 import logging
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from devices.conf import kpns_setting
 from kpns_site.logs import route_twisted_logs
@@ -46,8 +46,17 @@ class Command(BaseCommand):
         # inside the command, so other commands never pay for it.
         from daphne.endpoints import build_endpoint_description_strings
 
-        from devices import gcpause
-        from devices.checkers import NO_PINGS
+        from devices import gcpause, patches
+
+        # Before anything serves: refuses to start if a patched library
+        # changed (docs/operations.md, "Start-up check of the patches").
+        try:
+            installed = patches.install(server=True)
+        except patches.PatchMismatch as exc:
+            raise CommandError(str(exc)) from None
+        logger.info("patches installed: %s", ", ".join(installed))
+
+        from devices.patches.daphne import NO_PINGS
         from devices.server import DrainingServer
         from kpns_site.asgi import application
 
