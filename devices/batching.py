@@ -1,9 +1,10 @@
-"""Hellos gathered for a few milliseconds and connected in one transaction.
+"""Hellos and goodbyes gathered for a few milliseconds, written together.
 
 A reconnect storm (a server restart, a network blip) brings thousands of
-hellos at once; one database transaction per hello made the storm wait on
-round trips. The batcher trades at most WINDOW_SECONDS of latency for one
-transaction per batch (inbox.devices_connect).
+hellos at once, and a blip as many disconnects; one database transaction
+per socket made the storm wait on round trips. The batchers trade at most
+WINDOW_SECONDS of latency for one transaction per batch
+(inbox.devices_connect, inbox.devices_disconnect).
 """
 
 import asyncio
@@ -66,3 +67,45 @@ class ConnectBatcher:
                 future.set_result(results[device_id])
             else:
                 future.set_exception(LookupError(f"device {device_id} is gone"))
+
+
+class DisconnectBatcher:
+    """Presence cleared for many closed sockets in one statement."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[UUID, str]] = []
+        self._done: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def disconnect(self, device_id: UUID, connection_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._pending.append((device_id, connection_id))
+        if self._done is None:
+            self._done = loop.create_future()
+        done = self._done
+        if len(self._pending) >= MAX_BATCH:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(WINDOW_SECONDS, self._flush)
+        await asyncio.shield(done)
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pairs, self._pending = self._pending, []
+        done, self._done = self._done, None
+        if pairs and done is not None:
+            asyncio.ensure_future(self._run(pairs, done))
+
+    async def _run(
+        self, pairs: list[tuple[UUID, str]], done: asyncio.Future[None]
+    ) -> None:
+        try:
+            await db_parallel(inbox.devices_disconnect)(pairs=pairs)
+        except Exception as exc:
+            if not done.done():
+                done.set_exception(exc)
+            return
+        if not done.done():
+            done.set_result(None)

@@ -402,11 +402,37 @@ def pending_on_node_since(
 
 def device_disconnect(*, device_id: UUID, connection_id: str) -> bool:
     """Mark the device offline unless a newer socket has taken over."""
-    return bool(
-        Device.objects.filter(pk=device_id, connection_id=connection_id).update(
-            node=None, connection_id=None, last_seen_at=timezone.now()
+    return devices_disconnect(pairs=[(device_id, connection_id)]) == 1
+
+
+def devices_disconnect(*, pairs: list[tuple[UUID, str]]) -> int:
+    """Mark devices offline, each unless a newer socket has taken over.
+
+    One statement on PostgreSQL for any number of (device, connection):
+    a mass disconnect (a network blip) wrote one UPDATE per socket, one
+    after the other on the event loop's ORM thread.
+    """
+    now = timezone.now()
+    if connection.vendor == "postgresql" and len(pairs) > 1:
+        table = connection.ops.quote_name(Device._meta.db_table)
+        ordered = sorted(pairs)  # the devices' one lock order
+        with connection.cursor() as cursor:
+            # Only the quoted table name is interpolated.
+            cursor.execute(
+                f"UPDATE {table} d SET node = NULL, connection_id = NULL, "  # noqa: S608
+                "last_seen_at = %s "
+                "FROM unnest(%s::uuid[], %s::text[]) AS v(id, conn) "
+                "WHERE d.id = v.id AND d.connection_id = v.conn",
+                [now, pg_array(d for d, _c in ordered), [c for _d, c in ordered]],
+            )
+            gone: int = cursor.rowcount
+            return gone
+    gone = 0
+    for device_id, connection_id in pairs:
+        gone += Device.objects.filter(pk=device_id, connection_id=connection_id).update(
+            node=None, connection_id=None, last_seen_at=now
         )
-    )
+    return gone
 
 
 def receipts_record(receipts: Receipts) -> None:
