@@ -1,4 +1,6 @@
-"""The platform under test and its load clients, as processes."""
+"""The platform under test and its load clients, as processes: the
+production shape, gunicorn for the API, K Daphne processes for the sockets
+and a scheduler (docs/operations.md)."""
 
 import json
 import math
@@ -22,15 +24,25 @@ PY_SPY = str(Path(sys.executable).parent / "py-spy")
 
 
 class Platform:
-    def __init__(self, *, devices: int, servers: int, register: str = "copy") -> None:
+    def __init__(
+        self,
+        *,
+        devices: int,
+        servers: int,
+        register: str = "copy",
+        http_workers: int = 2,
+    ) -> None:
         self.device_count = devices
         self.server_count = servers
+        self.http_workers = http_workers
         # "copy": devices inserted in bulk (fast, for 20,000 and more);
         # "api": registered one by one through POST /api/v1/devices/register,
         # as device SDKs do.
         self.register = register
         self.servers: list[tuple[int, subprocess.Popen]] = []
         self.scheduler: subprocess.Popen | None = None
+        self.http: subprocess.Popen | None = None
+        self.http_port = 0
         self.clients: list[subprocess.Popen] = []
         self.tmp = Path(tempfile.mkdtemp(prefix="kpns-bench-"))
         self.redis = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5)
@@ -57,6 +69,25 @@ class Platform:
                 stderr=subprocess.STDOUT,
             )
             self.servers.append((port, process))
+        # The admin and the API: gunicorn, as deploy/supervisord.conf runs it.
+        self.http_port = free_port()
+        self.http = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-c",
+                "deploy/gunicorn.conf.py",
+                "kpns_site.wsgi:application",
+            ],
+            cwd=ROOT,
+            env={
+                **env,
+                "KPNS_BIND": "127.0.0.1",
+                "KPNS_HTTP_PORT": str(self.http_port),
+                "KPNS_HTTP_WORKERS": str(self.http_workers),
+            },
+            stdout=(self.tmp / "http.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
         self.scheduler = subprocess.Popen(
             [sys.executable, "manage.py", "kpns_scheduler", "--poll", "0.2"],
             cwd=ROOT,
@@ -66,7 +97,7 @@ class Platform:
             stderr=subprocess.STDOUT,
         )
         try:
-            for port, process in self.servers:
+            for port, process in [*self.servers, (self.http_port, self.http)]:
                 wait_for_port(port, process)
                 # Load the Django app before taking the memory baseline.
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10)
@@ -84,10 +115,11 @@ class Platform:
                 self.command(client, "close", timeout=20)
             except Exception:
                 client.kill()
-        for process in [p for _, p in self.servers] + [self.scheduler]:
+        for process in [p for _, p in self.servers] + [self.scheduler, self.http]:
             if process is not None and process.poll() is None:
                 process.terminate()
-        for process in [c for c in self.clients] + [p for _, p in self.servers]:
+        servers = [p for _, p in self.servers] + ([self.http] if self.http else [])
+        for process in [c for c in self.clients] + servers:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -252,8 +284,17 @@ class Platform:
 
         info = self.redis.info("cpu")
         clients = sum(total(c.pid) for c in self.clients)
+        sockets = sum(total(pid) for pid in self.server_pids())
+        http = 0.0
+        if self.http is not None:
+            master = psutil.Process(self.http.pid)
+            http = total(master.pid) + sum(
+                total(child.pid) for child in master.children()
+            )
         return {
-            "server": sum(total(pid) for pid in self.server_pids()),
+            "server": sockets + http,
+            "sockets": sockets,
+            "http": http,
             "client": clients,
             "redis": info["used_cpu_sys"] + info["used_cpu_user"],
         }
@@ -269,8 +310,8 @@ class Platform:
         return self._api_key
 
     def http_servers(self) -> list[str]:
-        """Where the admin and the API are served (host:port)."""
-        return [f"127.0.0.1:{port}" for port, _ in self.servers]
+        """Where the admin and the API are served (host:port): gunicorn."""
+        return [f"127.0.0.1:{self.http_port}"]
 
     def register_through_api(self, count: int) -> list[str]:
         """Register `count` devices as the SDKs do; returns their tokens."""

@@ -101,7 +101,12 @@ def main() -> None:
         help="copy: insert the devices in bulk; api: register each through "
         "POST /api/v1/devices/register, as the device SDKs do",
     )
-    parser.add_argument("--servers", type=int, default=2)
+    parser.add_argument(
+        "--servers", type=int, default=2, help="Daphne processes (device sockets)"
+    )
+    parser.add_argument(
+        "--http-workers", type=int, default=2, help="gunicorn workers (admin, API)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--offline",
@@ -129,11 +134,15 @@ def main() -> None:
 
     started = time.time()
     with Platform(
-        devices=args.devices, servers=args.servers, register=args.register
+        devices=args.devices,
+        servers=args.servers,
+        register=args.register,
+        http_workers=args.http_workers,
     ) as platform:
         report: dict[str, Any] = {
             "devices": args.devices,
             "servers": args.servers,
+            "http_workers": args.http_workers,
             "runs": args.runs,
             "register": args.register,
             "load_average": list(os.getloadavg()),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The production layout on this machine (docs/operations.md): K Daphne
-# processes, the scheduler(s) and nginx under supervisord, which restarts
-# whatever dies. `make prod` runs it; it stays in the foreground.
+# The production layout on this machine (docs/operations.md): gunicorn for
+# the admin and the API, K Daphne processes for the device sockets, the
+# scheduler(s) and nginx under supervisord, which restarts whatever dies. `make prod` runs it; it stays in the foreground.
 #
 # Needs DATABASE_URL (PostgreSQL), REDIS_URL or REDIS_SENTINELS, SECRET_KEY
 # and ALLOWED_HOSTS; TLS_CERT/TLS_KEY for nginx (else a self-signed one is
@@ -48,12 +48,14 @@ if [ "$KPNS_NGINX" = true ]; then
   fi
   "$KPNS_PYTHON" deploy/render_nginx.py --servers "$KPNS_SERVERS" \
     --base-port "$KPNS_BASE_PORT" --upstream-host "$KPNS_BIND" \
+    --http-upstream "$KPNS_BIND:$KPNS_HTTP_PORT" \
     --http-listen "$KPNS_HTTP_LISTEN" --https-listen "$KPNS_HTTPS_LISTEN" \
     --server-name "$KPNS_SERVER_NAME" --cert "$TLS_CERT" --key "${TLS_KEY:?}" \
     --standalone "$KPNS_RUN_DIR/nginx"
   /usr/sbin/nginx -t -q -p "$KPNS_RUN_DIR/nginx" -c "$KPNS_RUN_DIR/nginx/nginx.conf"
 fi
 
-echo "deploy/prod.sh: $KPNS_SERVERS Daphne processes on $KPNS_BIND:$KPNS_BASE_PORT+," \
+echo "deploy/prod.sh: gunicorn ($KPNS_HTTP_WORKERS workers) on $KPNS_BIND:$KPNS_HTTP_PORT," \
+  "$KPNS_SERVERS Daphne processes on $KPNS_BIND:$KPNS_BASE_PORT+," \
   "$KPNS_SCHEDULERS scheduler(s), nginx=$KPNS_NGINX; logs in $KPNS_RUN_DIR/logs"
 exec "$KPNS_BIN/supervisord" -c deploy/supervisord.conf

@@ -8,8 +8,11 @@ Two outputs:
   own, `nginx -p DIR -c DIR/nginx.conf` (what `make prod` runs under
   supervisord, and what the end-to-end tests start).
 
-Upstreams are `--servers K --base-port P` (K processes on this machine) or
-any number of `--upstream host:port` (processes on other machines too).
+Socket upstreams (Daphne, `/ws/`) are `--servers K --base-port P` (K
+processes on this machine) or any number of `--upstream host:port`
+(processes on other machines too). HTTP upstreams (gunicorn: the admin, the
+API, health, metrics) are any number of `--http-upstream host:port`; with
+none, the Daphne processes serve HTTP too (the one-process shape).
 """
 
 import argparse
@@ -47,7 +50,7 @@ http {{
 """
 
 
-def upstream_lines(args: argparse.Namespace) -> list[str]:
+def socket_upstreams(args: argparse.Namespace) -> list[str]:
     upstreams = list(args.upstream or [])
     if args.servers:
         upstreams += [
@@ -55,16 +58,21 @@ def upstream_lines(args: argparse.Namespace) -> list[str]:
         ]
     if not upstreams:
         raise SystemExit("name the Daphne processes: --servers K or --upstream h:p")
-    return [
-        f"    server {address} max_fails=1 fail_timeout={args.fail_timeout}s;"
-        for address in upstreams
-    ]
+    return upstreams
+
+
+def server_lines(addresses: list[str]) -> str:
+    # max_fails=0: nginx never marks a process failed (why: the template's
+    # comment on the upstreams, docs/operations.md "nginx").
+    return "\n".join(f"    server {address} max_fails=0;" for address in addresses)
 
 
 def render(args: argparse.Namespace, access_log: str) -> str:
     https_port = args.https_listen.rsplit(":", 1)[-1]
+    sockets = socket_upstreams(args)
     values = {
-        "UPSTREAM_SERVERS": "\n".join(upstream_lines(args)),
+        "SOCKET_SERVERS": server_lines(sockets),
+        "HTTP_SERVERS": server_lines(list(args.http_upstream or sockets)),
         "HTTP_LISTEN": args.http_listen,
         "HTTPS_LISTEN": args.https_listen,
         "HTTPS_PORT_SUFFIX": "" if https_port == "443" else f":{https_port}",
@@ -89,15 +97,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base-port", type=int, default=8001)
     parser.add_argument("--upstream-host", default="127.0.0.1")
     parser.add_argument("--upstream", action="append", metavar="HOST:PORT")
-    parser.add_argument("--fail-timeout", type=int, default=2)
+    parser.add_argument(
+        "--http-upstream",
+        action="append",
+        metavar="HOST:PORT",
+        help="the HTTP server (gunicorn); default: the Daphne processes",
+    )
     parser.add_argument("--http-listen", default="80")
     parser.add_argument("--https-listen", default="443")
     parser.add_argument("--server-name", default="_")
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
-    parser.add_argument(
-        "--static-root", default=str(HERE.parent / "var" / "static")
-    )
+    parser.add_argument("--static-root", default=str(HERE.parent / "var" / "static"))
     parser.add_argument("--nofile", type=int, default=0, help="default: ulimit -Hn")
     out = parser.add_mutually_exclusive_group(required=True)
     out.add_argument("--site", help="write the server blocks to this file")

@@ -9,7 +9,6 @@ class DevicesConfig(AppConfig):
 
     def ready(self) -> None:
         from devices.models import ApiKey, App
-        from kpns_site import checks  # noqa: F401  (registers the deploy checks)
 
         # A key or app changed anywhere in this process (admin, shell, API)
         # is not served from the API-key cache (devices.apikeys).

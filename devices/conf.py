@@ -71,16 +71,10 @@ DEFAULTS: dict[str, Any] = {
     # than 60 devices a minute is a script, not people behind a NAT.
     "REGISTER_RATE_PER_MINUTE": 6000,
     "REGISTER_ADDRESS_RATE_PER_MINUTE": 60,
-    # API requests of one process running at once (each in a thread with a
-    # pooled database connection); the rest wait on the event loop, at most
-    # API_QUEUE_SECONDS, then 503 with Retry-After (kpns_site/admission.py).
-    # Below DB_POOL_MAX, so a request never waits for a connection.
-    "API_CONCURRENCY": 8,
     # How long a process trusts an API key it has checked. A key revoked
     # (or edited) is dropped at once by the process that changed it and
     # within this many seconds by the others. 0: look every key up.
     "API_KEY_CACHE_SECONDS": 5.0,
-    "API_QUEUE_SECONDS": 10.0,
     # Messages in one POST /api/v1/pushes/batch.
     "API_MAX_BATCH": 500,
     # Devices one direct push may reach; larger audiences are campaigns,

@@ -12,16 +12,16 @@ sweep and the device's replay recover from the database.
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from devices import metrics
-from devices.enqueue import Target
+from devices import loopthread, metrics
 from devices.groups import node_channel
+from devices.inbox import Target
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ async def awake_batch(
 
 
 def wake_batch(batch: Sequence[tuple[dict[str, Any], Iterable[Target]]]) -> int:
-    return async_to_sync(awake_batch)([(push, list(t)) for push, t in batch])
+    return _sync(awake_batch([(push, list(t)) for push, t in batch]))
 
 
 async def aclose_devices(node: str, items: list[list[Any]], code: int) -> int:
@@ -100,11 +100,33 @@ async def aclose_devices(node: str, items: list[list[Any]], code: int) -> int:
 
 
 def wake_targets(push: dict[str, Any], targets: Iterable[Target]) -> int:
-    return async_to_sync(awake_targets)(push, list(targets))
+    return _sync(awake_targets(push, list(targets)))
 
 
 def close_device(node: str, device_id: UUID, code: int = 4403) -> int:
-    return async_to_sync(aclose_devices)(node, [[str(device_id), None]], code)
+    return _sync(aclose_devices(node, [[str(device_id), None]], code))
+
+
+# Set by kpns_site/wsgi.py: this process serves HTTP only, holds no node,
+# and runs its sends on one long-lived loop (devices/loopthread.py) instead
+# of a new loop, and a new Redis connection, per async_to_sync call.
+_own_loop = False
+
+
+def send_on_own_loop() -> None:
+    global _own_loop
+    _own_loop = True
+
+
+def _sync(coroutine: Coroutine[Any, Any, int]) -> int:
+    if _own_loop:
+        # Sends are bounded by SEND_TIMEOUT each and run concurrently.
+        return loopthread.run(coroutine, SEND_TIMEOUT * 2)
+
+    async def awaited() -> int:
+        return await coroutine
+
+    return async_to_sync(awaited)()
 
 
 # Nodes of this process by name, each with its event loop: an event for

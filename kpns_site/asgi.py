@@ -1,15 +1,18 @@
-"""ASGI entry point: HTTP goes to Django, /ws/ to the device consumer."""
+"""ASGI entry point of `kpns_serve` (Daphne): /ws/ to the device consumer,
+HTTP to Django.
+
+In production nginx sends Daphne the device sockets only; the admin and
+the API are gunicorn's (kpns_site/wsgi.py). Daphne still answers HTTP: its
+own /healthz and /readyz (deploy/kpnsctl roll waits on them), and every
+request in the embedded shape (`make run`: one process serves all).
+"""
 
 import os
 
-import django
+from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kpns_site.settings")
-django.setup(set_prefix=False)  # what get_asgi_application() does first
-
-from kpns_site.handler import KpnsASGIHandler  # noqa: E402
-
-django_asgi_app = KpnsASGIHandler()
+django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

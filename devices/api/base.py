@@ -20,7 +20,6 @@ from devices import idempotency
 from devices.api.auth import ApiKeyAuthentication, HasScope
 from devices.api.throttling import ApiKeyRateThrottle
 from devices.models import ApiKey, App
-from kpns_site.apithreads import pooled
 from kpns_site.problems import PROBLEM_CONTENT_TYPE
 
 
@@ -35,11 +34,7 @@ class IdempotencyKeyReused(exceptions.APIException):
 
 
 class PooledAPIView(APIView):
-    """An API view served on the API thread pool (kpns_site/apithreads.py)."""
-
-    @classmethod
-    def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
-        return pooled(super().as_view(**initkwargs))
+    """The base of every API view (device and server API)."""
 
     def perform_authentication(self, request: Request) -> None:
         # The method first: DRF checks it only after authentication and

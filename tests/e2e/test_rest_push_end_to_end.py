@@ -1,5 +1,5 @@
-"""A backend pushes through the REST API of a real Daphne: the request is
-served on the API thread pool (kpns_site/apithreads.py), written by the
+"""A backend pushes through the REST API of a real Daphne (the embedded
+shape, where one Daphne serves everything): the request is written by the
 one write path (devices.enqueue.deliveries_write) and reaches
 the device's socket; errors, idempotent retries and key revocation behave
 as they do through Django's own handler."""

@@ -93,6 +93,66 @@ def start_server(
     return server
 
 
+class HttpServer(Proc):
+    """gunicorn serving kpns_site.wsgi, configured by deploy/gunicorn.conf.py."""
+
+    def __init__(self, port: int, process: subprocess.Popen, log: Path) -> None:
+        super().__init__(f"http-{port}", process, log)
+        self.port = port
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def workers(self) -> list[int]:
+        """Pids of its worker processes (children of the master)."""
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.pid:  # field 4 of stat: the parent pid
+                children.append(int(stat.parent.name))
+        return children
+
+
+def start_http(
+    port: int,
+    *,
+    redis_url: str,
+    tmp_path: Path,
+    workers: int = 2,
+    extra_env: dict[str, str] | None = None,
+) -> HttpServer:
+    log = tmp_path / f"http-{port}.log"
+    env = {
+        "KPNS_BIND": "127.0.0.1",
+        "KPNS_HTTP_PORT": str(port),
+        "KPNS_HTTP_WORKERS": str(workers),
+        **(extra_env or {}),
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            "deploy/gunicorn.conf.py",
+            "kpns_site.wsgi:application",
+        ],
+        cwd=ROOT,
+        env=child_env(redis_url, env),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    server = HttpServer(port, process, log)
+    try:
+        wait_for_port(port, process, log)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 def start_scheduler(
     *,
     redis_url: str,
@@ -222,14 +282,23 @@ class Nginx(Proc):
 
 
 @contextlib.contextmanager
-def nginx_in_front(ports: list[int], tmp_path: Path) -> Iterator[Nginx]:
-    """nginx on free loopback ports, rendered from deploy/nginx/kpns.conf."""
+def nginx_in_front(
+    ports: list[int], tmp_path: Path, *, http_ports: list[int] | None = None
+) -> Iterator[Nginx]:
+    """nginx on free loopback ports, rendered from deploy/nginx/kpns.conf:
+    /ws/ to the Daphne processes on ``ports``, the rest to the HTTP server on
+    ``http_ports`` (gunicorn; default: the Daphne processes)."""
     binary = nginx_binary()
     prefix = tmp_path / "nginx"
     prefix.mkdir()
     cert, key = make_certificate(prefix)
     https, http = free_port(), free_port()
     upstreams = [arg for port in ports for arg in ("--upstream", f"127.0.0.1:{port}")]
+    upstreams += [
+        arg
+        for port in http_ports or []
+        for arg in ("--http-upstream", f"127.0.0.1:{port}")
+    ]
     subprocess.run(
         [
             sys.executable,
@@ -243,8 +312,6 @@ def nginx_in_front(ports: list[int], tmp_path: Path) -> Iterator[Nginx]:
             str(cert),
             "--key",
             str(key),
-            "--fail-timeout",
-            "2",
             "--standalone",
             str(prefix),
         ],
