@@ -20,8 +20,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from devices import loopthread, metrics
+from devices.enqueue import Target
 from devices.groups import node_channel
-from devices.inbox import Target
 
 logger = logging.getLogger(__name__)
 
