@@ -29,6 +29,11 @@ DEFAULTS: dict[str, Any] = {
     # in between look only at deliveries inserted since (devices.node).
     "SWEEP_FULL_SECONDS": 30.0,
     "NODE_HEARTBEAT_SECONDS": 5.0,
+    # Rebalancing (devices.rebalance): a node holding more than its fair
+    # share by this fraction sheds the excess, at most this many sockets a
+    # second (0: never).
+    "REBALANCE_PER_SECOND": 50,
+    "REBALANCE_SLACK": 0.1,
     "NODE_DEAD_AFTER_SECONDS": 20.0,
     "DEFAULT_TTL_SECONDS": 4 * 7 * 86400,
     "MAX_PENDING_PER_DEVICE": 1000,

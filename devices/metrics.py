@@ -95,6 +95,10 @@ SWEEP_LAG = Gauge(
     ["node"],
     multiprocess_mode="liveall",
 )
+REBALANCED = Counter(
+    "kpns_rebalanced_sockets_total",
+    "Sockets closed with 1012 to move their devices to a less loaded process.",
+)
 DRAINS = Counter("kpns_drains_total", "Graceful drains of a server process.")
 GC_PAUSE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 GC_PAUSE = Histogram(

@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from devices import delivery, inbox, metrics, presence
+from devices import delivery, inbox, metrics, presence, rebalance
 from devices.batching import ConnectBatcher, DisconnectBatcher
 from devices.conf import kpns_setting
 from devices.dbpool import db_heartbeat, db_receipts, db_sweep
@@ -86,6 +86,8 @@ class Node:
         self._close_timer: asyncio.TimerHandle | None = None
         self.connects = ConnectBatcher(self.name)
         self.disconnects = DisconnectBatcher()
+        self.rebalancer = rebalance.Rebalancer(self)
+        self.rebalanced = 0  # sockets shed to other processes (metrics)
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
         self._started = asyncio.Event()
@@ -119,6 +121,7 @@ class Node:
             self._watchdog_loop,
             self._sweep_loop,
             self._metrics_loop,
+            self.rebalancer.run,
         ):
             self._tasks.append(asyncio.ensure_future(self._guard(loop)))
 
@@ -374,7 +377,7 @@ class Node:
             )
             live = [(s.device_id, s.connection_id) for s in self.sessions.values()]
             try:
-                revoked = await asyncio.wait_for(
+                revoked, excess = await asyncio.wait_for(
                     db_heartbeat(self._heartbeat)(judge, live), DB_TIMEOUT
                 )
             except BaseException:
@@ -386,11 +389,15 @@ class Node:
                 session = self.sessions.get(device_id)
                 if session:
                     await session.close(CLOSE_REVOKED)
+            self.rebalancer.plan(excess, kpns_setting("NODE_HEARTBEAT_SECONDS"))
 
     async def _metrics_loop(self) -> None:
         while True:
             await asyncio.sleep(METRICS_SECONDS)
             metrics.publish(self.name, len(self.sessions))
+            if self.rebalanced:
+                metrics.REBALANCED.inc(self.rebalanced)
+                self.rebalanced = 0
             if self.sweep_finished is not None:
                 metrics.observe_sweep(
                     self.name,
@@ -501,7 +508,9 @@ class Node:
 
     def _heartbeat(
         self, judge_dead: bool = True, live: list[tuple[UUID, str]] | None = None
-    ) -> list[UUID]:
+    ) -> tuple[list[UUID], int]:
+        """Our row's heartbeat; returns the revoked devices we hold and how
+        many sockets we hold above our fair share (devices.rebalance)."""
         now = timezone.now()
         updated = NodeRow.objects.filter(name=self.name).update(
             heartbeat_at=now, connections=len(self.sessions), draining=self.draining
@@ -516,11 +525,15 @@ class Node:
                 self._restore_presence(live)
         if judge_dead:
             presence.reap_dead_nodes(now=now, exclude=self.name, by="node")
-        return list(
+        revoked = list(
             Device.objects.filter(node=self.name, is_active=False).values_list(
                 "id", flat=True
             )
         )
+        excess = 0
+        if kpns_setting("REBALANCE_PER_SECOND") and not self.draining:
+            excess = rebalance.fair_excess(node=self.name, held=len(self.sessions))
+        return revoked, excess
 
     def _mark_draining(self) -> None:
         NodeRow.objects.filter(name=self.name).update(draining=True)

@@ -145,12 +145,8 @@ else:
     # PostgreSQL out of connections. DB_POOL=false (behind PgBouncer, say)
     # keeps per-thread connections instead.
     if env.bool("DB_POOL", default=True):
-        from psycopg_pool.base import AttemptWithBackoff
-
-        # psycopg_pool retries a lost connection after 1, 2, 4, 8, 16 s: a
-        # process recovered up to 16 s after a 20 s PostgreSQL outage ended
-        # (tests/reliability). Retry every second instead (0.1 s jitter).
-        AttemptWithBackoff.DELAY_BACKOFF = 1.0
+        # The pool retries a lost connection every second, not after 1, 2,
+        # 4, 8, 16 s: devices/patches/psycopg_pool.py, installed at start.
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env.int("DB_POOL_MIN", default=2),
@@ -324,6 +320,8 @@ KPNS = {
     "SWEEP_SECONDS": env.float("KPNS_SWEEP_SECONDS", default=1.0),
     "SWEEP_FULL_SECONDS": env.float("KPNS_SWEEP_FULL_SECONDS", default=30.0),
     "NODE_HEARTBEAT_SECONDS": env.float("KPNS_NODE_HEARTBEAT_SECONDS", default=5.0),
+    "REBALANCE_PER_SECOND": env.float("KPNS_REBALANCE_PER_SECOND", default=50),
+    "REBALANCE_SLACK": env.float("KPNS_REBALANCE_SLACK", default=0.1),
     "NODE_DEAD_AFTER_SECONDS": env.float("KPNS_NODE_DEAD_AFTER_SECONDS", default=20.0),
     "DEFAULT_TTL_SECONDS": env.int("KPNS_DEFAULT_TTL_SECONDS", default=4 * 7 * 86400),
     "MAX_PENDING_PER_DEVICE": env.int("KPNS_MAX_PENDING_PER_DEVICE", default=1000),

@@ -1,0 +1,63 @@
+"""A node's fair share of the online devices (devices/rebalance.py)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from devices.models import Device
+from devices.models import Node as NodeRow
+from devices.rebalance import fair_excess
+from tests.factories import make_device
+
+pytestmark = pytest.mark.django_db
+
+
+def node(name, *, age=0.0, draining=False):
+    beat = timezone.now() - timedelta(seconds=age)
+    NodeRow.objects.create(
+        name=name,
+        channel_name=f"kpns.node.{name}",
+        hostname="h",
+        pid=1,
+        started_at=beat,
+        heartbeat_at=beat,
+        draining=draining,
+    )
+
+
+def online(app, name, count):
+    for _ in range(count):
+        device, _token = make_device(app)
+        Device.objects.filter(pk=device.pk).update(node=name, connection_id="c")
+
+
+def test_a_node_above_its_share_sheds_the_excess(app):
+    node("a")
+    node("b")
+    online(app, "b", 10)
+    assert fair_excess(node="a", held=90) == 40  # fair share: 100 / 2
+
+
+def test_within_the_slack_nothing_moves(app):
+    node("a")
+    node("b")
+    online(app, "b", 45)
+    assert fair_excess(node="a", held=55) == 0
+
+
+def test_dead_and_draining_nodes_take_no_share(app):
+    node("a")
+    node("b")
+    node("dead", age=3600)
+    node("leaving", draining=True)
+    online(app, "b", 20)
+    online(app, "dead", 30)
+    online(app, "leaving", 30)
+    assert fair_excess(node="a", held=80) == 30  # (80 + 20) / 2
+
+
+def test_a_node_alone_or_unknown_keeps_everything(app):
+    node("a")
+    assert fair_excess(node="a", held=500) == 0
+    assert fair_excess(node="unregistered", held=500) == 0
