@@ -92,6 +92,19 @@ class DrainingServer(ChangedConnectionsChecker):
             metrics.process_exited()
             self.stop()
 
+    def kill_all_applications(self) -> Any:
+        # Daphne's shutdown trigger reads details["application_instance"]
+        # of every connection: one accepted but never handed to the
+        # application (a port check's bare TCP connect), or whose finished
+        # application was reaped while its socket closes, raised KeyError
+        # and left a traceback at every drain (tests/ops/test_drain.py).
+        self.connections = {
+            protocol: details
+            for protocol, details in self.connections.items()
+            if "application_instance" in details
+        }
+        return super().kill_all_applications()
+
     def _requests_running(self) -> bool:
         for details in list(getattr(self, "connections", {}).values()):
             instance = details.get("application_instance")

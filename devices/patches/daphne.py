@@ -246,7 +246,9 @@ def _apply_checkers() -> None:
 
 def _check_drain() -> list[str]:
     """What devices.server's DrainingServer relies on: no patch, a subclass."""
-    problems = members(Server, {"listen_success": ("port",), "stop": ()})
+    problems = members(
+        Server, {"listen_success": ("port",), "stop": (), "kill_all_applications": ()}
+    )
     init = inspect.signature(Server.__init__).parameters
     if "signal_handlers" not in init:
         problems.append("daphne.server.Server.__init__ takes no signal_handlers")
