@@ -421,8 +421,9 @@ def scenario_targeted(platform: Platform, args: argparse.Namespace) -> dict[str,
     cpu_after = platform.cpu_seconds()
     results = offered["results"] + closed["results"]
     accepted = {r["answer"]["message_id"]: r for r in results if r.get("status") == 202}
-    # Over capacity the API sheds load: 503 problem JSON, "retry shortly"
-    # (kpns_site/admission.py). Not a loss: the backend knows to resend.
+    # A 503 problem JSON (the database unavailable) did nothing and says
+    # "retry": not a loss, the backend knows to resend. gunicorn itself
+    # sheds nothing; over capacity requests wait in its listen backlog.
     shed = [
         r
         for r in results
