@@ -62,7 +62,15 @@ def deliveries_write(
     commits.
     """
     found: dict[UUID, list[Target]] = {message.pk: [] for message, _ids in plans}
-    todo = [(m, list(dict.fromkeys(ids))) for m, ids in plans if ids]
+    # Callers pass UUIDs or their text (an SDK's device id): one form, so
+    # that the devices the database returns match the ones asked for.
+    pk = Device._meta.pk
+    assert pk is not None
+    todo = [
+        (m, list(dict.fromkeys(pk.to_python(i) for i in ids)))
+        for m, ids in plans
+        if ids
+    ]
     if not todo:
         return found
     if len({m.app_id for m, _ids in todo}) != 1:

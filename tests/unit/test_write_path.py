@@ -115,7 +115,10 @@ def _device(devices, device_id):
 
 def run(op, number, app, devices, secret, model, labels):
     kind = op[0]
-    ids = lambda indices: [devices[i].pk for i in indices]  # noqa: E731
+    # Callers pass UUIDs or their text: every other device as text.
+    ids = lambda indices: [  # noqa: E731
+        devices[i].pk if n % 2 else str(devices[i].pk) for n, i in enumerate(indices)
+    ]
     if kind == "single":
         _kind, targets, key = op
         label = f"single-{number}"
