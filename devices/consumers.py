@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_TOO_BIG = 1009
 # "Try again later" is 4503, after HTTP 503. kpns_serve can send RFC 6455's
-# 1013 (devices.server), but stock Daphne and other ASGI servers close only
+# 1013 (devices.patches.daphne), but stock Daphne and other ASGI servers close only
 # with 1000 or 3000-4999, and clients since protocol 1.0 know 4503. 4500 is
 # any other server-side failure (after HTTP 500).
 CLOSE_TRY_AGAIN_LATER = 4503

@@ -113,7 +113,7 @@ def device_authenticate(*, token: str, with_app: bool = True) -> Device | None:
 
     Handshakes need only the device (``with_app=False``): Django compiles a
     select_related query with a recursive closure, a reference cycle per
-    query that only a full garbage collection frees (devices.cycles).
+    query that only a full garbage collection frees (devices.patches.daphne).
     """
     if not token or len(token) > 128:
         return None
