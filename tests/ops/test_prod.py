@@ -1,8 +1,9 @@
-"""`make prod` (deploy/prod.sh): supervisord runs two Daphne processes, the
-scheduler and nginx with production settings (DEBUG off, JSON logs); a
-SIGKILLed process is restarted by supervisord, `deploy/kpnsctl roll` restarts
-every process one at a time while pushes go on, and devices connected through
-nginx get every push exactly once."""
+"""`make prod` (deploy/prod.sh): supervisord runs gunicorn, two Daphne
+processes, the scheduler and nginx with production settings (DEBUG off, JSON
+logs); a SIGKILLed process is restarted by supervisord, `deploy/kpnsctl roll`
+restarts every Daphne one at a time and reloads gunicorn's workers while an
+integrator pushes through nginx's API, and devices connected through nginx
+get every push exactly once."""
 
 import asyncio
 import contextlib
@@ -21,7 +22,7 @@ from channels.db import database_sync_to_async
 
 from devices import pushes
 from tests.e2e.servers import ROOT, child_env, free_port
-from tests.factories import make_app, make_device
+from tests.factories import make_api_key, make_app, make_device
 from tests.ops.fleet import Device as FleetDevice
 from tests.ops.fleet import Fleet
 from tests.ops.procs import client_tls, nginx_binary
@@ -100,6 +101,10 @@ def push_all(app, ids, index):
     return str(message.pk)
 
 
+def api_key(app):
+    return make_api_key(app, scopes=["push:send"])[1]
+
+
 async def test_make_prod_supervises_restarts_and_rolls(redis_url, tmp_path):
     nginx_binary()
     base = two_free_ports()
@@ -115,6 +120,8 @@ async def test_make_prod_supervises_restarts_and_rolls(redis_url, tmp_path):
             "KPNS_RUN_DIR": str(run),
             "KPNS_SERVERS": "2",
             "KPNS_BASE_PORT": str(base),
+            "KPNS_HTTP_PORT": str(free_port()),
+            "KPNS_HTTP_WORKERS": "1",
             "KPNS_HTTPS_LISTEN": f"127.0.0.1:{https}",
             "KPNS_HTTP_LISTEN": f"127.0.0.1:{http}",
             "KPNS_DRAIN_SECONDS": "5",
@@ -145,10 +152,20 @@ async def test_make_prod_supervises_restarts_and_rolls(redis_url, tmp_path):
             await asyncio.sleep(0.3)
         else:
             pytest.fail(f"never ready:\n{log.read_text()}")
-        running = await asyncio.to_thread(statuses, env)
         names = {f"web:web-{base}", f"web:web-{base + 1}", "scheduler:scheduler-0"}
-        assert names | {"nginx"} <= set(running), running
-        assert all(running[name][0] == "RUNNING" for name in names | {"nginx"})
+        names |= {"http", "nginx"}
+        # supervisord calls a program RUNNING after startsecs (2 s); /readyz
+        # through nginx (gunicorn's) may answer before.
+        for _ in range(100):
+            running = await asyncio.to_thread(statuses, env)
+            if names <= set(running) and all(
+                running[name][0] == "RUNNING" for name in names
+            ):
+                break
+            await asyncio.sleep(0.2)
+        assert names <= set(running), running
+        assert all(running[name][0] == "RUNNING" for name in names), running
+        names -= {"http", "nginx"}
 
         def make():
             app = make_app()
@@ -180,12 +197,35 @@ async def test_make_prod_supervises_restarts_and_rolls(redis_url, tmp_path):
             assert await fleet.all_connected(20)
             message_ids.append(await database_sync_to_async(push_all)(app, ids, 0))
 
+            key = await database_sync_to_async(api_key)(app)
+            statuses_seen = []
+
             async def keep_pushing():
-                for index in range(1, 16):
-                    message_ids.append(
-                        await database_sync_to_async(push_all)(app, ids, index)
-                    )
-                    await asyncio.sleep(0.5)
+                # Through nginx and gunicorn, as an integrator does; a
+                # retry keeps its Idempotency-Key.
+                async with httpx.AsyncClient(
+                    base_url=f"https://127.0.0.1:{https}", verify=tls, timeout=10
+                ) as http:
+                    for index in range(1, 16):
+                        headers = {
+                            "Authorization": f"Bearer {key}",
+                            "Idempotency-Key": f"prod-{index}",
+                        }
+                        body = {
+                            "device_ids": [str(i) for i in ids],
+                            "title": f"prod {index}",
+                            "ttl_seconds": 3600,
+                        }
+                        for _ in range(20):
+                            answer = await http.post(
+                                "/api/v1/pushes", json=body, headers=headers
+                            )
+                            statuses_seen.append(answer.status_code)
+                            if answer.status_code == 202:
+                                message_ids.append(answer.json()["message_id"])
+                                break
+                            await asyncio.sleep(0.2)
+                        await asyncio.sleep(0.5)
 
             pusher = asyncio.ensure_future(keep_pushing())
             rolled = await asyncio.to_thread(kpnsctl, env, "roll")
@@ -196,6 +236,8 @@ async def test_make_prod_supervises_restarts_and_rolls(redis_url, tmp_path):
                 if fleet.have(everything):
                     break
                 await asyncio.sleep(0.1)
+        assert set(statuses_seen) == {202}, statuses_seen
+        assert len(everything) == 16
         for device in fleet_devices:
             assert {m for _, m in device.seen} == everything
             assert [s for s, _ in device.seen] == list(range(1, len(everything) + 1))
@@ -204,11 +246,15 @@ async def test_make_prod_supervises_restarts_and_rolls(redis_url, tmp_path):
         after = await asyncio.to_thread(statuses, env)
         assert all(after[name][0] == "RUNNING" for name in names), after
         assert all(after[name][1] != running[name][1] for name in names), after
+        # gunicorn's workers were reloaded (SIGHUP), its master kept.
+        assert after["http"] == running["http"], after
+        http_log = (run / "logs" / "http.log").read_text()
+        assert "Handling signal: hup" in http_log, http_log[-2000:]
 
         # Stopping supervisord stops everything (drains included), in bound.
         supervisor.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(supervisor.wait, 60) == 0
-        for port in (base, base + 1, https):
+        for port in (base, base + 1, https, int(env["KPNS_HTTP_PORT"])):
             with pytest.raises(OSError):
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
         output = log.read_text()
