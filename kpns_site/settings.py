@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "devices",
+    "devices.native",
     "campaigns",
 ]
 
@@ -350,6 +351,22 @@ KPNS = {
     "WEBHOOK_ALLOWED_NETWORKS": env.list("KPNS_WEBHOOK_ALLOWED_NETWORKS", default=[]),
     "DRAIN_SECONDS": env.float("KPNS_DRAIN_SECONDS", default=10.0),
 }
+
+# Native push (devices/native/conf.py has the defaults, docs/native-push.md).
+for _name in (
+    "FCM_BASE_URL",
+    "FCM_TOKEN_URL",
+    "APNS_BASE_URL_PRODUCTION",
+    "APNS_BASE_URL_SANDBOX",
+    "VAPID_SUBJECT",
+):
+    if f"KPNS_{_name}" in env.ENVIRON:
+        KPNS[_name] = env.str(f"KPNS_{_name}")
+if "KPNS_WEBPUSH_HOSTS" in env.ENVIRON:
+    KPNS["WEBPUSH_HOSTS"] = env.list("KPNS_WEBPUSH_HOSTS")
+# Fernet keys sealing provider secrets (devices/native/crypto.py); empty:
+# one derived from SECRET_KEY.
+KPNS_SECRETS_KEY = env.str("KPNS_SECRETS_KEY", default="")
 
 # /metrics (kpns_site/metrics.py): Prometheus sends
 # "Authorization: Bearer <KPNS_METRICS_TOKEN>"; staff may look in a browser.
