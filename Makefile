@@ -56,6 +56,7 @@ prod: $(VENV)/.installed-prod
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # What the SDK and browser tests need beyond Python: the JS SDK's test
 # dependency (`npm ci` from sdk/js/package-lock.json) and Debian's Chromium.

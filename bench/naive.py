@@ -1,6 +1,6 @@
 """The naive design, for comparison only: every consumer in one layer group.
 
-Served at /ws/bench/naive/ when KPNS_BENCH_NAIVE=1 (bench.run sets it). A
+Served at /ws/bench/naive/ by bench.asgi (the bench starts its servers with it). A
 broadcast is one `group_send`, which channels-redis turns into one Redis
 message per member channel; each consumer then builds and writes its frame.
 This is what KPNS's node fan-out replaces (docs/benchmarks.md).
@@ -13,8 +13,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from devices import registry
-from devices.protocol import token_from_subprotocols
+from devices.delivery.protocol import token_from_subprotocols
+from devices.registry import services as registry
 
 GROUP = "bench.naive"
 

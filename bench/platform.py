@@ -52,17 +52,25 @@ class Platform:
     def __enter__(self) -> "Platform":
         self.reset()
         if self.register == "api":
-            from devices import registry
+            from devices.registry import services as registry
 
             self.app, self.tokens = registry.app_create(name="Bench"), []
         else:
             self.app, self.tokens = seed(self.device_count)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "KPNS_BENCH_NAIVE": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for _ in range(self.server_count):
             port = free_port()
             log = (self.tmp / f"server-{port}.log").open("w")
             process = subprocess.Popen(
-                [sys.executable, "manage.py", "kpns_serve", "--port", str(port)],
+                [
+                    sys.executable,
+                    "manage.py",
+                    "kpns_serve",
+                    "--port",
+                    str(port),
+                    "--application",
+                    "bench.asgi.application",
+                ],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -303,7 +311,7 @@ class Platform:
 
     def api_key(self) -> str:
         if not getattr(self, "_api_key", None):
-            from devices.apikeys import api_key_create
+            from devices.integrations.apikeys import api_key_create
 
             created = api_key_create(app=self.app, name="bench", scopes=["push:send"])
             self._api_key = created.key
@@ -376,7 +384,7 @@ class Platform:
 
 def seed(count: int) -> tuple[Any, list[str]]:
     """An app and `count` devices, inserted in bulk; returns their tokens."""
-    from devices import registry
+    from devices.registry import services as registry
 
     app = registry.app_create(name="Bench")
     return app, seed_devices(app, count)
@@ -389,7 +397,7 @@ def seed_devices(app: Any, count: int) -> list[str]:
     from django.db import connection
     from django.utils import timezone
 
-    from devices.tokens import hash_token, new_device_token, token_prefix
+    from devices.registry.tokens import hash_token, new_device_token, token_prefix
 
     tokens = [new_device_token() for _ in range(count)]
     now = timezone.now()

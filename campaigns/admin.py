@@ -17,7 +17,6 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from campaigns import lifecycle, sender
-from campaigns.audience import audience_estimate
 from campaigns.forms import CampaignForm, SendTestForm
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.selectors import (
@@ -28,6 +27,7 @@ from campaigns.selectors import (
 )
 from devices.admin import GuardedModelAdmin, asks_confirmation
 from devices.models import Device
+from devices.registry.audience import audience_estimate
 
 CONTENT = (
     "Content",

@@ -17,11 +17,12 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
-from campaigns.audience import audience_devices, audience_validate
 from campaigns.models import Campaign, CampaignSlice, CampaignStatus
-from devices import inbox, pushes, webhooks
+from devices.delivery import messages, pushes, receipts
+from devices.delivery.stats import message_stats
+from devices.integrations import webhooks
 from devices.models import DeliveryStatus, Message, WebhookEvent
-from devices.selectors import message_stats
+from devices.registry.audience import audience_devices, audience_validate
 
 TRANSITIONS: dict[str, set[str]] = {
     CampaignStatus.DRAFT: {CampaignStatus.SCHEDULED, CampaignStatus.CANCELLED},
@@ -71,7 +72,7 @@ def campaign_validate(campaign: Campaign) -> None:
     except ValidationError as exc:
         errors.update(exc.message_dict)
     try:
-        inbox.message_validate(_message_for(campaign, timezone.now()))
+        messages.message_validate(_message_for(campaign, timezone.now()))
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if campaign.throttle_per_second == 0:
@@ -122,9 +123,10 @@ def campaign_schedule(
     return _schedule(campaign, by, when, now)
 
 
-def campaign_send_now(
+def campaign_schedule_now(
     *, campaign: Campaign, by: Any = None, now: datetime | None = None
 ) -> Campaign:
+    """Schedule for now: the scheduler (or sender.campaign_send_now) sends."""
     now = now or timezone.now()
     return _schedule(campaign, by, now, now, local_time=False)
 
@@ -138,7 +140,7 @@ def campaign_cancel(
         locked = _transition(campaign, CampaignStatus.CANCELLED, finished_at=now)
         locked.slices.update(done=True)
         if locked.message_id:
-            inbox.deliveries_cancel(message_id=locked.message_id)
+            receipts.deliveries_cancel(message_id=locked.message_id)
     return locked
 
 

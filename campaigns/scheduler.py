@@ -1,4 +1,5 @@
-"""The scheduler loop: sends due campaign chunks and does housekeeping.
+"""The scheduler loop: sends due campaign chunks, runs the webhook
+dispatcher and the delivery record's housekeeping (devices.delivery.housekeeping).
 
 Any number of schedulers may run (on PostgreSQL they share work through
 SKIP LOCKED row locks); a stopped one loses nothing, because every chunk
@@ -13,13 +14,12 @@ from datetime import datetime
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from campaigns import watch
+from campaigns.models import CampaignSlice, CampaignStatus
 from campaigns.sender import send_due
-from devices import idempotency, inbox, metrics, webhooks
+from devices.delivery import housekeeping, metrics
+from devices.integrations import webhooks
 
 logger = logging.getLogger(__name__)
-
-HOUSEKEEPING_SECONDS = 30.0
 
 
 def run_scheduler(
@@ -53,12 +53,13 @@ def _tick(
 ) -> tuple[int, float, float]:
     try:
         close_old_connections()
-        watch.tick()
+        _observe_lag(clock())
+        housekeeping.reap_dead_nodes()
         chunks = send_due(now=clock())
         dispatcher.tick(clock())
         now = clock().timestamp()
-        if now - last_housekeeping > HOUSEKEEPING_SECONDS:
-            housekeeping(now=clock())
+        if now - last_housekeeping > housekeeping.HOUSEKEEPING_SECONDS:
+            housekeeping.prune(now=clock())
             last_housekeeping = now
         delay = poll_seconds
     except DatabaseError as exc:
@@ -71,12 +72,16 @@ def _tick(
     return chunks, delay, last_housekeeping
 
 
-def housekeeping(*, now: datetime) -> None:
-    """Every HOUSEKEEPING_SECONDS: expire deliveries, forget old idempotency
-    records and finished webhook calls (each bounded per run)."""
-    expired = inbox.expire_due(now=now)
-    if expired:
-        logger.info("expired %d deliveries", expired)
-        metrics.EXPIRED.inc(expired)
-    idempotency.records_prune(now=now)
-    webhooks.deliveries_prune(now=now)
+def _observe_lag(now: datetime) -> None:
+    """How long the oldest due campaign chunk has waited (a metric)."""
+    oldest = (
+        CampaignSlice.objects.filter(
+            done=False,
+            next_chunk_at__lte=now,
+            campaign__status__in=[CampaignStatus.SCHEDULED, CampaignStatus.SENDING],
+        )
+        .order_by("next_chunk_at")
+        .values_list("next_chunk_at", flat=True)
+        .first()
+    )
+    metrics.SCHEDULER_LAG.set((now - oldest).total_seconds() if oldest else 0.0)

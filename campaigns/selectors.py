@@ -13,8 +13,8 @@ from django.db.models.functions import TruncMinute, TruncSecond
 from django.utils import timezone
 
 from campaigns.models import Campaign
+from devices.delivery.stats import STAT_NAMES, message_stats  # noqa: F401 - re-exported
 from devices.models import Delivery, Device
-from devices.selectors import STAT_NAMES, message_stats  # noqa: F401 - re-exported
 
 
 def campaign_stats(campaign: Campaign) -> dict[str, int]:

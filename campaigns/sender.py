@@ -18,10 +18,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaigns import lifecycle
-from campaigns.audience import audience_devices
 from campaigns.models import Campaign, CampaignSlice, CampaignStatus
-from devices import delivery, inbox
-from devices.enqueue import deliveries_write
+from devices.delivery import messages, wakeups
+from devices.delivery.enqueue import deliveries_write
+from devices.registry.audience import audience_devices
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ def send_next_chunk(
             )
         slice_.save(update_fields=["online_pass", "cursor", "done", "next_chunk_at"])
         finished = slice_.done and _finish_if_complete(campaign, now)
-        push = inbox.push_fields(campaign.message)
-        transaction.on_commit(lambda: delivery.wake_targets(push, targets))
+        push = messages.push_fields(campaign.message)
+        transaction.on_commit(lambda: wakeups.wake_targets(push, targets))
     logger.info(
         "campaign chunk committed",
         extra={
@@ -107,7 +107,7 @@ def campaign_send_now(*, campaign: Campaign, by: object = None) -> Campaign:
     process without waiting for the sweep.
     """
     now = timezone.now()
-    campaign = lifecycle.campaign_send_now(campaign=campaign, by=by, now=now)
+    campaign = lifecycle.campaign_schedule_now(campaign=campaign, by=by, now=now)
     online = campaign.slices.filter(online_pass=True, done=False)
     for _ in range(INLINE_CHUNKS):
         if not online.exists():

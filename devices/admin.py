@@ -18,8 +18,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from devices import apikeys, pushes, registry, webhooks
 from devices.conf import kpns_setting
+from devices.delivery import pushes, revocation
+from devices.integrations import apikeys, webhooks
 from devices.models import (
     ApiKey,
     App,
@@ -31,6 +32,7 @@ from devices.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from devices.registry import services as registry
 
 # How many names a confirmation page lists; the count is always exact.
 CONFIRM_LIST_LIMIT = 100
@@ -229,7 +231,7 @@ class DeviceAdmin(GuardedModelAdmin):
     )
     def revoke(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         for device in queryset:
-            registry.device_revoke(device=device)
+            revocation.device_revoke(device=device)
         self.message_user(
             request, f"Revoked {queryset.count()} device(s).", messages.WARNING
         )

@@ -19,12 +19,12 @@ class DevicesConfig(AppConfig):
 
 
 def _forget_key(sender: Any, instance: Any, **kwargs: Any) -> None:
-    from devices import apikeys
+    from devices.integrations import apikeys
 
     apikeys.forget(instance)
 
 
 def _forget_keys(sender: Any, **kwargs: Any) -> None:
-    from devices import apikeys
+    from devices.integrations import apikeys
 
     apikeys.forget_all()

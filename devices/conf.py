@@ -1,8 +1,12 @@
-"""KPNS tunables, read lazily from ``settings.KPNS`` so tests can override them.
+"""KPNS tunables: one typed table of defaults, each settable from the
+environment as ``KPNS_<NAME>`` (docs/operations.md documents every one).
 
-Defaults and the reasons behind them are documented in docs/operations.md.
+``kpns_site/settings.py`` builds ``settings.KPNS`` from the environment
+with ``from_environment``; code reads it lazily with ``kpns_setting`` so
+tests can override it. The type of each default is the setting's type.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -32,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     # Rebalancing (devices.rebalance): a node holding more than its fair
     # share by this fraction sheds the excess, at most this many sockets a
     # second (0: never).
-    "REBALANCE_PER_SECOND": 50,
+    "REBALANCE_PER_SECOND": 50.0,
     "REBALANCE_SLACK": 0.1,
     "NODE_DEAD_AFTER_SECONDS": 20.0,
     "DEFAULT_TTL_SECONDS": 4 * 7 * 86400,
@@ -47,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     # it a frame is answered with error `rate_limited` and ignored; a socket
     # that keeps flooding (RATE_LIMIT_CLOSE_AFTER rejected frames within 10 s)
     # is closed with 4400.
-    "MAX_FRAMES_PER_SECOND": 50,
+    "MAX_FRAMES_PER_SECOND": 50.0,
     "FRAME_BURST": 100,
     "RATE_LIMIT_CLOSE_AFTER": 200,
     "ALLOWED_ORIGINS": [],
@@ -104,6 +108,51 @@ DEFAULTS: dict[str, Any] = {
     # Finished webhook calls are kept this long for the admin's log.
     "WEBHOOK_RETENTION_SECONDS": 7 * 86400,
 }
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Every setting, from ``KPNS_<NAME>`` where the environment sets it."""
+    return {
+        name: _parse(name, environ[f"KPNS_{name}"], default)
+        if f"KPNS_{name}" in environ
+        else default
+        for name, default in DEFAULTS.items()
+    }
+
+
+def _parse(name: str, text: str, default: Any) -> Any:
+    """Text as the default's type: bool, int, float or a comma list."""
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in (
+                "1",
+                "0",
+                "true",
+                "false",
+                "yes",
+                "no",
+                "on",
+                "off",
+            ):
+                raise ValueError(text)
+            return text.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, list):
+            items = [item.strip() for item in text.split(",") if item.strip()]
+            if default and isinstance(default[0], int):
+                return [int(item) for item in items]
+            return items
+    except ValueError:
+        kind = type(default).__name__
+        raise ValueError(f"KPNS_{name}={text!r} is not a valid {kind}") from None
+    return text
 
 
 def kpns_setting(name: str) -> Any:

@@ -5,7 +5,7 @@ it uses the server's reference codec as is: one source of truth for the
 frames, JSON and KMPP (docs/protocol.md). That module has no Django imports.
 """
 
-from devices.protocol import (
+from devices.delivery.protocol import (
     JSON,
     KMPP,
     SUBPROTOCOL_JSON,

@@ -16,19 +16,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from devices.routing import websocket_urlpatterns  # noqa: E402
-
-if os.environ.get("KPNS_BENCH_NAIVE") == "1":
-    # The benchmark's baseline design (bench/naive.py); never on in production.
-    from django.urls import path  # noqa: E402
-
-    from bench.naive import NaiveConsumer  # noqa: E402
-
-    websocket_urlpatterns = [
-        *websocket_urlpatterns,
-        path("ws/bench/naive/", NaiveConsumer.as_asgi()),
-    ]
-
+from devices.delivery.routing import websocket_urlpatterns  # noqa: E402
 from kpns_site import requestdb  # noqa: E402
 from kpns_site.bodylimit import BodyLimitMiddleware  # noqa: E402
 

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from devices.management.commands.kpns_demo import DEMO_APP
+from campaigns.management.commands.kpns_demo import DEMO_APP
 from devices.models import App
 
 MAX_TAGS = 50

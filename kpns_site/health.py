@@ -23,7 +23,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 
-from kpns_site.problems import PROBLEM_CONTENT_TYPE
+from devices.api.problems import PROBLEM_CONTENT_TYPE
 
 # Each readiness check gives up after this long: a probe must answer
 # before the prober's own timeout (deploy/kpnsctl waits 2 s per try).

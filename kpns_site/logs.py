@@ -12,7 +12,7 @@ With LOG_FORMAT=json every line a process writes is one JSON object
 (``configure``): Django's own lines (its DEBUG console handler is removed),
 Python warnings, uncaught exceptions of the main thread, of other threads
 and "exception ignored" ones, with the traceback inside the object (``exc``),
-and Twisted's log in server processes (``route_twisted_logs``).
+and (devices.server.twistedlog) Twisted's log in server processes.
 """
 
 import contextvars
@@ -151,26 +151,6 @@ def _unraisable(args: Any) -> None:
     exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
     _crash_logger.warning(
         "%s: %r", args.err_msg or "Exception ignored in", args.object, exc_info=exc_info
-    )
-
-
-def route_twisted_logs() -> None:
-    """Twisted's warnings and errors into ``logging`` (logger ``twisted``).
-
-    Daphne sends Twisted's log nowhere unless verbose: a failure inside
-    Twisted was lost, or printed as plain text before logging began.
-    """
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        STDLibLogObserver,
-        globalLogPublisher,
-    )
-
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
-    globalLogPublisher.addObserver(
-        FilteringLogObserver(STDLibLogObserver("twisted"), [predicate])
     )
 
 

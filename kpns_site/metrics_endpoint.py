@@ -25,10 +25,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from devices import metrics, presence
+from devices.api.problems import PROBLEM_CONTENT_TYPE
 from devices.conf import kpns_setting
+from devices.delivery import metrics, presence
 from devices.models import Node
-from kpns_site.problems import PROBLEM_CONTENT_TYPE
 
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db$")
 

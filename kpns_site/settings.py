@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from devices.conf import from_environment as kpns_from_environment
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 VAR_DIR.mkdir(exist_ok=True)
@@ -312,45 +314,9 @@ if not DEBUG:
 
 # KPNS tunables: every default is documented in docs/operations.md and read
 # through devices.conf, never at import time elsewhere.
-KPNS = {
-    "HEARTBEAT_SECONDS": env.int("KPNS_HEARTBEAT_SECONDS", default=25),
-    "IDLE_TIMEOUT_SECONDS": env.int("KPNS_IDLE_TIMEOUT_SECONDS", default=75),
-    "HELLO_TIMEOUT_SECONDS": env.int("KPNS_HELLO_TIMEOUT_SECONDS", default=10),
-    "SERVER_PING_SECONDS": env.int("KPNS_SERVER_PING_SECONDS", default=0),
-    "MAX_FRAME_BYTES": env.int("KPNS_MAX_FRAME_BYTES", default=4096),
-    "SWEEP_SECONDS": env.float("KPNS_SWEEP_SECONDS", default=1.0),
-    "SWEEP_FULL_SECONDS": env.float("KPNS_SWEEP_FULL_SECONDS", default=30.0),
-    "NODE_HEARTBEAT_SECONDS": env.float("KPNS_NODE_HEARTBEAT_SECONDS", default=5.0),
-    "REBALANCE_PER_SECOND": env.float("KPNS_REBALANCE_PER_SECOND", default=50),
-    "REBALANCE_SLACK": env.float("KPNS_REBALANCE_SLACK", default=0.1),
-    "NODE_DEAD_AFTER_SECONDS": env.float("KPNS_NODE_DEAD_AFTER_SECONDS", default=20.0),
-    "DEFAULT_TTL_SECONDS": env.int("KPNS_DEFAULT_TTL_SECONDS", default=4 * 7 * 86400),
-    "MAX_PENDING_PER_DEVICE": env.int("KPNS_MAX_PENDING_PER_DEVICE", default=1000),
-    "MAX_PAYLOAD_BYTES": env.int("KPNS_MAX_PAYLOAD_BYTES", default=4096),
-    "RECEIPT_FLUSH_SECONDS": env.float("KPNS_RECEIPT_FLUSH_SECONDS", default=0.05),
-    "ALLOWED_ORIGINS": env.list("KPNS_ALLOWED_ORIGINS", default=[]),
-    "DEVICE_TOKEN_TTL_DAYS": env.int("KPNS_DEVICE_TOKEN_TTL_DAYS", default=270),
-    "GC_THRESHOLDS": [
-        int(n) for n in env.list("KPNS_GC_THRESHOLDS", default=["20000", "5", "100"])
-    ],
-    "MAX_UNACKED": env.int("KPNS_MAX_UNACKED", default=500),
-    "MAX_FRAMES_PER_SECOND": env.float("KPNS_MAX_FRAMES_PER_SECOND", default=50),
-    "FRAME_BURST": env.int("KPNS_FRAME_BURST", default=100),
-    "RATE_LIMIT_CLOSE_AFTER": env.int("KPNS_RATE_LIMIT_CLOSE_AFTER", default=200),
-    "API_RATE_PER_MINUTE": env.int("KPNS_API_RATE_PER_MINUTE", default=6000),
-    "REGISTER_RATE_PER_MINUTE": env.int("KPNS_REGISTER_RATE_PER_MINUTE", default=6000),
-    "REGISTER_ADDRESS_RATE_PER_MINUTE": env.int(
-        "KPNS_REGISTER_ADDRESS_RATE_PER_MINUTE", default=60
-    ),
-    "API_MAX_BATCH": env.int("KPNS_API_MAX_BATCH", default=500),
-    "API_KEY_CACHE_SECONDS": env.float("KPNS_API_KEY_CACHE_SECONDS", default=5.0),
-    "API_MAX_PUSH_DEVICES": env.int("KPNS_API_MAX_PUSH_DEVICES", default=10_000),
-    "WEBHOOK_TIMEOUT_SECONDS": env.float("KPNS_WEBHOOK_TIMEOUT_SECONDS", default=5.0),
-    "WEBHOOK_MAX_ATTEMPTS": env.int("KPNS_WEBHOOK_MAX_ATTEMPTS", default=10),
-    "WEBHOOK_BACKOFF_SECONDS": env.float("KPNS_WEBHOOK_BACKOFF_SECONDS", default=60.0),
-    "WEBHOOK_ALLOWED_NETWORKS": env.list("KPNS_WEBHOOK_ALLOWED_NETWORKS", default=[]),
-    "DRAIN_SECONDS": env.float("KPNS_DRAIN_SECONDS", default=10.0),
-}
+# Every tunable, with its documented default, from KPNS_<NAME> where set
+# (devices/conf.py is the one table; docs/operations.md documents each).
+KPNS = kpns_from_environment(os.environ)
 
 # Native push (devices/native/conf.py has the defaults, docs/native-push.md).
 for _name in (
@@ -374,7 +340,7 @@ KPNS_METRICS_TOKEN = env.str("KPNS_METRICS_TOKEN", default="")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "devices.api.schema.KpnsAutoSchema",
-    "EXCEPTION_HANDLER": "kpns_site.problems.problem_exception_handler",
+    "EXCEPTION_HANDLER": "devices.api.problems.problem_exception_handler",
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

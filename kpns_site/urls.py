@@ -8,7 +8,7 @@ from drf_spectacular.views import (
 
 from kpns_site.demo import demo
 from kpns_site.health import healthz, readyz
-from kpns_site.metrics import metrics_view
+from kpns_site.metrics_endpoint import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -16,6 +16,7 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include("devices.api.urls")),
+    path("api/v1/", include("devices.native.urls")),
     path("api/v1/", include("campaigns.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path(
@@ -32,4 +33,4 @@ urlpatterns = [
 ]
 
 # Unknown URLs under /api/ answer problem JSON; elsewhere the usual page.
-handler404 = "kpns_site.problems.api_not_found"
+handler404 = "devices.api.problems.api_not_found"

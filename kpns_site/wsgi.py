@@ -18,9 +18,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kpns_site.settings")
 
 django_application = get_wsgi_application()
 
-from devices import delivery  # noqa: E402  (after Django is set up)
+from devices.delivery import wakeups  # noqa: E402  (after Django is set up)
 
-delivery.send_on_own_loop()
+wakeups.send_on_own_loop()
 
 
 def forwarded_client(app: Callable[..., Iterable[bytes]]) -> Callable[..., Any]:

@@ -5,7 +5,7 @@ from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from django.db import connections
 
-from devices import node as node_module
+from devices.delivery import node as node_module
 from tests.factories import make_app
 
 
@@ -33,11 +33,11 @@ def close_orm_worker_connection(django_db_setup, django_db_blocker):
     yield
     from asgiref.sync import SyncToAsync
 
-    from devices import dbpool
+    from devices.delivery import dbthreads
 
     with django_db_blocker.unblock():
         SyncToAsync.single_thread_executor.submit(connections.close_all).result()
-        dbpool.shutdown()
+        dbthreads.shutdown()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import websockets
 
-from devices.protocol import (
+from devices.delivery.protocol import (
     JSON,
     Ack,
     Codec,

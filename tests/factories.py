@@ -3,8 +3,9 @@
 from itertools import count
 from typing import Any
 
-from devices import apikeys, registry
+from devices.integrations import apikeys
 from devices.models import ApiKey, App, Device
+from devices.registry import services as registry
 
 _names = count(1)
 

@@ -13,9 +13,7 @@ BROKEN_LAYER = {
 }
 
 
-def test_healthz_answers_without_touching_the_database_or_the_layer(
-    client, settings
-):
+def test_healthz_answers_without_touching_the_database_or_the_layer(client, settings):
     """No django_db mark: any database query here would fail the test."""
     settings.CHANNEL_LAYERS = BROKEN_LAYER
     response = client.get("/healthz")

@@ -5,7 +5,7 @@ from typing import Any
 
 import websockets
 
-from devices.protocol import JSON, Ack, Codec, Hello, Push, Welcome
+from devices.delivery.protocol import JSON, Ack, Codec, Hello, Push, Welcome
 
 
 class DeviceClient:

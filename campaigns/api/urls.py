@@ -3,8 +3,6 @@ from django.urls import path
 from campaigns.api import views
 
 urlpatterns = [
-    path("pushes", views.PushView.as_view(), name="api-pushes"),
-    path("pushes/batch", views.PushBatchView.as_view(), name="api-pushes-batch"),
     path("campaigns", views.CampaignCollectionView.as_view(), name="api-campaigns"),
     path(
         "campaigns/<int:campaign_id>",

@@ -6,8 +6,9 @@ from typing import Any
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from devices import apikeys, registry
+from devices.integrations import apikeys
 from devices.models import ApiKey, Device
+from devices.registry import services as registry
 
 
 class DevicePrincipal:

@@ -16,11 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from devices import idempotency
 from devices.api.auth import ApiKeyAuthentication, HasScope
+from devices.api.problems import PROBLEM_CONTENT_TYPE
 from devices.api.throttling import ApiKeyRateThrottle
+from devices.integrations import idempotency
 from devices.models import ApiKey, App
-from kpns_site.problems import PROBLEM_CONTENT_TYPE
 
 
 class Conflict(exceptions.APIException):

@@ -13,8 +13,8 @@ from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from devices.api.problems import PROBLEM_CONTENT_TYPE
 from devices.api.serializers import StrictSerializer
-from kpns_site.problems import PROBLEM_CONTENT_TYPE
 
 RETRY_AFTER = {
     "Retry-After": {

@@ -1,7 +1,6 @@
 from django.urls import path
 
-from devices.api import views
-from devices.native import api as native_api
+from devices.api import pushes, views
 
 urlpatterns = [
     # Device SDKs (client key, device token).
@@ -9,23 +8,9 @@ urlpatterns = [
         "devices/register", views.DeviceRegisterView.as_view(), name="device-register"
     ),
     path("device", views.DeviceSelfView.as_view(), name="device-self"),
-    # Native push (devices/native/api.py).
-    path(
-        "device/push-credentials",
-        native_api.PushCredentialCollectionView.as_view(),
-        name="device-push-credentials",
-    ),
-    path(
-        "device/push-credentials/<str:kind>",
-        native_api.PushCredentialItemView.as_view(),
-        name="device-push-credential",
-    ),
-    path(
-        "device/vapid-public-key",
-        native_api.VapidPublicKeyView.as_view(),
-        name="device-vapid-public-key",
-    ),
     # Integrators' servers (API key).
+    path("pushes", pushes.PushView.as_view(), name="api-pushes"),
+    path("pushes/batch", pushes.PushBatchView.as_view(), name="api-pushes-batch"),
     path("devices", views.DeviceCollectionView.as_view(), name="api-devices"),
     path("devices/<uuid:device_id>", views.DeviceItemView.as_view(), name="api-device"),
     path("presence", views.PresenceView.as_view(), name="api-presence"),

@@ -10,7 +10,6 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from devices import registry, selectors, webhooks
 from devices.api.auth import DeviceTokenAuthentication
 from devices.api.base import (
     KeysetPagination,
@@ -35,7 +34,11 @@ from devices.api.serializers import (
     WebhookEndpointSerializer,
 )
 from devices.api.throttling import RegisterRateThrottle
+from devices.delivery import revocation, stats
+from devices.integrations import webhooks
 from devices.models import App, Device, Message, WebhookEndpoint
+from devices.registry import selectors
+from devices.registry import services as registry
 
 
 class DeviceRegisterView(PooledAPIView):
@@ -172,7 +175,7 @@ class DeviceItemView(ServerAPIView):
         responses={204: None},
     )
     def delete(self, request: Request, device_id: UUID) -> Response:
-        registry.device_revoke(device=_device_of_app(self.app, device_id))
+        revocation.device_revoke(device=_device_of_app(self.app, device_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -221,11 +224,11 @@ class MessageStatusView(ServerAPIView):
             "title": message.title,
             "created_at": message.created_at,
             "expires_at": message.expires_at,
-            "counts": selectors.message_stats(message.id),
+            "counts": stats.message_stats(message.id),
         }
         device_id = query.validated_data.get("device_id")
         if device_id is not None:
-            delivery = selectors.message_delivery(message.id, device_id)
+            delivery = stats.message_delivery(message.id, device_id)
             if delivery is None:
                 raise NotFound("This message was not sent to that device.")
             body["device"] = delivery

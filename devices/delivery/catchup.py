@@ -16,8 +16,8 @@ from uuid import UUID
 
 from django.utils import timezone
 
-from devices.dbpool import db_parallel
-from devices.inbox import push_fields
+from devices.delivery.dbthreads import db_parallel
+from devices.delivery.messages import push_fields
 from devices.models import OPEN_STATUSES, Delivery, Message
 
 WINDOW_SECONDS = 0.01

@@ -4,14 +4,14 @@ A reconnect storm (a server restart, a network blip) brings thousands of
 hellos at once, and a blip as many disconnects; one database transaction
 per socket made the storm wait on round trips. The batchers trade at most
 WINDOW_SECONDS of latency for one transaction per batch
-(inbox.devices_connect, inbox.devices_disconnect).
+(resume.devices_connect, resume.devices_disconnect).
 """
 
 import asyncio
 from uuid import UUID
 
-from devices import inbox
-from devices.dbpool import db_parallel
+from devices.delivery import resume
+from devices.delivery.dbthreads import db_parallel
 
 WINDOW_SECONDS = 0.005
 MAX_BATCH = 200
@@ -21,15 +21,15 @@ class ConnectBatcher:
     def __init__(self, node_name: str) -> None:
         self.node_name = node_name
         self._pending: dict[
-            UUID, tuple[inbox.ConnectRequest, asyncio.Future[inbox.ConnectResult]]
+            UUID, tuple[resume.ConnectRequest, asyncio.Future[resume.ConnectResult]]
         ] = {}
         self._timer: asyncio.TimerHandle | None = None
 
-    async def connect(self, request: inbox.ConnectRequest) -> inbox.ConnectResult:
+    async def connect(self, request: resume.ConnectRequest) -> resume.ConnectResult:
         loop = asyncio.get_running_loop()
         if request.device_id in self._pending:
             self._flush()  # the same device twice: keep them in order
-        future: asyncio.Future[inbox.ConnectResult] = loop.create_future()
+        future: asyncio.Future[resume.ConnectResult] = loop.create_future()
         self._pending[request.device_id] = (request, future)
         if len(self._pending) >= MAX_BATCH:
             self._flush()
@@ -48,11 +48,11 @@ class ConnectBatcher:
     async def _run(
         self,
         batch: dict[
-            UUID, tuple[inbox.ConnectRequest, asyncio.Future[inbox.ConnectResult]]
+            UUID, tuple[resume.ConnectRequest, asyncio.Future[resume.ConnectResult]]
         ],
     ) -> None:
         try:
-            results = await db_parallel(inbox.devices_connect)(
+            results = await db_parallel(resume.devices_connect)(
                 node=self.node_name, requests=[request for request, _ in batch.values()]
             )
         except Exception as exc:
@@ -102,7 +102,7 @@ class DisconnectBatcher:
         self, pairs: list[tuple[UUID, str]], done: asyncio.Future[None]
     ) -> None:
         try:
-            await db_parallel(inbox.devices_disconnect)(pairs=pairs)
+            await db_parallel(resume.devices_disconnect)(pairs=pairs)
         except Exception as exc:
             if not done.done():
                 done.set_exception(exc)

@@ -14,12 +14,16 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
-from devices import dberrors, metrics, registry
 from devices.conf import kpns_setting
-from devices.dbpool import db_parallel
-from devices.node import CLOSE_IDLE, CLOSE_REPLACED, CLOSE_SERVICE_RESTART, get_node
-from devices.origins import origin_allowed
-from devices.protocol import (
+from devices.delivery import dberrors, metrics
+from devices.delivery.dbthreads import db_parallel
+from devices.delivery.node import (
+    CLOSE_IDLE,
+    CLOSE_REPLACED,
+    CLOSE_SERVICE_RESTART,
+    get_node,
+)
+from devices.delivery.protocol import (
     Ack,
     AckUpto,
     Codec,
@@ -33,7 +37,9 @@ from devices.protocol import (
     negotiate,
     token_from_subprotocols,
 )
-from devices.session import Session
+from devices.delivery.session import Session
+from devices.registry import services as registry
+from devices.registry.origins import origin_allowed
 
 logger = logging.getLogger(__name__)
 

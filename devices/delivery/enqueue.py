@@ -26,8 +26,8 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from devices.delivery.sqlvalues import id_list_sql, in_values, pg_array
 from devices.models import OPEN_STATUSES, Delivery, DeliveryStatus, Device, Message
-from devices.sqlvalues import id_list_sql, in_values, pg_array
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ machine's processes. Without it, /metrics shows the answering process only.
 
 import bisect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -203,4 +204,5 @@ def process_exited(pid: int | None = None) -> None:
     if path:
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid or os.getpid(), path)
+        mark_dead: Callable[[int, str], None] = multiprocess.mark_process_dead
+        mark_dead(pid or os.getpid(), path)

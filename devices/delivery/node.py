@@ -9,12 +9,8 @@ Design and numbers: docs/architecture.md.
 
 import asyncio
 import logging
-import os
-import socket
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -22,15 +18,22 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from devices import delivery, inbox, metrics, presence, rebalance
-from devices.batching import ConnectBatcher, DisconnectBatcher
 from devices.conf import kpns_setting
-from devices.dbpool import db_heartbeat, db_receipts, db_sweep
-from devices.groups import new_node_name, node_channel
-from devices.models import Device
-from devices.models import Node as NodeRow
-from devices.protocol import JSON, KMPP
-from devices.session import Render, Session, template_renderer
+from devices.delivery import (
+    metrics,
+    noderow,
+    rebalance,
+    receipts,
+    wakeups,
+)
+from devices.delivery.channelnames import new_node_name, node_channel
+from devices.delivery.connects import ConnectBatcher, DisconnectBatcher
+from devices.delivery.dbthreads import db_heartbeat
+from devices.delivery.drain import node_drain
+from devices.delivery.protocol import JSON, KMPP
+from devices.delivery.receiptwriter import ReceiptWriter
+from devices.delivery.session import Render, Session, template_renderer
+from devices.delivery.sweep import Sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -43,27 +46,15 @@ CLOSE_SERVICE_RESTART = 1012
 # The layer's BLPOP waits up to 5 s; a receive that hangs past this is dead.
 LAYER_RECEIVE_TIMEOUT = 30.0
 DB_TIMEOUT = 10.0
-SWEEP_LIMIT = 20_000
 WATCHDOG_SECONDS = 2.0
 STOP_TIMEOUT = 2.0
 METRICS_SECONDS = 1.0
-# Incremental sweeps look at deliveries inserted since this long before the
-# previous sweep. A transaction that commits later than this after writing
-# its rows, and whose wake-up is lost too, waits for the next full sweep
-# (KPNS_SWEEP_FULL_SECONDS); enqueue transactions take milliseconds.
-SWEEP_OVERLAP_SECONDS = 5.0
 # Closes for sockets replaced on another node are gathered this long and
 # sent as one event per node: after a process dies, its devices reconnect
 # to the others at once, and one send per device exhausted the Redis pool
 # (501 MaxConnectionsError in 1.3 s at 1,000 devices).
 CLOSE_BATCH_SECONDS = 0.01
 CLOSES_PER_EVENT = 5000
-# A drain writes this many close frames, then lets the loop serve others.
-CLOSES_BETWEEN_YIELDS = 500
-# During a drain, how long hellos already being connected may take to commit
-# before the sockets are told to go (so no connect of ours lands after the
-# device's reconnect elsewhere).
-DRAIN_SETTLE_SECONDS = 2.0
 
 
 class Node:
@@ -73,15 +64,9 @@ class Node:
         self.sessions: dict[UUID, Session] = {}
         # Every accepted socket of this process, hello said or not.
         self.sockets: set[Any] = set()
-        self.receipts = inbox.Receipts()
-        # Delivery ids written to sockets, recorded as sent at the next flush.
-        self._sent_later: list[int] = []
-        # Sweeps: (monotonic time, highest delivery id) at recent sweeps;
-        # when the last one finished and how long it took (metrics).
-        self._sweep_marks: deque[tuple[float, int]] = deque()
-        self._last_full_sweep = float("-inf")
-        self.sweep_finished: float | None = None
-        self.sweep_seconds = 0.0
+        self.receipts = receipts.Receipts()
+        self.receipt_writer = ReceiptWriter(self)
+        self.sweeper = Sweeper(self)
         self._closes: dict[str, list[list[Any]]] = {}
         self._close_timer: asyncio.TimerHandle | None = None
         self.connects = ConnectBatcher(self.name)
@@ -113,20 +98,20 @@ class Node:
             logger.warning("node row not registered yet: %s", exc)
         finally:
             self._started.set()
-        delivery.serve_locally(self.name, self.handle_event)
+        wakeups.serve_locally(self.name, self.handle_event)
         for loop in (
             self._receive_loop,
-            self._receipt_loop,
+            self.receipt_writer.run,
             self._heartbeat_loop,
             self._watchdog_loop,
-            self._sweep_loop,
+            self.sweeper.run,
             self._metrics_loop,
             self.rebalancer.run,
         ):
             self._tasks.append(asyncio.ensure_future(self._guard(loop)))
 
     async def stop(self) -> None:
-        delivery.stop_serving_locally(self.name)
+        wakeups.stop_serving_locally(self.name)
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -138,55 +123,11 @@ class Node:
         metrics.publish(self.name, 0)
 
     async def drain(self, seconds: float) -> dict[str, Any]:
-        """Hand every device to the other processes, then leave (SIGTERM).
+        """Hand every device to the other processes, then leave (SIGTERM)."""
+        return await node_drain(self, seconds)
 
-        New hellos are refused from now on; hellos being connected finish;
-        every socket is closed with 1012 (service restart) so its device
-        reconnects elsewhere and resumes from its last_seq; acks that arrive
-        meanwhile are written; what is left after `seconds` is marked
-        offline, and the node row is deleted. The caller has stopped
-        accepting connections first.
-        """
-        started = time.monotonic()
-        deadline = started + seconds
-        self.draining = True
-        sockets = len(self.sockets)
-        try:
-            await asyncio.wait_for(
-                database_sync_to_async(self._mark_draining)(), DB_TIMEOUT
-            )
-        except Exception as exc:
-            logger.warning("node row not marked draining: %s", exc)
-        await wait_until(
-            lambda: all(s.synced or s.closed for s in self.sessions.values()),
-            min(deadline, time.monotonic() + DRAIN_SETTLE_SECONDS),
-        )
-        for index, consumer in enumerate(list(self.sockets)):
-            try:
-                await consumer.close(CLOSE_SERVICE_RESTART)
-            except Exception as exc:
-                logger.warning("socket not closed for drain: %s", exc)
-            if index % CLOSES_BETWEEN_YIELDS == CLOSES_BETWEEN_YIELDS - 1:
-                await asyncio.sleep(0)  # let acks and receipts through
-        # Each socket's disconnect detaches its session (presence cleared,
-        # connection id guarded); acks received before it are flushed by the
-        # receipt loop, which keeps running until stop().
-        await wait_until(lambda: not (self.sockets or self.sessions), deadline)
-        left = len(self.sessions)
-        await self.stop()
-        try:
-            await asyncio.wait_for(database_sync_to_async(self._forget)(), DB_TIMEOUT)
-        except Exception as exc:
-            logger.warning("node %s not removed: %s", self.name, exc)
-        metrics.DRAINS.inc()
-        report = {
-            "node": self.name,
-            "sockets": sockets,
-            "left_open": left,
-            "seconds": round(time.monotonic() - started, 3),
-        }
-        logger.info("node drained", extra={"event": "drain", **report})
-        return report
+    async def flush_receipts(self, final: bool = False) -> None:
+        await self.receipt_writer.flush(final)
 
     # Sockets --------------------------------------------------------------
 
@@ -254,7 +195,7 @@ class Node:
         for node_name, items in closes.items():
             for start in range(0, len(items), CLOSES_PER_EVENT):
                 asyncio.ensure_future(
-                    delivery.aclose_devices(
+                    wakeups.aclose_devices(
                         node_name,
                         items[start : start + CLOSES_PER_EVENT],
                         CLOSE_REPLACED,
@@ -307,36 +248,6 @@ class Node:
 
     # Receipts -------------------------------------------------------------
 
-    async def flush_receipts(self, final: bool = False) -> None:
-        if not (self.receipts or self._sent_later):
-            return
-        batch, self.receipts = self.receipts, inbox.Receipts()
-        written = len(batch.sent)
-        # "sent" is written one flush late: most acks arrive meanwhile, and
-        # an acked delivery needs no separate sent write (delivered sets
-        # sent_at too). In an ack storm this halved the receipt UPDATEs.
-        acked = set(batch.delivered)
-        fresh = [i for i in batch.sent if i not in acked]
-        batch.sent = [i for i in self._sent_later if i not in acked]
-        if final:
-            batch.sent += fresh
-            self._sent_later = []
-        else:
-            self._sent_later = fresh
-        try:
-            await asyncio.wait_for(
-                db_receipts(inbox.receipts_record)(batch), DB_TIMEOUT
-            )
-        except Exception:
-            logger.warning("receipts not written, retrying", exc_info=True)
-            _merge(self.receipts, batch)
-            metrics.stats.receipt_failures += 1
-            return
-        stats = metrics.stats
-        stats.sent += written
-        stats.delivered += len(batch.delivered) + len(batch.acked_late)
-        stats.opened += len(batch.opened)
-
     # Loops ----------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
@@ -362,11 +273,6 @@ class Node:
             logger.warning("unknown node event %r", event.get("type"))
             return
         await handler(event)
-
-    async def _receipt_loop(self) -> None:
-        while True:
-            await asyncio.sleep(kpns_setting("RECEIPT_FLUSH_SECONDS"))
-            await self.flush_receipts()
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -398,78 +304,10 @@ class Node:
             if self.rebalanced:
                 metrics.REBALANCED.inc(self.rebalanced)
                 self.rebalanced = 0
-            if self.sweep_finished is not None:
-                metrics.observe_sweep(
-                    self.name,
-                    self.sweep_seconds,
-                    time.monotonic() - self.sweep_finished,
-                )
-
-    async def _sweep_loop(self) -> None:
-        """Sweep every KPNS_SWEEP_SECONDS, start to start (docs/guarantees.md).
-
-        A sweep that overruns its period is followed by the next at once,
-        never by a longer pause: the period is the recovery bound.
-        """
-        next_at = time.monotonic()
-        while True:
-            next_at += kpns_setting("SWEEP_SECONDS")
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            else:
-                next_at = time.monotonic()
-                await asyncio.sleep(0)
-            await self.sweep()
-
-    async def sweep(self) -> None:
-        """Catch up sessions whose pending deliveries no wake-up announced.
-
-        Incremental: deliveries inserted since the last sweeps (a primary
-        key range), pending for more than a second, of devices present on
-        this node. Every KPNS_SWEEP_FULL_SECONDS (and first) a full sweep
-        probes every session's open deliveries instead.
-        """
-        started = time.monotonic()
-        full = started - self._last_full_sweep >= kpns_setting("SWEEP_FULL_SECONDS")
-        lowest, full = await asyncio.wait_for(
-            db_sweep(self._sweep_db)(full, list(self.sessions)), DB_TIMEOUT
-        )
-        if full:
-            self._last_full_sweep = started
-        for device_id, seq in lowest.items():
-            session = self.sessions.get(device_id)
-            if session is not None:
-                session.hint_pending(seq)
-        self.sweep_finished = time.monotonic()
-        self.sweep_seconds = self.sweep_finished - started
-
-    def _sweep_db(
-        self, full: bool, sessions: list[UUID]
-    ) -> tuple[dict[UUID, int], bool]:
-        """The sweep's queries, on the sweep's own thread; (found, was full)."""
-        now = time.monotonic()
-        older_than = timezone.now() - timedelta(seconds=1)
-        marks = self._sweep_marks
-        marks.append((now, inbox.delivery_id_high_water()))
-        # The floor is the newest mark at least the overlap old; until one
-        # is (a node's first seconds), every sweep is a full one.
-        while len(marks) > 1 and marks[1][0] <= now - SWEEP_OVERLAP_SECONDS:
-            marks.popleft()
-        if full or marks[0][0] > now - SWEEP_OVERLAP_SECONDS:
-            if not sessions:
-                return {}, True
-            found = inbox.pending_for_devices(
-                device_ids=sessions, older_than=older_than, limit=SWEEP_LIMIT
-            )
-            return found, True
-        found = inbox.pending_on_node_since(
-            node=self.name,
-            after_id=marks[0][1],
-            older_than=older_than,
-            limit=SWEEP_LIMIT,
-        )
-        return found, False
+            sweeper = self.sweeper
+            if sweeper.finished is not None:
+                lag = time.monotonic() - sweeper.finished
+                metrics.observe_sweep(self.name, sweeper.seconds, lag)
 
     async def _guard(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Keep a background loop alive across Redis or database outages."""
@@ -492,78 +330,22 @@ class Node:
 
     # Database helpers (run in a worker thread) ------------------------------
 
+    # The node's row (devices.delivery.noderow), on the heartbeat thread.
+
     def _register_row(self) -> None:
-        now = timezone.now()
-        NodeRow.objects.update_or_create(
-            name=self.name,
-            defaults={
-                "channel_name": self.channel,
-                "hostname": socket.gethostname(),
-                "pid": os.getpid(),
-                "started_at": now,
-                "heartbeat_at": now,
-                "connections": 0,
-            },
-        )
+        noderow.node_register(name=self.name, channel=self.channel)
 
     def _heartbeat(
         self, judge_dead: bool = True, live: list[tuple[UUID, str]] | None = None
     ) -> tuple[list[UUID], int]:
-        """Our row's heartbeat; returns the revoked devices we hold and how
-        many sockets we hold above our fair share (devices.rebalance)."""
-        now = timezone.now()
-        updated = NodeRow.objects.filter(name=self.name).update(
-            heartbeat_at=now, connections=len(self.sessions), draining=self.draining
+        return noderow.node_heartbeat(
+            name=self.name,
+            channel=self.channel,
+            held=len(self.sessions),
+            draining=self.draining,
+            judge_dead=judge_dead,
+            live=live or [],
         )
-        if not updated:
-            self._register_row()
-            if live:
-                # Another node judged us dead (we were stopped, or cut off
-                # from the database) and marked our devices offline: they
-                # are still here, and without presence no wake-up or sweep
-                # would find them until they reconnect.
-                self._restore_presence(live)
-        if judge_dead:
-            presence.reap_dead_nodes(now=now, exclude=self.name, by="node")
-        revoked = list(
-            Device.objects.filter(node=self.name, is_active=False).values_list(
-                "id", flat=True
-            )
-        )
-        excess = 0
-        if kpns_setting("REBALANCE_PER_SECOND") and not self.draining:
-            excess = rebalance.fair_excess(node=self.name, held=len(self.sessions))
-        return revoked, excess
-
-    def _mark_draining(self) -> None:
-        NodeRow.objects.filter(name=self.name).update(draining=True)
-
-    def _forget(self) -> None:
-        """The end of a drain: our devices offline, our row gone."""
-        inbox.presence_clear_nodes(nodes=[self.name])
-        NodeRow.objects.filter(name=self.name).delete()
-
-    def _restore_presence(self, live: list[tuple[UUID, str]]) -> None:
-        restored = inbox.presence_restore(node=self.name, live=live)
-        logger.warning("node %s judged dead; %d devices restored", self.name, restored)
-
-
-def _merge(into: inbox.Receipts, batch: inbox.Receipts) -> None:
-    into.sent[:0] = batch.sent
-    into.delivered[:0] = batch.delivered
-    into.opened[:0] = batch.opened
-    into.acked_late[:0] = batch.acked_late
-
-
-async def wait_until(
-    done: Callable[[], bool], deadline: float, interval: float = 0.02
-) -> bool:
-    """Poll `done` until it holds or the monotonic deadline passes."""
-    while time.monotonic() < deadline:
-        if done():
-            return True
-        await asyncio.sleep(interval)
-    return done()
 
 
 def _now_ms() -> int:

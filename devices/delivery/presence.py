@@ -14,8 +14,8 @@ from typing import Any
 from django.db.models import Count
 from django.utils import timezone
 
-from devices import inbox, metrics
 from devices.conf import kpns_setting
+from devices.delivery import metrics, resume
 from devices.models import Device, Node
 
 
@@ -30,7 +30,7 @@ def reap_dead_nodes(
         rows = rows.exclude(name=exclude)
     dead = list(rows.values_list("name", flat=True))
     if dead:
-        inbox.presence_clear_nodes(nodes=dead)
+        resume.presence_clear_nodes(nodes=dead)
         # A node that was only cut off finds its row gone at its next
         # heartbeat and restores the presence of its live sockets.
         Node.objects.filter(name__in=dead).delete()

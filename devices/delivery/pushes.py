@@ -7,8 +7,8 @@ from typing import Any
 
 from django.db import transaction
 
-from devices import delivery, inbox
-from devices.enqueue import deliveries_write
+from devices.delivery import messages, wakeups
+from devices.delivery.enqueue import deliveries_write
 from devices.models import App, Device, Message
 
 logger = logging.getLogger(__name__)
@@ -20,10 +20,10 @@ def push_to_devices(
     """Send one message to devices of one app. Returns it and the targets count."""
     device_ids = list(device_ids)
     with transaction.atomic():
-        message = inbox.message_create(app=app, **content)
+        message = messages.message_create(app=app, **content)
         targets = deliveries_write([(message, device_ids)])[message.pk]
-        fields = inbox.push_fields(message)
-        transaction.on_commit(lambda: delivery.wake_targets(fields, targets))
+        fields = messages.push_fields(message)
+        transaction.on_commit(lambda: wakeups.wake_targets(fields, targets))
     _log_push(message, app, targets)
     return message, len(targets)
 
@@ -48,8 +48,8 @@ def push_batch(*, app: App, plans: list[tuple[Message, list[Any]]]) -> list[int]
     with transaction.atomic():
         Message.objects.bulk_create([message for message, _ids in plans])
         found = deliveries_write(plans)
-        batch = [(inbox.push_fields(m), found[m.pk]) for m, _ids in plans]
-        transaction.on_commit(lambda: delivery.wake_batch(batch))
+        batch = [(messages.push_fields(m), found[m.pk]) for m, _ids in plans]
+        transaction.on_commit(lambda: wakeups.wake_batch(batch))
     logger.info(
         "push batch committed",
         extra={"app_id": app.pk, "messages": len(plans)},

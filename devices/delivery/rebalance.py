@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
-from devices import presence
 from devices.conf import kpns_setting
+from devices.delivery import presence
 from devices.models import Node as NodeRow
 
 if TYPE_CHECKING:
-    from devices.node import Node
+    from devices.delivery.node import Node
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from devices.consumers import DeviceConsumer
+from devices.delivery.consumer import DeviceConsumer
 
 websocket_urlpatterns = [
     path("ws/v1/device/", DeviceConsumer.as_asgi()),

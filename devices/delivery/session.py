@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from devices import inbox
-from devices.catchup import catch_up_batcher
 from devices.conf import kpns_setting
-from devices.protocol import (
+from devices.delivery import resume
+from devices.delivery.catchup import catch_up_batcher
+from devices.delivery.protocol import (
     Ack,
     AckUpto,
     Codec,
@@ -31,7 +31,7 @@ from devices.protocol import (
 )
 
 if TYPE_CHECKING:
-    from devices.node import Node
+    from devices.delivery.node import Node
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Session:
     async def start(self, *, last_seq: int, heartbeat: int, max_frame: int) -> None:
         """Go online here, then replay what the device missed."""
         result = await self.node.connects.connect(
-            inbox.ConnectRequest(self.device_id, self.connection_id, last_seq)
+            resume.ConnectRequest(self.device_id, self.connection_id, last_seq)
         )
         self.node.replaced(self, result.previous_node, result.previous_connection)
         resume_at = max(0, min(last_seq, result.db_last_seq))

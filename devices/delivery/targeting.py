@@ -14,10 +14,10 @@ from uuid import UUID
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db.models import QuerySet
 
-from campaigns.audience import audience_devices, audience_validate
-from devices import inbox, pushes
 from devices.conf import kpns_setting
+from devices.delivery import messages, pushes
 from devices.models import App, Device, Message
+from devices.registry.audience import audience_devices, audience_validate
 
 TARGET_KINDS = ("device_ids", "aliases", "tags", "audience")
 MAX_TARGET_LIST = 1000
@@ -97,7 +97,7 @@ def push_send(
 def push_send_batch(*, app: App, items: list[dict[str, Any]]) -> list[PushResult]:
     """Send many pushes, each checked on its own: a bad item is reported and
     the others are sent. The valid ones are written in one transaction
-    (devices.pushes.push_batch), whose enqueue keeps only the app's active
+    (devices.delivery.pushes.push_batch), whose enqueue keeps only the app's active
     devices, so pushes naming device_ids need no lookup."""
     results: list[PushResult | None] = [None] * len(items)
     plans: list[tuple[int, Message, list[Any]]] = []
@@ -106,10 +106,10 @@ def push_send_batch(*, app: App, items: list[dict[str, Any]]) -> list[PushResult
         content = {k: v for k, v in item.items() if k not in TARGET_KINDS}
         try:
             if _only_device_ids(targets):
-                ids = _named_device_ids(targets["device_ids"])
+                ids = _named_device_ids(targets["device_ids"] or [])
             else:
                 ids = _target_ids(app, targets)
-            message = inbox.message_build(app=app, **content)
+            message = messages.message_build(app=app, **content)
         except ValidationError as exc:
             results[index] = PushResult(None, 0, _errors(exc))
             continue

@@ -19,9 +19,9 @@ from uuid import UUID
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from devices import loopthread, metrics
-from devices.enqueue import Target
-from devices.groups import node_channel
+from devices.delivery import layerloop, metrics
+from devices.delivery.channelnames import node_channel
+from devices.delivery.enqueue import Target
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def close_device(node: str, device_id: UUID, code: int = 4403) -> int:
 
 
 # Set by kpns_site/wsgi.py: this process serves HTTP only, holds no node,
-# and runs its sends on one long-lived loop (devices/loopthread.py) instead
+# and runs its sends on one long-lived loop (devices/layerloop.py) instead
 # of a new loop, and a new Redis connection, per async_to_sync call.
 _own_loop = False
 
@@ -121,7 +121,7 @@ def send_on_own_loop() -> None:
 def _sync(coroutine: Coroutine[Any, Any, int]) -> int:
     if _own_loop:
         # Sends are bounded by SEND_TIMEOUT each and run concurrently.
-        return loopthread.run(coroutine, SEND_TIMEOUT * 2)
+        return layerloop.run(coroutine, SEND_TIMEOUT * 2)
 
     async def awaited() -> int:
         return await coroutine

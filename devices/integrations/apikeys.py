@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from devices.conf import kpns_setting
 from devices.models import ApiKey, App
-from devices.tokens import hash_token
+from devices.registry.tokens import hash_token
 
 KEY_PREFIX = "kpns_sk_"
 VISIBLE_CHARS = len(KEY_PREFIX) + 6

@@ -33,8 +33,8 @@ from django.core.validators import URLValidator
 from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
-from devices import egress
 from devices.conf import kpns_setting
+from devices.integrations import egress
 from devices.models import (
     WebhookDelivery,
     WebhookDeliveryStatus,

@@ -12,10 +12,15 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from devices import delivery, webhooks
 from devices.conf import kpns_setting
+from devices.integrations import webhooks
 from devices.models import App, Device, DeviceTag, Platform, WebhookEvent
-from devices.tokens import hash_token, new_client_key, new_device_token, token_prefix
+from devices.registry.tokens import (
+    hash_token,
+    new_client_key,
+    new_device_token,
+    token_prefix,
+)
 
 MAX_TAGS = 50
 MAX_ATTRIBUTES_BYTES = 4096
@@ -83,8 +88,12 @@ def device_tags(*, device: Device) -> list[str]:
     return sorted(device.tags.values_list("name", flat=True))
 
 
-def device_revoke(*, device: Device) -> None:
-    """Revoke a device: its token stops working and its socket is closed."""
+def device_deactivate(*, device: Device) -> bool:
+    """Revoke a device's registration: its token stops working at once.
+
+    Returns whether it was active. Closing its live socket is the delivery
+    core's part (devices.delivery.revocation.device_revoke).
+    """
     now = timezone.now()
     with transaction.atomic():
         revoked = Device.objects.filter(pk=device.pk, is_active=True).update(
@@ -103,9 +112,7 @@ def device_revoke(*, device: Device) -> None:
                 now=now,
             )
     device.is_active = False
-    if device.node:
-        node, device_id = device.node, device.pk
-        transaction.on_commit(lambda: delivery.close_device(node, device_id))
+    return bool(revoked)
 
 
 def device_authenticate(*, token: str, with_app: bool = True) -> Device | None:

@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any
 
-from devices import metrics
+from devices.delivery import metrics
 
 logger = logging.getLogger(__name__)
 

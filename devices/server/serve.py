@@ -28,7 +28,7 @@ from typing import Any
 
 from twisted.internet import reactor
 
-from devices import metrics, node
+from devices.delivery import drain, metrics, node
 from devices.patches.daphne import ChangedConnectionsChecker
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class DrainingServer(ChangedConnectionsChecker):
             this = node._nodes.get(asyncio.get_running_loop())
             if this is not None:
                 await this.drain(max(0.0, deadline - time.monotonic()))
-            await node.wait_until(lambda: not self._requests_running(), deadline)
+            await drain.wait_until(lambda: not self._requests_running(), deadline)
         except Exception:
             logger.exception("drain failed; stopping anyway")
         finally:

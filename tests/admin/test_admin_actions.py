@@ -177,7 +177,7 @@ def test_cancelling_a_sending_campaign_asks_first_then_cancels(client, marketer)
     app = make_app()
     make_device(app)
     campaign = lifecycle.campaign_create(app=app, name="Spring sale", title="t")
-    lifecycle.campaign_send_now(campaign=campaign)
+    lifecycle.campaign_schedule_now(campaign=campaign)
     lifecycle.campaign_start(campaign_id=campaign.pk, now=timezone.now())
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENDING

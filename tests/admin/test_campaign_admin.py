@@ -127,7 +127,7 @@ def test_stats_json_and_csv_export(client, marketer):
     app = make_app()
     device, _ = make_device(app, alias="user-7")
     campaign = lifecycle.campaign_create(app=app, name="c", title="t")
-    lifecycle.campaign_send_now(campaign=campaign)
+    lifecycle.campaign_schedule_now(campaign=campaign)
     sender.send_due(now=campaign.slices.get().due_at)
     stats = client.get(f"/admin/campaigns/campaign/{campaign.pk}/stats.json").json()
     assert stats["stats"]["targeted"] == 1

@@ -11,9 +11,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from devices import apikeys
+from devices.integrations import apikeys
 from devices.models import ApiKey
-from devices.tokens import hash_token
+from devices.registry.tokens import hash_token
 from tests.api.conftest import ApiClient
 from tests.factories import make_api_key, make_device
 
@@ -116,9 +116,7 @@ def test_a_checked_key_is_not_looked_up_again(app):
     assert len(second.captured_queries) < len(first.captured_queries)
 
 
-def test_a_key_revoked_by_another_process_stops_within_the_cache_time(
-    app, fast_kpns
-):
+def test_a_key_revoked_by_another_process_stops_within_the_cache_time(app, fast_kpns):
     fast_kpns["API_KEY_CACHE_SECONDS"] = 0.3
     api_key, key = make_api_key(app)
     api = ApiClient(key)

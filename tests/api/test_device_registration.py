@@ -3,7 +3,7 @@
 import pytest
 
 from devices.models import Device
-from devices.tokens import hash_token
+from devices.registry.tokens import hash_token
 from tests.factories import make_device
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ from django.db import connections
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from devices import idempotency
+from devices.integrations import idempotency
 from devices.models import Delivery, IdempotencyRecord, Message
 from tests.api.conftest import ApiClient
 from tests.factories import make_api_key, make_device

@@ -2,7 +2,7 @@
 
 import pytest
 
-from devices import inbox
+from devices.delivery import receipts
 from devices.models import Delivery, DeliveryStatus, Device, Message
 from tests.factories import make_device
 
@@ -165,7 +165,7 @@ def test_message_status_counts_and_one_devices_delivery(api, app, other_api):
     b, _ = make_device(app, alias="u")
     message_id = push(api, {"aliases": ["u"]}).json()["message_id"]
     delivery = Delivery.objects.get(message_id=message_id, device=a)
-    inbox.receipts_record(inbox.Receipts(delivered=[delivery.pk]))
+    receipts.receipts_record(receipts.Receipts(delivered=[delivery.pk]))
     response = api.get(f"/api/v1/messages/{message_id}")
     assert response.status_code == 200
     body = response.json()

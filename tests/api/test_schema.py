@@ -24,7 +24,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from campaigns import lifecycle
-from devices import pushes, webhooks
+from devices.delivery import pushes
+from devices.integrations import webhooks
 from kpns_site.jsonbody import MAX_JSON_DEPTH
 from tests.factories import make_api_key, make_app, make_device
 

@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from campaigns import lifecycle
 from campaigns.sender import send_due
-from devices import egress, inbox, pushes, registry, webhooks
+from devices.delivery import pushes, receipts, resume, revocation
+from devices.integrations import egress, webhooks
 from devices.models import (
     Delivery,
     IdempotencyRecord,
@@ -144,15 +145,15 @@ def test_receipts_queue_delivered_and_opened_events_for_subscribers(app, other_a
     message, _ = pushes.push_to_devices(app=app, device_ids=[a.pk, b.pk], title="x")
     pushes.push_to_devices(app=other_app, device_ids=[theirs.pk], title="y")
     mine = {d.device_id: d for d in Delivery.objects.filter(message=message)}
-    inbox.receipts_record(inbox.Receipts(delivered=[mine[a.pk].pk]))
+    receipts.receipts_record(receipts.Receipts(delivered=[mine[a.pk].pk]))
     # bob opens without a separate ack: delivered and opened.
-    inbox.receipts_record(
-        inbox.Receipts(opened=[(b.pk, mine[b.pk].seq, str(message.pk))])
+    receipts.receipts_record(
+        receipts.Receipts(opened=[(b.pk, mine[b.pk].seq, str(message.pk))])
     )
     # Repeats change nothing and queue nothing.
-    inbox.receipts_record(inbox.Receipts(delivered=[mine[a.pk].pk]))
+    receipts.receipts_record(receipts.Receipts(delivered=[mine[a.pk].pk]))
     other_delivery = Delivery.objects.get(device=theirs)
-    inbox.receipts_record(inbox.Receipts(delivered=[other_delivery.pk]))
+    receipts.receipts_record(receipts.Receipts(delivered=[other_delivery.pk]))
     rows = list(WebhookDelivery.objects.order_by("pk"))
     assert [(r.event, r.payload["data"]["alias"]) for r in rows] == [
         ("message.delivered", "alice"),
@@ -173,9 +174,9 @@ def test_without_subscribers_a_receipt_batch_costs_one_small_query(app):
     )
     ids = list(Delivery.objects.filter(message=message).values_list("pk", flat=True))
     with CaptureQueriesContext(connection) as one:
-        inbox.receipts_record(inbox.Receipts(delivered=ids[:1]))
+        receipts.receipts_record(receipts.Receipts(delivered=ids[:1]))
     with CaptureQueriesContext(connection) as many:
-        inbox.receipts_record(inbox.Receipts(delivered=ids[1:]))
+        receipts.receipts_record(receipts.Receipts(delivered=ids[1:]))
     assert len(one) == len(many)
     hook_queries = [q for q in many if "webhook" in q["sql"]]
     assert len(hook_queries) == 1 and "webhookendpoint" in hook_queries[0]["sql"]
@@ -197,7 +198,7 @@ def test_the_outbox_row_is_rolled_back_with_its_event(app):
     subscribe(app, "https://example.com/h", ["device.unregistered"])
     device, _ = make_device(app)
     with pytest.raises(RuntimeError), transaction.atomic():
-        registry.device_revoke(device=device)
+        revocation.device_revoke(device=device)
         raise RuntimeError("the caller's transaction fails")
     assert not WebhookDelivery.objects.exists()
 
@@ -206,7 +207,7 @@ def test_a_finished_campaign_queues_campaign_finished_with_stats(app):
     subscribe(app, "https://example.com/h", ["campaign.finished"])
     make_device(app)
     campaign = lifecycle.campaign_create(app=app, name="c", title="t")
-    lifecycle.campaign_send_now(campaign=campaign)
+    lifecycle.campaign_schedule_now(campaign=campaign)
     send_due(now=timezone.now())
     row = WebhookDelivery.objects.get()
     assert row.payload["data"]["campaign_id"] == campaign.pk
@@ -223,7 +224,7 @@ def test_a_finished_campaign_queues_campaign_finished_with_stats(app):
 def queue_event(app, url, events=("device.unregistered",)):
     endpoint = subscribe(app, url, list(events))
     device, _ = make_device(app, alias="gone")
-    registry.device_revoke(device=device)
+    revocation.device_revoke(device=device)
     return endpoint, WebhookDelivery.objects.get(endpoint=endpoint)
 
 
@@ -331,7 +332,7 @@ def test_a_slow_receiver_times_out_without_holding_up_the_batch(
     receiver.delay = 3
     subscribe(app, receiver.url, ["device.unregistered"])
     for _ in range(8):
-        registry.device_revoke(device=make_device(app)[0])
+        revocation.device_revoke(device=make_device(app)[0])
     started = time.monotonic()
     assert webhooks.dispatch_due(now=timezone.now()) == 8
     # Concurrent calls: about one timeout for the batch, not 8 x 0.5 s.
@@ -396,12 +397,12 @@ def test_the_scheduler_process_sends_webhook_calls(app, receiver):
 
 
 def test_scheduler_housekeeping_prunes_keys_and_finished_calls(app, api, receiver):
-    from campaigns.scheduler import housekeeping
+    from devices.delivery import housekeeping
 
     api.post("/api/v1/pushes", {"aliases": ["x"], "title": "t"}, idempotency_key="k")
     queue_event(app, receiver.url)
     webhooks.dispatch_due(now=timezone.now())
-    housekeeping(now=timezone.now() + timedelta(days=8))
+    housekeeping.prune(now=timezone.now() + timedelta(days=8))
     assert not IdempotencyRecord.objects.exists()
     assert not WebhookDelivery.objects.exists()
 
@@ -412,7 +413,7 @@ def test_acks_lost_before_a_reconnect_still_queue_message_delivered(app):
     device, _ = make_device(app, alias="back")
     message, _ = pushes.push_to_devices(app=app, device_ids=[device.pk], title="x")
     seq = Delivery.objects.get(message=message).seq
-    inbox.device_connect(
+    resume.device_connect(
         device_id=device.pk, node="n1", connection_id="c1", last_seq=seq
     )
     row = WebhookDelivery.objects.get()
@@ -435,7 +436,7 @@ def test_a_disabled_endpoint_gets_no_more_calls(app, receiver):
 def test_the_backoff_is_read_from_kpns_webhook_backoff_seconds():
     """The environment variable reaches the retry schedule (settings.py)."""
     code = (
-        "import django; django.setup(); from devices import webhooks; "
+        "import django; django.setup(); from devices.integrations import webhooks; "
         "print(webhooks.backoff_seconds(1), webhooks.backoff_seconds(3))"
     )
     env = {

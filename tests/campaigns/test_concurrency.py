@@ -40,7 +40,7 @@ def test_two_schedulers_share_a_campaign_without_double_or_missed_sends():
     app = make_app()
     devices = [make_device(app)[0] for _ in range(60)]
     campaign = lifecycle.campaign_create(app=app, name="c", title="t")
-    lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
 
     def scheduler():
         while sender.send_next_chunk(now=NOON, chunk_size=7) is not None:
@@ -66,7 +66,7 @@ def test_concurrent_send_now_clicks_schedule_once():
 
     def click():
         try:
-            lifecycle.campaign_send_now(campaign=Campaign.objects.get(pk=campaign.pk))
+            lifecycle.campaign_schedule_now(campaign=Campaign.objects.get(pk=campaign.pk))
             outcomes.append("sent")
         except lifecycle.CampaignStateError:
             outcomes.append("refused")

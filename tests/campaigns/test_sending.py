@@ -6,11 +6,11 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from campaigns import lifecycle, sender
-from campaigns.audience import audience_estimate
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.selectors import campaign_stats
-from devices import inbox
+from devices.delivery import receipts, resume
 from devices.models import Delivery, DeliveryStatus, Device
+from devices.registry.audience import audience_estimate
 from tests.factories import make_app, make_device
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,7 +48,7 @@ def test_send_now_targets_every_matching_device_once():
         "matching": 1,
         "online": 0,
     }
-    lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
     assert sender.send_due(now=NOON) == 2  # the online pass, then everyone
     rows = deliveries(campaign)
     assert list(rows.values_list("device_id", flat=True)) == [vip.pk]
@@ -60,9 +60,9 @@ def test_double_send_now_sends_once():
     app = make_app()
     make_device(app)
     campaign = make_campaign(app)
-    lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
     with pytest.raises(lifecycle.CampaignStateError):
-        lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+        lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
     sender.send_due(now=NOON)
     assert deliveries(campaign).count() == 1
 
@@ -71,7 +71,7 @@ def test_chunks_resume_from_the_cursor_without_repeating(monkeypatch):
     app = make_app()
     devices = [make_device(app)[0] for _ in range(7)]
     campaign = make_campaign(app)
-    lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
     online_pass = sender.send_next_chunk(now=NOON, chunk_size=3)
     assert online_pass.enqueued == 0  # nobody is online
     first = sender.send_next_chunk(now=NOON, chunk_size=3)
@@ -90,7 +90,7 @@ def test_throttle_spaces_chunks_in_time():
     for _ in range(5):
         make_device(app)
     campaign = make_campaign(app, throttle_per_second=2)
-    lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
     assert sender.send_due(now=NOON) == 2  # the (empty) online pass, then 2
     assert deliveries(campaign).count() == 2
     assert sender.send_due(now=NOON + timedelta(milliseconds=900)) == 0
@@ -103,7 +103,7 @@ def test_cancel_mid_send_stops_the_rest_and_cancels_open_deliveries():
     for _ in range(4):
         make_device(app)
     campaign = make_campaign(app)
-    lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
     sender.send_next_chunk(now=NOON, chunk_size=2)  # online pass: nobody
     sender.send_next_chunk(now=NOON, chunk_size=2)
     lifecycle.campaign_cancel(campaign=campaign, now=NOON)
@@ -149,10 +149,10 @@ def test_collapse_key_replaces_undelivered_older_message():
     app = make_app()
     device, _ = make_device(app)
     first = make_campaign(app, name="v1", collapse_key="score")
-    lifecycle.campaign_send_now(campaign=first, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=first, now=NOON)
     sender.send_due(now=NOON)
     second = make_campaign(app, name="v2", collapse_key="score")
-    lifecycle.campaign_send_now(campaign=second, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=second, now=NOON)
     sender.send_due(now=NOON)
     assert deliveries(first).get().status == DeliveryStatus.COLLAPSED
     assert deliveries(second).get().status == DeliveryStatus.PENDING
@@ -162,10 +162,10 @@ def test_expired_deliveries_are_not_replayed():
     app = make_app()
     device, _ = make_device(app)
     campaign = make_campaign(app, ttl_seconds=60)
-    lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
     sender.send_due(now=NOON)
     Delivery.objects.update(expires_at=NOON)  # long past
-    result = inbox.device_connect(
+    result = resume.device_connect(
         device_id=device.pk, node="n1", connection_id="c1", last_seq=0
     )
     assert result.replay == []
@@ -176,15 +176,15 @@ def test_stats_are_exact_counts_of_delivery_states():
     app = make_app()
     devices = [make_device(app)[0] for _ in range(4)]
     campaign = make_campaign(app)
-    lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
     sender.send_due(now=NOON)
     rows = {d.device_id: d for d in deliveries(campaign)}
-    receipts = inbox.Receipts(
+    batch = receipts.Receipts(
         sent=[rows[devices[0].pk].pk, rows[devices[1].pk].pk],
         delivered=[rows[devices[1].pk].pk, rows[devices[2].pk].pk],
         opened=[(devices[2].pk, 1, str(campaign.message_id))],
     )
-    inbox.receipts_record(receipts)
+    receipts.receipts_record(batch)
     stats = campaign_stats(campaign)
     assert stats["targeted"] == 4
     assert stats["sent"] == 3  # delivered implies sent
@@ -222,7 +222,7 @@ def test_online_devices_are_enqueued_before_offline_ones():
     online, _ = make_device(app)
     Device.objects.filter(pk=online.pk).update(node="n1", connection_id="c")
     campaign = make_campaign(app)
-    lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
     first = sender.send_next_chunk(now=NOON, chunk_size=2)
     assert first.enqueued == 1
     assert list(deliveries(campaign).values_list("device_id", flat=True)) == [online.pk]
@@ -238,7 +238,7 @@ def test_revoked_devices_are_not_targeted():
     device, _ = make_device(app)
     Device.objects.filter(pk=device.pk).update(is_active=False)
     campaign = make_campaign(app)
-    lifecycle.campaign_send_now(campaign=campaign, now=NOON)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
     sender.send_due(now=NOON)
     assert deliveries(campaign).count() == 0
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENT

@@ -7,9 +7,10 @@ import pytest
 from channels.db import database_sync_to_async
 from django.db import OperationalError, ProgrammingError
 
-from devices import inbox, pushes, registry
+from devices.delivery import pushes, resume
+from devices.delivery.protocol import JSON, Ack, AckUpto, Error, Hello, Ping, Push
 from devices.models import Delivery
-from devices.protocol import JSON, Ack, AckUpto, Error, Hello, Ping, Push
+from devices.registry import services as registry
 from tests.consumers.test_device_consumer import (
     hello,
     open_socket,
@@ -128,7 +129,7 @@ async def test_ack_upto_above_what_was_sent_records_the_rest_and_says_so():
 
 
 async def test_ack_upto_in_kmpp():
-    from devices.protocol import KMPP
+    from devices.delivery.protocol import KMPP
 
     app, device, token = await setup_device()
     await queue_pushes(app, device, 2)
@@ -168,7 +169,7 @@ async def test_a_database_error_that_is_not_an_outage_closes_4500(monkeypatch):
     def broken(**_kwargs):
         raise ProgrammingError("column does not exist")
 
-    monkeypatch.setattr(inbox, "devices_connect", broken)
+    monkeypatch.setattr(resume, "devices_connect", broken)
     communicator, connected, _ = await open_socket(token)
     assert connected
     await send(communicator, JSON, Hello(last_seq=0))

@@ -6,9 +6,9 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from devices import pushes, registry
+from devices.delivery import pushes, revocation
+from devices.delivery.protocol import JSON, KMPP, Ack, Hello, Ping, Push, Welcome
 from devices.models import Delivery, DeliveryStatus, Device
-from devices.protocol import JSON, KMPP, Ack, Hello, Ping, Push, Welcome
 from kpns_site.asgi import application
 from tests.factories import make_app, make_device
 
@@ -98,7 +98,7 @@ async def test_missing_token_is_refused_before_accept():
 
 async def test_revoked_device_is_refused():
     _app, device, token = await setup_device()
-    await database_sync_to_async(registry.device_revoke)(device=device)
+    await database_sync_to_async(revocation.device_revoke)(device=device)
     _c, connected, _ = await open_socket(token)
     assert not connected
 

@@ -7,8 +7,8 @@ import pytest
 from channels.db import database_sync_to_async
 
 from campaigns import lifecycle, sender
+from devices.delivery.protocol import JSON, Ack, Push
 from devices.models import Delivery, DeliveryStatus
-from devices.protocol import JSON, Ack, Push
 from tests.consumers.test_device_consumer import hello, open_socket, receive, send
 from tests.factories import make_app, make_device
 
@@ -20,7 +20,7 @@ pytestmark = [
 
 def send_campaign(app, title, **fields):
     campaign = lifecycle.campaign_create(app=app, name=title, title=title, **fields)
-    lifecycle.campaign_send_now(campaign=campaign)
+    lifecycle.campaign_schedule_now(campaign=campaign)
     sender.send_due(now=datetime.now(UTC))
     campaign.refresh_from_db()
     return campaign
@@ -72,7 +72,7 @@ async def test_offline_device_gets_campaigns_in_send_order_but_not_cancelled_one
 
 
 async def test_a_push_batch_reaches_a_live_device_in_seq_order():
-    from campaigns.pushes import push_send_batch
+    from devices.delivery.targeting import push_send_batch
 
     app = await database_sync_to_async(make_app)()
     device, token = await database_sync_to_async(make_device)(app)

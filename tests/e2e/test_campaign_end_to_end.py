@@ -11,8 +11,8 @@ from django.db import connection
 from campaigns.models import Campaign
 from campaigns.roles import marketer_group
 from campaigns.selectors import campaign_stats
+from devices.delivery.protocol import KMPP, Opened
 from devices.models import Device
-from devices.protocol import KMPP, Opened
 from tests.e2e.admin_client import AdminClient
 from tests.e2e.servers import daphne_servers, scheduler_process
 from tests.factories import make_app, make_device

@@ -1,6 +1,6 @@
 """A closed connection is freed by reference counting, not left in cycles.
 
-The server runs full garbage collections rarely (devices.gcpause); before
+The server runs full garbage collections rarely (devices.server.gcpause); before
 devices.cycles, every closed connection left about 55 objects in reference
 cycles inside Daphne, Twisted and autobahn, so reconnect churn grew a
 process by ~15 KB per connection until a multi-second full collection.
@@ -17,7 +17,7 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 
-from devices.protocol import Ping, Pong
+from devices.delivery.protocol import Ping, Pong
 from tests.e2e.servers import ROOT, child_env, free_port, stop_process, wait_for_port
 from tests.factories import make_app, make_device
 from tests.wsclient import DeviceClient

@@ -11,8 +11,8 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 
+from devices.delivery.protocol import JSON, Ack, Hello, Push, Welcome
 from devices.models import Device
-from devices.protocol import JSON, Ack, Hello, Push, Welcome
 from tests.e2e.servers import daphne_servers
 from tests.factories import make_api_key, make_app, make_device
 

@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 
-from devices import pushes
+from devices.delivery import pushes
 from devices.models import Delivery, DeliveryStatus, Device
 from tests.e2e.admin_client import AdminClient
 from tests.e2e.servers import daphne_servers

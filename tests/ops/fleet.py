@@ -13,7 +13,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from devices.protocol import Push
+from devices.delivery.protocol import Push
 from tests.wsclient import DeviceClient
 
 

@@ -13,7 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from campaigns import lifecycle, sender
-from devices import pushes
+from devices.delivery import pushes
 from devices.models import Delivery, DeliveryStatus, Device, Node
 from tests.e2e.servers import free_port
 from tests.factories import make_app, make_device

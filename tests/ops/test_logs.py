@@ -8,7 +8,7 @@ import httpx
 import pytest
 from channels.db import database_sync_to_async
 
-from devices import pushes
+from devices.delivery import pushes
 from devices.models import App, Device
 from kpns_site.logs import JsonFormatter, redact
 from tests.e2e.servers import free_port

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from devices import metrics, pushes
+from devices.delivery import metrics, pushes
 from devices.models import Device
 from tests.e2e.servers import free_port
 from tests.factories import make_app, make_device
@@ -176,7 +176,7 @@ async def test_one_scrape_reports_every_process(redis_url, redis_layer, tmp_path
 def test_gc_pauses_are_timed_and_published():
     import gc
 
-    from devices import gcpause
+    from devices.server import gcpause
 
     child = metrics.GC_PAUSE.labels("2")
     before = child._sum.get()
@@ -196,7 +196,7 @@ def test_server_tuning_freezes_startup_objects_and_sets_thresholds():
     import sys
 
     code = (
-        "import gc; from devices import gcpause; gcpause.tune([30000, 7, 90]);"
+        "import gc; from devices.server import gcpause; gcpause.tune([30000, 7, 90]);"
         "print(gc.get_threshold(), gc.get_freeze_count() > 1000)"
     )
     out = subprocess.run(

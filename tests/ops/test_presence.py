@@ -12,8 +12,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from campaigns import watch
-from devices import presence
+from devices.delivery import housekeeping, presence
 from devices.models import Device, Node
 from tests.e2e.servers import free_port
 from tests.factories import make_app, make_device
@@ -76,16 +75,16 @@ def test_scheduler_tick_reaps_dead_nodes_once_it_has_been_healthy(settings):
     node_row("here", age=0)
     device, _token = make_device(app)
     Device.objects.filter(pk=device.pk).update(node="gone", connection_id="c")
-    watch.reset()
-    watch.tick()  # just started: not healthy long enough to judge
+    housekeeping.reset()
+    housekeeping.reap_dead_nodes()  # just started: not healthy long enough to judge
     assert Node.objects.filter(name="gone").exists()
     time.sleep(0.25)
     Node.objects.filter(name="here").update(heartbeat_at=timezone.now())
-    watch.tick()
+    housekeeping.reap_dead_nodes()
     assert not Node.objects.filter(name="gone").exists()
     assert Node.objects.filter(name="here").exists()
     assert Device.objects.get(pk=device.pk).node is None
-    watch.reset()
+    housekeeping.reset()
 
 
 @pytest.mark.e2e

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from channels.db import database_sync_to_async
 
-from devices import pushes
+from devices.delivery import pushes
 from tests.e2e.servers import ROOT, child_env, free_port
 from tests.factories import make_api_key, make_app, make_device
 from tests.ops.fleet import Device as FleetDevice
@@ -260,6 +260,6 @@ async def test_make_prod_supervises_restarts_and_rolls(redis_url, tmp_path):
         output = log.read_text()
         assert "exit status 0" in output
         web_logs = (run / "logs" / f"web-{base + 1}.log").read_text()
-        assert '"logger": "devices.node", "msg": "node drained"' in web_logs
+        assert '"logger": "devices.delivery.node", "msg": "node drained"' in web_logs
     finally:
         kill_session(supervisor)

@@ -1,7 +1,7 @@
 """Wake-ups sent from a WSGI worker (kpns_site/wsgi.py): sync code in a
 thread without an event loop, as gunicorn's gthread workers run the API.
 They reach the node's channel on Redis and share one connection pool on
-one long-lived loop (devices/loopthread.py), instead of a new event loop
+one long-lived loop (devices/layerloop.py), instead of a new event loop
 and a new Redis connection for every push (what async_to_sync does)."""
 
 import uuid
@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio.connection as redis_connection
 from channels.layers import get_channel_layer
 
-from devices import delivery, loopthread
-from devices.enqueue import Target
-from devices.groups import node_channel
+from devices.delivery import layerloop, wakeups
+from devices.delivery.channelnames import node_channel
+from devices.delivery.enqueue import Target
 
 pytestmark = pytest.mark.e2e
 
@@ -37,18 +37,18 @@ def connects(monkeypatch):
 def wake(node, count):
     for seq in range(1, count + 1):
         target = Target(device_id=uuid.uuid4(), seq=seq, delivery_id=seq, node=node)
-        assert delivery.wake_targets({"id": f"m{seq}"}, [target]) == 1
+        assert wakeups.wake_targets({"id": f"m{seq}"}, [target]) == 1
 
 
 def test_wsgi_wakeups_share_one_redis_connection(redis_layer, connects, monkeypatch):
-    monkeypatch.setattr(delivery, "_own_loop", True)
+    monkeypatch.setattr(wakeups, "_own_loop", True)
     node = f"wsgi-{uuid.uuid4().hex[:8]}"
     wake(node, PUSHES)
     assert 1 <= len(connects) <= 2, len(connects)
 
     layer = get_channel_layer()
     received = [
-        loopthread.run(layer.receive(node_channel(node)), 5) for _ in range(PUSHES)
+        layerloop.run(layer.receive(node_channel(node)), 5) for _ in range(PUSHES)
     ]
     assert [event["push"]["id"] for event in received] == [
         f"m{seq}" for seq in range(1, PUSHES + 1)

@@ -5,7 +5,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from psycopg_pool.base import AttemptWithBackoff
 
-from devices import metrics
+from devices.delivery import metrics
 from devices.patches import prometheus_client, psycopg_pool
 
 OBSERVED = [(0.004, 3), (0.2, 5), (0.3, 1), (7.0, 2), (90.0, 1), (45.0, 2)]

@@ -20,8 +20,8 @@ import websockets
 from channels.db import database_sync_to_async
 from prometheus_client.parser import text_string_to_metric_families
 
+from devices.delivery.protocol import Ping, Pong
 from devices.models import Device
-from devices.protocol import Ping, Pong
 from tests.e2e.servers import ROOT, child_env, free_port, stop_process, wait_for_port
 from tests.factories import make_api_key, make_app, make_device
 from tests.wsclient import DeviceClient

@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from campaigns import lifecycle, sender
-from devices import pushes
+from devices.delivery import pushes
 from devices.models import Device
 from devices.models import Node as NodeRow
 from tests.devicesim import start_fleet, stop_fleet
@@ -263,7 +263,7 @@ import json
 from datetime import timedelta
 from django.utils import timezone
 from campaigns import lifecycle
-from devices import registry
+from devices.registry import services as registry
 app = registry.app_create(name="Outage")
 out = {"client_key": app.client_key, "devices": []}
 for _ in range(COUNT):
@@ -522,7 +522,7 @@ async def test_redis_that_stops_answering_blocks_nothing(settings, tmp_path):
                     )
                     send_seconds = time.monotonic() - sent
                     # The event loops are free: ping/pong, /healthz, handshakes.
-                    from devices.protocol import Ping, Pong
+                    from devices.delivery.protocol import Ping, Pong
 
                     started = time.monotonic()
                     await probe.send(Ping(t=1))
@@ -596,7 +596,7 @@ async def test_postgres_that_drops_packets_blocks_nothing(tmp_path):
 
     import psycopg
 
-    from devices.protocol import Ping, Pong
+    from devices.delivery.protocol import Ping, Pong
     from tests.e2e.servers import child_env
     from tests.reliability.services import (
         PacketBlackhole,

@@ -19,11 +19,11 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
-from devices import inbox, pushes
+from devices.delivery import pushes, resume
+from devices.delivery.node import Node
+from devices.delivery.protocol import JSON, Ack, Error, Hello, Ping, Pong, Push, Welcome
 from devices.models import Device
 from devices.models import Node as NodeRow
-from devices.node import Node
-from devices.protocol import JSON, Ack, Error, Hello, Ping, Pong, Push, Welcome
 from kpns_site.asgi import application
 from tests.factories import make_app, make_device
 from tests.receipts import DeviceLog, check, rows_from_orm
@@ -180,7 +180,7 @@ async def test_node_back_from_an_outage_does_not_judge_others_dead(settings):
     _app, [(device, _token)] = await setup()
     other = Node()
     await database_sync_to_async(other._register_row)()
-    await database_sync_to_async(inbox.device_connect)(
+    await database_sync_to_async(resume.device_connect)(
         device_id=device.pk, node=other.name, connection_id="c1", last_seq=0
     )
     me = Node()
@@ -205,7 +205,7 @@ async def test_node_judged_dead_restores_its_devices_presence():
     node_name = fresh.node
     assert node_name
     # Another node judged ours dead (e.g. it was stopped for a while).
-    await database_sync_to_async(inbox.presence_clear_nodes)(nodes=[node_name])
+    await database_sync_to_async(resume.presence_clear_nodes)(nodes=[node_name])
     await database_sync_to_async(NodeRow.objects.filter(name=node_name).delete)()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:

@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.db import connections
 
-from devices import inbox, registry
+from devices.delivery import messages, revocation
+from devices.delivery.pushes import push_batch, push_to_devices
 from devices.models import Delivery, Device
-from devices.pushes import push_batch, push_to_devices
 
 
 def _push(body: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def burst(device: Device, count: int, title: str = "burst") -> list[str]:
     """`count` messages to one device in one transaction, woken at once: the
     device's socket receives them back to back. Returns the message ids."""
     messages = [
-        inbox.message_build(app=device.app, title=f"{title} {n}", ttl_seconds=600)
+        messages.message_build(app=device.app, title=f"{title} {n}", ttl_seconds=600)
         for n in range(1, count + 1)
     ]
     targets = push_batch(app=device.app, plans=[(m, [device.pk]) for m in messages])
@@ -66,7 +66,7 @@ def _deliveries(query: dict[str, list[str]]) -> dict[str, Any]:
 
 
 def _revoke(body: dict[str, Any]) -> dict[str, Any]:
-    registry.device_revoke(device=Device.objects.get(pk=body["device_id"]))
+    revocation.device_revoke(device=Device.objects.get(pk=body["device_id"]))
     return {"revoked": body["device_id"]}
 
 

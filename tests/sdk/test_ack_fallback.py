@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from websockets.asyncio.server import serve
 
-from devices.protocol import JSON, Ack, AckUpto, Error, Hello, Push, Welcome
+from devices.delivery.protocol import JSON, Ack, AckUpto, Error, Hello, Push, Welcome
 from kpns_sdk import Client, MemoryStore
 from tests.sdk.test_python_sdk import wait_for
 

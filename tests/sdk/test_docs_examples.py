@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
+from devices.delivery.pushes import push_to_devices
 from devices.models import Device
-from devices.pushes import push_to_devices
 from tests.e2e.servers import ROOT
 from tests.factories import make_app
 from tests.sdk.conftest import SDK_JS

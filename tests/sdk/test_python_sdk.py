@@ -9,9 +9,10 @@ import sys
 import pytest
 from channels.db import database_sync_to_async
 
-from devices import registry
+from devices.delivery import revocation
+from devices.delivery.pushes import push_to_devices
 from devices.models import Delivery, Device
-from devices.pushes import push_to_devices
+from devices.registry import services as registry
 from kpns_sdk import Client, FileStore, MemoryStore, StateChange
 from kpns_sdk.cli import main as cli_main
 from tests.e2e.servers import ROOT
@@ -141,7 +142,7 @@ async def test_revoked_and_replaced_stop_in_plain_words(sdk_server, redis_layer)
     await wait_for(lambda: second.state == "connected")
 
     device = await database_sync_to_async(Device.objects.get)(pk=second.device_id)
-    await database_sync_to_async(registry.device_revoke)(device=device)
+    await database_sync_to_async(revocation.device_revoke)(device=device)
     await wait_for(lambda: second.state == "revoked", what="revoked")
     third_states: list[StateChange] = []
     third = Client(
@@ -266,7 +267,7 @@ def test_cli_listen_prints_pushes_and_status_shows_the_device(
     assert "last seq handled 1" in status.stdout
     assert "token valid; offline; platform desktop; tags cli, ops" in status.stdout
 
-    registry.device_revoke(device=device)
+    revocation.device_revoke(device=device)
     revoked = run_kpns("listen", "--server", sdk_server.http_url, "--state", str(state))
     assert revoked.returncode == 3
     assert "token revoked: register again" in revoked.stdout

@@ -7,7 +7,7 @@ SDK's codec is checked against them in tests/sdk/test_vectors.py.
 
 from typing import Any
 
-from devices.protocol import (
+from devices.delivery.protocol import (
     JSON,
     KMPP,
     Ack,

@@ -28,9 +28,10 @@ from django.utils import timezone
 from campaigns import lifecycle
 from campaigns.models import Campaign
 from campaigns.roles import MARKETER, ROLES
-from devices import apikeys, pushes, registry, webhooks
+from devices.delivery import pushes, revocation
+from devices.delivery.protocol import JSON, Ack, Error, Hello, Push, Welcome
+from devices.integrations import apikeys, webhooks
 from devices.models import Delivery, Device, Node, WebhookDelivery, WebhookEndpoint
-from devices.protocol import JSON, Ack, Error, Hello, Push, Welcome
 from kpns_site.asgi import application
 from tests.factories import make_api_key, make_app, make_device
 
@@ -69,7 +70,7 @@ async def test_handshakes_without_a_valid_token_are_refused_before_accept():
     other_app = await database_sync_to_async(make_app)()
     device, token = await database_sync_to_async(make_device)(app)
     revoked, revoked_token = await database_sync_to_async(make_device)(other_app)
-    await database_sync_to_async(registry.device_revoke)(device=revoked)
+    await database_sync_to_async(revocation.device_revoke)(device=revoked)
     _stale, expired_token = await database_sync_to_async(make_stale_device)(app)
     refused = {
         "missing": ["kpns.json.v1"],
@@ -382,7 +383,7 @@ def _matrix_world():
     sending = lifecycle.campaign_create(
         app=app, name="Sending", title="Sending", audience_kind="all"
     )
-    lifecycle.campaign_send_now(campaign=sending)
+    lifecycle.campaign_schedule_now(campaign=sending)
     lifecycle.campaign_start(campaign_id=sending.pk, now=timezone.now())
     now = timezone.now()
     node = Node.objects.create(

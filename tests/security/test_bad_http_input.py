@@ -16,9 +16,9 @@ from django.test import Client
 from django.utils import timezone
 
 from campaigns import lifecycle
-from campaigns.audience import audience_validate
+from devices.delivery.protocol import MAX_DATA_DEPTH
 from devices.models import Device, Message
-from devices.protocol import MAX_DATA_DEPTH
+from devices.registry.audience import audience_validate
 from kpns_site.jsonbody import MAX_JSON_DEPTH
 from tests.factories import make_api_key, make_app, make_device
 

@@ -23,9 +23,19 @@ from hypothesis.stateful import (
     rule,
 )
 
-from devices import pushes
+from devices.delivery import pushes
+from devices.delivery.protocol import (
+    JSON,
+    KMPP,
+    Ack,
+    Error,
+    Hello,
+    Ping,
+    Pong,
+    Push,
+    Welcome,
+)
 from devices.models import Device
-from devices.protocol import JSON, KMPP, Ack, Error, Hello, Ping, Pong, Push, Welcome
 from kpns_site.asgi import application
 from tests.factories import make_app, make_device
 
@@ -302,7 +312,7 @@ class DeviceMachine(RuleBasedStateMachine):
     def teardown(self):
         if self.socket is not None:
             self.run(self.socket.disconnect())
-        from devices import node as node_module
+        from devices.delivery import node as node_module
 
         node = node_module._nodes.pop(self.loop, None)
         if node is not None:

@@ -4,7 +4,7 @@ import psycopg
 import pytest
 from django.db import IntegrityError, OperationalError, ProgrammingError
 
-from devices import dberrors
+from devices.delivery import dberrors
 
 
 def wrapped(django_error, cause):

@@ -4,9 +4,9 @@ import uuid
 
 from channels.layers import get_channel_layer
 
-from devices.delivery import TARGETS_PER_EVENT, awake_targets
-from devices.enqueue import Target
-from devices.groups import node_channel
+from devices.delivery.channelnames import node_channel
+from devices.delivery.enqueue import Target
+from devices.delivery.wakeups import TARGETS_PER_EVENT, awake_targets
 
 PUSH = {"id": "m1", "title": "t", "expires_at": 0}
 
@@ -43,7 +43,7 @@ async def test_large_node_share_is_split_into_bounded_events():
 
 
 async def test_a_push_batch_costs_one_event_per_node_with_its_messages_in_order():
-    from devices.delivery import awake_batch
+    from devices.delivery.wakeups import awake_batch
 
     node = f"batch-{uuid.uuid4().hex[:8]}"
     device = uuid.uuid4()

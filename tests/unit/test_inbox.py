@@ -2,8 +2,8 @@
 
 import pytest
 
-from devices import inbox
-from devices.enqueue import deliveries_write
+from devices.delivery import messages, receipts, resume
+from devices.delivery.enqueue import deliveries_write
 from devices.models import Delivery, DeliveryStatus, Device
 from tests.factories import make_app, make_device
 
@@ -11,12 +11,12 @@ pytestmark = pytest.mark.django_db
 
 
 def push(app, device, title):
-    message = inbox.message_create(app=app, title=title)
+    message = messages.message_create(app=app, title=title)
     return message, deliveries_write([(message, [device.pk])])[message.pk]
 
 
 def connect(device, last_seq=0):
-    return inbox.device_connect(
+    return resume.device_connect(
         device_id=device.pk, node="n1", connection_id="c1", last_seq=last_seq
     )
 
@@ -38,7 +38,7 @@ def test_devices_of_other_apps_and_revoked_ones_get_nothing(app):
     stranger, _ = make_device(make_app())
     revoked, _ = make_device(app)
     Device.objects.filter(pk=revoked.pk).update(is_active=False)
-    message = inbox.message_create(app=app, title="t")
+    message = messages.message_create(app=app, title="t")
     written = deliveries_write([(message, [stranger.pk, revoked.pk])])
     assert written == {message.pk: []}
 
@@ -85,12 +85,14 @@ def test_receipts_move_forward_only(app):
     device, _ = make_device(app)
     message, targets = push(app, device, "a")
     pk = targets[0].delivery_id
-    inbox.receipts_record(inbox.Receipts(delivered=[pk]))
-    inbox.receipts_record(inbox.Receipts(sent=[pk]))  # late "sent" changes nothing
+    receipts.receipts_record(receipts.Receipts(delivered=[pk]))
+    # A late "sent" changes nothing.
+    receipts.receipts_record(receipts.Receipts(sent=[pk]))
     row = Delivery.objects.get(pk=pk)
     assert row.status == DeliveryStatus.DELIVERED
     assert row.sent_at is not None and row.delivered_at is not None
-    inbox.receipts_record(inbox.Receipts(opened=[(device.pk, 1, str(message.pk))]))
+    opened = [(device.pk, 1, str(message.pk))]
+    receipts.receipts_record(receipts.Receipts(opened=opened))
     assert Delivery.objects.get(pk=pk).status == DeliveryStatus.OPENED
 
 
@@ -98,7 +100,8 @@ def test_acks_with_a_foreign_message_id_change_nothing(app):
     device, _ = make_device(app)
     victim, _ = make_device(app)
     message, targets = push(app, victim, "secret")
-    inbox.receipts_record(inbox.Receipts(acked_late=[(device.pk, 1, str(message.pk))]))
+    late = [(device.pk, 1, str(message.pk))]
+    receipts.receipts_record(receipts.Receipts(acked_late=late))
     assert Delivery.objects.get(pk=targets[0].delivery_id).status == "pending"
 
 
@@ -108,10 +111,10 @@ def test_a_batch_of_connects_sets_presence_and_replays_each_device(app):
         for n in range(index + 1):
             push(app, device, f"{index}-{n}")
     requests = [
-        inbox.ConnectRequest(device.pk, f"conn-{i}", last_seq=1 if i == 2 else 0)
+        resume.ConnectRequest(device.pk, f"conn-{i}", last_seq=1 if i == 2 else 0)
         for i, device in enumerate(devices)
     ]
-    results = inbox.devices_connect(node="n9", requests=requests)
+    results = resume.devices_connect(node="n9", requests=requests)
     replays = {pk: [f["title"] for _s, _p, f in r.replay] for pk, r in results.items()}
     assert replays == {
         devices[0].pk: ["0-0"],

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices.protocol import (
+from devices.delivery.protocol import (
     JSON,
     KMPP,
     MAX_DATA_DEPTH,

@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from devices.delivery.rebalance import fair_excess
 from devices.models import Device
 from devices.models import Node as NodeRow
-from devices.rebalance import fair_excess
 from tests.factories import make_device
 
 pytestmark = pytest.mark.django_db

@@ -20,8 +20,8 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devices import inbox, pushes
-from devices.enqueue import deliveries_write
+from devices.delivery import messages, pushes
+from devices.delivery.enqueue import deliveries_write
 from devices.models import Delivery, Device
 from tests.factories import make_api_key, make_app, make_device
 
@@ -131,7 +131,7 @@ def run(op, number, app, devices, secret, model, labels):
         plans = []
         for index, (targets, key) in enumerate(op[1]):
             label = f"batch-{number}-{index}"
-            message = inbox.message_build(app=app, title=label, collapse_key=key)
+            message = messages.message_build(app=app, title=label, collapse_key=key)
             labels[message.pk] = label
             plans.append((message, ids(targets)))
             model.keys[label] = key
@@ -141,7 +141,7 @@ def run(op, number, app, devices, secret, model, labels):
     elif kind == "campaign":
         _kind, targets, cut = op
         label = f"campaign-{number}"
-        message = inbox.message_create(app=app, title=label)
+        message = messages.message_create(app=app, title=label)
         labels[message.pk] = label
         first, rest = targets[:cut], targets[cut:]
         # The sender's call, with the first chunk written again.
@@ -172,7 +172,7 @@ def run(op, number, app, devices, secret, model, labels):
 
 def test_a_write_of_messages_of_two_apps_is_refused(world):
     app, devices, _secret = world
-    mine = inbox.message_create(app=app, title="mine")
-    theirs = inbox.message_create(app=make_app(), title="theirs")
+    mine = messages.message_create(app=app, title="mine")
+    theirs = messages.message_create(app=make_app(), title="theirs")
     with pytest.raises(ValueError, match="one app"):
         deliveries_write([(mine, [devices[0].pk]), (theirs, [devices[5].pk])])

@@ -6,8 +6,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from campaigns.roles import marketer_group
-from devices import registry
 from devices.models import App
+from devices.registry import services as registry
 
 DEMO_APP = "Demo app"
 

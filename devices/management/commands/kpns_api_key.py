@@ -5,7 +5,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from devices import apikeys
+from devices.integrations import apikeys
 from devices.models import App
 
 

@@ -3,10 +3,12 @@
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.module_loading import import_string
 
 from devices.conf import kpns_setting
-from kpns_site.logs import route_twisted_logs
+from devices.server.twistedlog import route_twisted_logs
 
 logger = logging.getLogger("kpns.serve")
 
@@ -18,6 +20,11 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--access-log", action="store_true")
+        parser.add_argument(
+            "--application",
+            default=settings.ASGI_APPLICATION,
+            help="dotted path of the ASGI application (default: ASGI_APPLICATION)",
+        )
         parser.add_argument(
             "--proxy-headers",
             action="store_true",
@@ -46,7 +53,8 @@ class Command(BaseCommand):
         # inside the command, so other commands never pay for it.
         from daphne.endpoints import build_endpoint_description_strings
 
-        from devices import gcpause, patches
+        from devices import patches
+        from devices.server import gcpause
 
         # Before anything serves: refuses to start if a patched library
         # changed (docs/operations.md, "Start-up check of the patches").
@@ -57,8 +65,9 @@ class Command(BaseCommand):
         logger.info("patches installed: %s", ", ".join(installed))
 
         from devices.patches.daphne import NO_PINGS
-        from devices.server import DrainingServer
-        from kpns_site.asgi import application
+        from devices.server.serve import DrainingServer
+
+        application = import_string(options["application"])
 
         gcpause.watch()
         gcpause.tune(kpns_setting("GC_THRESHOLDS"))

@@ -12,7 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from devices import dberrors
+from devices.delivery import dberrors
 
 logger = logging.getLogger(__name__)
 

@@ -67,16 +67,19 @@ def _values_within(bounds: list[float], counts: list[int], total: float) -> list
 
 
 def _check() -> list[str]:
-    from devices import metrics
+    from prometheus_client import CollectorRegistry
 
-    child: Any = metrics.LATENCY
+    bounds = (1.0, 2.0)
+    child: Any = Histogram(
+        "kpns_patch_probe", "probe", buckets=bounds, registry=CollectorRegistry()
+    )
     problems = []
     for name in ("_buckets", "_sum"):
         if not hasattr(child, name):
             problems.append(f"prometheus_client.Histogram instance has no {name}")
     if problems:
         return problems
-    if len(child._buckets) != len(metrics.LATENCY_BUCKETS) + 1:
+    if len(child._buckets) != len(bounds) + 1:
         problems.append("prometheus_client.Histogram._buckets is no longer per bucket")
     if not all(
         callable(getattr(v, "inc", None)) for v in (child._sum, *child._buckets)

@@ -1,0 +1,87 @@
+"""What the push endpoints take and answer (POST /pushes, /pushes/batch)."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from devices.api.schema import ProblemSerializer
+from devices.api.serializers import StrictSerializer
+from devices.delivery.messages import MAX_TTL_SECONDS
+from devices.delivery.targeting import MAX_TARGET_LIST, MAX_TARGET_TAGS
+from devices.models import Priority
+
+
+class PushSerializer(StrictSerializer):
+    """A push: exactly one of device_ids, aliases, tags or audience, then the
+    content and delivery options."""
+
+    device_ids = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        min_length=1,
+        max_length=MAX_TARGET_LIST,
+    )
+    aliases = serializers.ListField(
+        child=serializers.CharField(max_length=128),
+        required=False,
+        min_length=1,
+        max_length=MAX_TARGET_LIST,
+        help_text="Every device registered with any of these aliases (user ids).",
+    )
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        min_length=1,
+        max_length=MAX_TARGET_TAGS,
+        help_text="Devices with any of these tags.",
+    )
+    audience = serializers.DictField(
+        required=False,
+        help_text="An audience filter as for campaigns: tags_any, tags_all, "
+        "tags_none, platforms, locales, app_versions, aliases, attributes, "
+        "device_ids. {} is every device of the app.",
+    )
+    title = serializers.CharField(max_length=200)
+    body = serializers.CharField(required=False, allow_blank=True, max_length=4096)
+    url = serializers.URLField(required=False, allow_blank=True, max_length=1000)
+    image = serializers.URLField(required=False, allow_blank=True, max_length=1000)
+    data = serializers.DictField(required=False)
+    ttl_seconds = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_TTL_SECONDS
+    )
+    priority = serializers.ChoiceField(choices=Priority.choices, required=False)
+    collapse_key = serializers.CharField(
+        required=False, allow_blank=True, max_length=64
+    )
+
+
+class PushAcceptedSerializer(serializers.Serializer):
+    message_id = serializers.UUIDField()
+    targets = serializers.IntegerField(help_text="Devices the message was queued for.")
+
+
+@extend_schema_field(PushSerializer(many=True))
+class PushItemsField(serializers.ListField):
+    """Items are checked one by one (each gets its own result), so any JSON
+    value is accepted here; the schema shows what each should be."""
+
+    child = serializers.JSONField()
+
+
+class BatchSerializer(StrictSerializer):
+    messages = PushItemsField(
+        min_length=1,
+        help_text="Each item is a push (as for POST /api/v1/pushes). At most "
+        "KPNS_API_MAX_BATCH (500) items.",
+    )
+
+
+class BatchItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.IntegerField(help_text="202 sent, or 400.")
+    message_id = serializers.UUIDField(allow_null=True)
+    targets = serializers.IntegerField(allow_null=True)
+    error = ProblemSerializer(allow_null=True)
+
+
+class BatchResultSerializer(serializers.Serializer):
+    results = BatchItemResultSerializer(many=True)

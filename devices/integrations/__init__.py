@@ -1,0 +1,1 @@
+"""Integrations: API keys, idempotency, webhooks and their egress guard."""

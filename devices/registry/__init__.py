@@ -1,0 +1,1 @@
+"""The registry: apps, devices, tags, tokens, audiences (docs/architecture.md)."""
