@@ -260,6 +260,6 @@ async def test_make_prod_supervises_restarts_and_rolls(redis_url, tmp_path):
         output = log.read_text()
         assert "exit status 0" in output
         web_logs = (run / "logs" / f"web-{base + 1}.log").read_text()
-        assert '"logger": "devices.delivery.node", "msg": "node drained"' in web_logs
+        assert '"logger": "devices.delivery.drain", "msg": "node drained"' in web_logs
     finally:
         kill_session(supervisor)

@@ -38,13 +38,13 @@ def _push(body: dict[str, Any]) -> dict[str, Any]:
 def burst(device: Device, count: int, title: str = "burst") -> list[str]:
     """`count` messages to one device in one transaction, woken at once: the
     device's socket receives them back to back. Returns the message ids."""
-    messages = [
+    built = [
         messages.message_build(app=device.app, title=f"{title} {n}", ttl_seconds=600)
         for n in range(1, count + 1)
     ]
-    targets = push_batch(app=device.app, plans=[(m, [device.pk]) for m in messages])
+    targets = push_batch(app=device.app, plans=[(m, [device.pk]) for m in built])
     assert targets == [1] * count, targets
-    return [str(m.pk) for m in messages]
+    return [str(m.pk) for m in built]
 
 
 def delivery_statuses(device_id: Any) -> dict[str, int]:
