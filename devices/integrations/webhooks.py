@@ -227,10 +227,15 @@ def events_emit(
 
 
 def delivery_events(
-    rows: Iterable[tuple[int, UUID, UUID, str, int]], event: str, at: datetime
+    rows: Iterable[tuple[int, UUID, UUID, str, int]],
+    event: str,
+    at: datetime,
+    *,
+    channel: str = "socket",
 ) -> int:
     """message.delivered / message.opened for delivery rows
-    (app id, message id, device id, alias, seq)."""
+    (app id, message id, device id, alias, seq), with the channel that
+    carried the message (socket, webpush, fcm, apns)."""
     by_app: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for app_id, message_id, device_id, alias, seq in rows:
         by_app[app_id].append(
@@ -239,6 +244,7 @@ def delivery_events(
                 "device_id": str(device_id),
                 "alias": alias,
                 "seq": seq,
+                "channel": channel,
                 "at": at.isoformat(),
             }
         )
