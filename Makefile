@@ -50,7 +50,7 @@ run: migrate
 # processes (ports KPNS_BASE_PORT..), the scheduler and nginx under
 # supervisord, which restarts what dies. Needs DATABASE_URL, REDIS_URL (or
 # REDIS_SENTINELS), SECRET_KEY and ALLOWED_HOSTS in the environment.
-# deploy/kpnsctl status | roll | stop all.
+# deploy/kpnsctl status | roll | shutdown.
 prod: $(VENV)/.installed-prod
 	KPNS_SERVERS=$${KPNS_SERVERS:-$(K)} bash deploy/prod.sh
 

@@ -39,6 +39,11 @@ DEFAULTS: dict[str, Any] = {
     "REBALANCE_PER_SECOND": 50.0,
     "REBALANCE_SLACK": 0.1,
     "NODE_DEAD_AFTER_SECONDS": 20.0,
+    # Sockets one server process can hold (deploy/kpnsctl roll refuses to
+    # drain a process whose sockets the others have no room for). 0: the
+    # open-file hard limit minus 100 descriptors for the database, Redis,
+    # logs and listeners (19,900 under a hard limit of 20,000).
+    "MAX_SOCKETS_PER_PROCESS": 0,
     "DEFAULT_TTL_SECONDS": 4 * 7 * 86400,
     "MAX_PENDING_PER_DEVICE": 1000,
     "MAX_PAYLOAD_BYTES": 4096,
