@@ -18,6 +18,7 @@ from campaigns.models import CampaignSlice, CampaignStatus
 from campaigns.sender import send_due
 from devices.delivery import housekeeping, metrics
 from devices.integrations import webhooks
+from devices.native.fallback import NativeFallback
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ def run_scheduler(
     # Webhook calls run in a thread of their own: a slow receiver never holds
     # up a campaign chunk (devices.webhooks).
     dispatcher = webhooks.WebhookDispatcher()
+    # Deliveries no socket took go to the devices' providers on a thread and
+    # event loop of their own: a slow provider holds up neither campaign
+    # chunks nor webhooks (devices.native.fallback).
+    fallback = NativeFallback().start()
     try:
         while not stop.is_set():
             chunks, delay, last_housekeeping = _tick(
@@ -41,6 +46,7 @@ def run_scheduler(
             if chunks == 0:
                 stop.wait(delay)
     finally:
+        fallback.stop(timeout=30)
         dispatcher.stop(timeout=30)
 
 

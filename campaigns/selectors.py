@@ -15,10 +15,16 @@ from django.utils import timezone
 from campaigns.models import Campaign
 from devices.delivery.stats import STAT_NAMES, message_stats  # noqa: F401 - re-exported
 from devices.models import Delivery, Device
+from devices.native import selectors as native_selectors
 
 
 def campaign_stats(campaign: Campaign) -> dict[str, int]:
-    return message_stats(campaign.message_id)
+    """Deliveries by state, then by the channel that carried them
+    (devices.native.selectors.channel_stats)."""
+    return {
+        **message_stats(campaign.message_id),
+        **native_selectors.channel_stats(campaign.message_id),
+    }
 
 
 def campaign_timeline(campaign: Campaign) -> list[dict[str, Any]]:
@@ -58,6 +64,8 @@ RESULT_COLUMNS = (
     "sent_at",
     "delivered_at",
     "opened_at",
+    # socket, webpush, fcm, apns, or empty (native_selectors.delivery_channel).
+    "channel",
 )
 
 
@@ -67,6 +75,7 @@ def campaign_results(campaign: Campaign) -> Iterator[tuple[Any, ...]]:
         return iter(())
     return (
         Delivery.objects.filter(message_id=campaign.message_id)
+        .annotate(channel=native_selectors.delivery_channel())
         .order_by("device_id")
         .values_list(
             "device_id",
@@ -77,6 +86,7 @@ def campaign_results(campaign: Campaign) -> Iterator[tuple[Any, ...]]:
             "sent_at",
             "delivered_at",
             "opened_at",
+            "channel",
         )
         .iterator(chunk_size=2000)
     )
@@ -106,5 +116,7 @@ def campaign_deliveries(campaign: Campaign, *, device_id: Any = None) -> QuerySe
     if device_id is not None:
         rows = rows.filter(device_id=device_id)
     return rows.annotate(
-        alias=F("device__alias"), platform=F("device__platform")
+        alias=F("device__alias"),
+        platform=F("device__platform"),
+        channel=native_selectors.delivery_channel(),
     ).values(*RESULT_COLUMNS)

@@ -6,6 +6,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from devices.native.api import service_worker
 from kpns_site.demo import demo
 from kpns_site.health import healthz, readyz
 from kpns_site.metrics_endpoint import metrics_view
@@ -30,6 +31,8 @@ urlpatterns = [
         name="api-redoc",
     ),
     path("demo/", demo, name="demo"),
+    # The JS SDK's service worker (Web Push), scoped to the whole site.
+    path("sw.js", service_worker, name="service-worker"),
 ]
 
 # Unknown URLs under /api/ answer problem JSON; elsewhere the usual page.

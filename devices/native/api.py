@@ -1,6 +1,10 @@
 """The device's own push credentials and its app's VAPID public key
 (``Authorization: Device <token>``). Thin: parse, call one service."""
 
+from pathlib import Path
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.exceptions import NotFound
@@ -12,6 +16,7 @@ from devices.api.base import PooledAPIView
 from devices.native import selectors, services
 from devices.native.models import CredentialKind, PushCredential
 from devices.native.serializers import (
+    OpenedInSerializer,
     PushCredentialInSerializer,
     PushCredentialSerializer,
     VapidPublicKeySerializer,
@@ -75,3 +80,43 @@ class VapidPublicKeyView(DeviceView):
     def get(self, request: Request) -> Response:
         key = selectors.vapid_public_key(app=request.auth.app)
         return Response({"vapid_public_key": key})
+
+
+class OpenedView(DeviceView):
+    @extend_schema(
+        tags=["device"],
+        summary="Report a push opened",
+        description="For a push that reached the device outside its socket "
+        "(a service worker's notification, an app woken by FCM or APNs): "
+        "the delivery becomes delivered and opened, once.",
+        request=OpenedInSerializer,
+        responses={204: None},
+    )
+    def post(self, request: Request) -> Response:
+        incoming = OpenedInSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        found = services.native_opened(
+            device=request.auth,
+            message_id=str(incoming.validated_data["id"]),
+            seq=incoming.validated_data["seq"],
+        )
+        if not found:
+            raise NotFound("This device has no such message.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+SERVICE_WORKER = Path(__file__).resolve().parent.parent / "static/kpns/sw.js"
+
+
+@require_GET
+def service_worker(request: HttpRequest) -> HttpResponse:
+    """The SDK's service worker from the site's root, so that it may control
+    every page of the origin (a worker's scope is at most its own path,
+    unless Service-Worker-Allowed widens it)."""
+    response = HttpResponse(
+        SERVICE_WORKER.read_bytes(), content_type="text/javascript; charset=utf-8"
+    )
+    response["Service-Worker-Allowed"] = "/"
+    # Browsers check a worker for updates at most daily past this anyway.
+    response["Cache-Control"] = "no-cache"
+    return response

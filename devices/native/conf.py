@@ -44,6 +44,25 @@ DEFAULTS: dict[str, Any] = {
     # cool-down, then let one probe through.
     "NATIVE_BREAKER_FAILURES": 5,
     "NATIVE_BREAKER_COOLDOWN_SECONDS": 30.0,
+    # The delivery policy (devices.native.fallback), run by the scheduler:
+    # how often it looks for deliveries no socket took (the added latency
+    # of a native push past its grace), how many it claims per look, and
+    # how many sends it keeps in flight (bounds its memory and the
+    # database rows it holds claimed).
+    "NATIVE_FALLBACK": True,
+    "NATIVE_FALLBACK_SECONDS": 1.0,
+    "NATIVE_FALLBACK_BATCH": 500,
+    "NATIVE_FALLBACK_IN_FLIGHT": 2000,
+    # Incremental looks read deliveries inserted since this long ago (a
+    # primary key range); past it a delivery is found by the full look,
+    # every FULL seconds (a credential registered later, a socket that
+    # died unacked long after the push). Longer than any app's grace.
+    "NATIVE_FALLBACK_LOOKBACK_SECONDS": 120.0,
+    "NATIVE_FALLBACK_FULL_SECONDS": 30.0,
+    # A claimed send is due again after this if its scheduler died before
+    # recording an outcome: longer than the slowest inline send (5
+    # attempts of a 10 s timeout and their backoffs, about 65 s).
+    "NATIVE_CLAIM_LEASE_SECONDS": 120.0,
 }
 
 

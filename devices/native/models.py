@@ -121,6 +121,11 @@ class NativeAttempt(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_retry_at = models.DateTimeField(null=True, blank=True)
+    # When the device itself said it got the message through this channel
+    # (opened from the provider's notification, POST /device/opened) before
+    # any socket ack: the channel that carried it. ``accepted`` alone is
+    # the provider's word, not the device's.
+    device_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

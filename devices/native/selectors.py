@@ -3,7 +3,21 @@
 import json
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
+from django.db.models import (
+    BooleanField,
+    Case,
+    CharField,
+    Count,
+    ExpressionWrapper,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from devices.models import App, Delivery
@@ -13,6 +27,7 @@ from devices.native.message import NativeMessage
 from devices.native.models import (
     AppProviderConfig,
     AttemptStatus,
+    Channel,
     NativeAttempt,
     PushCredential,
 )
@@ -124,4 +139,73 @@ def _native_delivery(
         environment=credential.environment or "production",
         delivery_id=delivery.pk,
         credential_id=credential.pk,
+    )
+
+
+NATIVE_CHANNELS = (Channel.WEBPUSH, Channel.FCM, Channel.APNS)
+CHANNEL_STAT_NAMES = (
+    "delivered_socket",
+    *(f"delivered_{c}" for c in NATIVE_CHANNELS),
+    *(f"accepted_{c}" for c in NATIVE_CHANNELS),
+    "native_failed",
+    "native_retrying",
+)
+
+
+def channel_stats(message_id: Any) -> dict[str, int]:
+    """A message's deliveries by the channel that carried them.
+
+    ``delivered_<channel>``: confirmed by the device, over its socket (an
+    ack) or after a provider carried it (opened reported through the API
+    before any ack). ``accepted_<provider>``: the provider took it, which
+    says nothing of the device. ``native_failed``: provider sends given up
+    (dead credential, too large, attempts exhausted); ``native_retrying``:
+    due again or in flight. A delivery may count under a socket and a
+    provider: the policy sends it natively once its grace passed unacked.
+    """
+    stats = dict.fromkeys(CHANNEL_STAT_NAMES, 0)
+    if message_id is None:
+        return stats
+    attempts = NativeAttempt.objects.filter(delivery__message_id=message_id)
+    for channel, status, seen, count in (
+        attempts.values(
+            "channel",
+            "status",
+            seen=ExpressionWrapper(
+                Q(device_seen_at__isnull=False), output_field=BooleanField()
+            ),
+        )
+        .annotate(n=Count("pk"))
+        .values_list("channel", "status", "seen", "n")
+    ):
+        if seen:
+            stats[f"delivered_{channel}"] += count
+        if status == AttemptStatus.ACCEPTED:
+            stats[f"accepted_{channel}"] += count
+        elif status == AttemptStatus.FAILED:
+            stats["native_failed"] += count
+        else:
+            stats["native_retrying"] += count
+    delivered = Delivery.objects.filter(
+        message_id=message_id, delivered_at__isnull=False
+    ).count()
+    stats["delivered_socket"] = delivered - sum(
+        stats[f"delivered_{c}"] for c in NATIVE_CHANNELS
+    )
+    return stats
+
+
+def delivery_channel() -> Any:
+    """An expression for a delivery row: the channel that carried it to the
+    device (a provider the device confirmed, else the socket if acked), else
+    the provider that accepted it, else empty (not carried yet)."""
+    attempts = NativeAttempt.objects.filter(delivery_id=OuterRef("pk"))
+    seen = attempts.filter(device_seen_at__isnull=False).values("channel")[:1]
+    accepted = attempts.filter(status=AttemptStatus.ACCEPTED).values("channel")[:1]
+    return Coalesce(
+        Subquery(seen),
+        Case(When(delivered_at__isnull=False, then=Value(Channel.SOCKET.value))),
+        Subquery(accepted),
+        Value(""),
+        output_field=CharField(),
     )

@@ -105,3 +105,8 @@ class VapidPublicKeySerializer(serializers.Serializer):
         help_text="The app's VAPID public key (base64url, uncompressed P-256 "
         "point): `applicationServerKey` for `pushManager.subscribe`."
     )
+
+
+class OpenedInSerializer(serializers.Serializer):
+    id = serializers.UUIDField(help_text="The message id, as the push carried it.")
+    seq = serializers.IntegerField(min_value=1)

@@ -5,13 +5,15 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.utils import timezone
 
-from devices.models import App, Device
+from devices.delivery import receipts
+from devices.models import App, Delivery, Device
 from devices.native import webpush
 from devices.native.conf import native_setting
 from devices.native.dispatch import NativeResult
 from devices.native.models import (
     AppProviderConfig,
     AttemptStatus,
+    Channel,
     NativeAttempt,
     PushCredential,
 )
@@ -112,3 +114,33 @@ def native_results_record(*, results: list[NativeResult]) -> None:
                 else None,
             },
         )
+
+
+def native_opened(*, device: Device, message_id: str, seq: int) -> bool:
+    """The device opened a message it got through a provider (its service
+    worker, or an app woken by FCM/APNs): the delivery is delivered and
+    opened, and its webhooks name the channel that carried it (the
+    provider's that accepted it, else the socket's). False when this device
+    has no such delivery."""
+    delivery = (
+        Delivery.objects.filter(device=device, seq=seq, message_id=message_id)
+        .only("pk", "delivered_at")
+        .first()
+    )
+    if delivery is None:
+        return False
+    carried = (
+        NativeAttempt.objects.filter(delivery=delivery, status=AttemptStatus.ACCEPTED)
+        .values_list("channel", flat=True)
+        .first()
+    )
+    channel = carried or Channel.SOCKET
+    receipts.receipts_record(
+        receipts.Receipts(opened=[(device.pk, seq, str(message_id))], channel=channel)
+    )
+    if carried and delivery.delivered_at is None:
+        # No socket ack came first: the provider carried it to the device.
+        NativeAttempt.objects.filter(
+            delivery=delivery, channel=carried, device_seen_at__isnull=True
+        ).update(device_seen_at=timezone.now())
+    return True

@@ -20,4 +20,5 @@ urlpatterns = [
         api.VapidPublicKeyView.as_view(),
         name="device-vapid-public-key",
     ),
+    path("device/opened", api.OpenedView.as_view(), name="device-opened"),
 ]
