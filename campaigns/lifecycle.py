@@ -1,7 +1,9 @@
 """Campaign lifecycle: every state change goes through ``_transition``.
 
 draft -> scheduled -> sending -> sent, or cancelled / failed (a sent
-campaign can still be cancelled: that withdraws its undelivered rest). The change is
+campaign can still be cancelled: that withdraws its undelivered rest). A
+scheduled campaign can be edited (its slices are made again), sent now, or
+unscheduled back to a draft. The change is
 made under the campaign's row lock, so two clicks, two admins or two
 schedulers can never move a campaign twice (a double "Send now" sends once).
 """
@@ -17,7 +19,7 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignSlice, CampaignStatus
+from campaigns.models import AudienceKind, Campaign, CampaignSlice, CampaignStatus
 from devices.delivery import messages, pushes, receipts
 from devices.delivery.stats import message_stats
 from devices.integrations import webhooks
@@ -58,8 +60,65 @@ CAMPAIGN_UPDATABLE = [
 ]
 
 
+# Where the wall-clock time of a local-time campaign comes first and last:
+# UTC+14 (Kiribati) and UTC-12.
+EARLIEST_OFFSET = timedelta(hours=14)
+LATEST_OFFSET = timedelta(hours=12)
+# A send time this close to now still counts as now (a form filled slowly).
+PAST_TOLERANCE = timedelta(seconds=60)
+EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+
+
 class CampaignStateError(ValidationError):
     """The campaign is not in a state that allows this change."""
+
+
+def audience_is_everyone(kind: str, spec: dict[str, Any]) -> bool:
+    """True when the audience is every device of the app."""
+    return kind == AudienceKind.ALL
+
+
+def audience_check(kind: str, spec: dict[str, Any]) -> None:
+    """Refuse an audience whose kind and conditions contradict each other.
+
+    Conditions under "all devices" were silently ignored, and "matching a
+    filter" without any condition silently meant everyone.
+    """
+    if kind == AudienceKind.ALL and spec:
+        raise ValidationError(
+            {
+                "audience_kind": [
+                    "Conditions are filled in but the audience is every "
+                    "device: choose “Devices matching a filter”, or clear them."
+                ]
+            }
+        )
+    if kind == AudienceKind.FILTER and not spec:
+        raise ValidationError(
+            {
+                "audience_kind": [
+                    "A filter needs at least one condition; to reach every "
+                    "device choose “All devices of the app”."
+                ]
+            }
+        )
+
+
+def send_at_check(
+    when: datetime | None, *, local_time: bool, now: datetime | None = None
+) -> None:
+    """Refuse a send time already past (everywhere, for local time)."""
+    if when is None:
+        return
+    now = now or timezone.now()
+    if local_time:
+        # The wall-clock time is stored as UTC; it comes last at UTC-12.
+        if when + LATEST_OFFSET < now - PAST_TOLERANCE:
+            raise ValidationError(
+                {"send_at": ["That time is already past in every time zone."]}
+            )
+    elif when < now - PAST_TOLERANCE:
+        raise ValidationError({"send_at": ["That time is in the past."]})
 
 
 def campaign_validate(campaign: Campaign) -> None:
@@ -69,6 +128,7 @@ def campaign_validate(campaign: Campaign) -> None:
         errors["name"] = ["A name is required."]
     try:
         campaign.audience = audience_validate(campaign.audience_kind, campaign.audience)
+        audience_check(campaign.audience_kind, campaign.audience)
     except ValidationError as exc:
         errors.update(exc.message_dict)
     try:
@@ -84,25 +144,42 @@ def campaign_validate(campaign: Campaign) -> None:
 def campaign_create(*, created_by: Any = None, **fields: Any) -> Campaign:
     campaign = Campaign(created_by=created_by, **fields)
     campaign_validate(campaign)
+    send_at_check(campaign.send_at, local_time=campaign.local_time)
     campaign.save()
     return campaign
 
 
-def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
-    """Edit a draft (scheduled campaigns must be unscheduled first)."""
+def campaign_update(
+    *, campaign: Campaign, now: datetime | None = None, **fields: Any
+) -> Campaign:
+    """Edit a draft or a scheduled campaign (whose slices are made again)."""
+    now = now or timezone.now()
     unknown = set(fields) - set(CAMPAIGN_UPDATABLE)
     if unknown:
         raise ValidationError({name: ["Cannot be changed."] for name in unknown})
     with transaction.atomic():
-        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
-        if locked.status != CampaignStatus.DRAFT:
+        locked = (
+            Campaign.objects.select_for_update()
+            .select_related("app")
+            .get(pk=campaign.pk)
+        )
+        if locked.status not in EDITABLE:
             raise CampaignStateError(
-                {"status": [f"Only drafts can be edited; this one is {locked.status}."]}
+                {"status": [f"A {locked.status} campaign cannot be edited."]}
             )
         for name, value in fields.items():
             setattr(locked, name, value)
         campaign_validate(locked)
+        if {"send_at", "local_time"} & set(fields):
+            send_at_check(locked.send_at, local_time=locked.local_time, now=now)
+        if locked.status == CampaignStatus.SCHEDULED and locked.send_at is None:
+            raise ValidationError(
+                {"send_at": ["A scheduled campaign needs a send time."]}
+            )
         locked.save()
+        if locked.status == CampaignStatus.SCHEDULED:
+            locked.slices.all().delete()
+            _slices_create(locked, locked.send_at, now)
     return locked
 
 
@@ -118,17 +195,19 @@ def campaign_schedule(
     when = send_at or campaign.send_at
     if when is None:
         raise ValidationError({"send_at": ["Choose when to send."]})
-    if not campaign.local_time and when < now - timedelta(seconds=60):
-        raise ValidationError({"send_at": ["That time is in the past."]})
+    send_at_check(when, local_time=campaign.local_time, now=now)
     return _schedule(campaign, by, when, now)
 
 
 def campaign_schedule_now(
     *, campaign: Campaign, by: Any = None, now: datetime | None = None
 ) -> Campaign:
-    """Schedule for now: the scheduler (or sender.campaign_send_now) sends."""
+    """Schedule for now: the scheduler (or sender.campaign_send_now) sends.
+
+    A draft, or a scheduled campaign brought forward to now.
+    """
     now = now or timezone.now()
-    return _schedule(campaign, by, now, now, local_time=False)
+    return _schedule(campaign, by, now, now, local_time=False, reschedule=True)
 
 
 def campaign_cancel(
@@ -144,9 +223,10 @@ def campaign_cancel(
     return locked
 
 
-def campaign_unschedule(*, campaign: Campaign) -> Campaign:
+def campaign_unschedule(*, campaign: Campaign, by: Any = None) -> Campaign:
+    """Back to a draft: nothing is sent until it is scheduled again."""
     with transaction.atomic():
-        locked = _transition(campaign, CampaignStatus.DRAFT)
+        locked = _transition(campaign, CampaignStatus.DRAFT, sent_by=None)
         locked.slices.all().delete()
     return locked
 
@@ -235,19 +315,40 @@ def _schedule(
     when: datetime,
     now: datetime,
     local_time: bool | None = None,
+    reschedule: bool = False,
 ) -> Campaign:
     with transaction.atomic():
-        locked = _transition(campaign, CampaignStatus.SCHEDULED, sent_by=by)
+        locked = (
+            Campaign.objects.select_for_update()
+            .select_related("app")
+            .get(pk=campaign.pk)
+        )
+        if (
+            reschedule
+            and locked.status == CampaignStatus.SCHEDULED
+            and not locked.slices.filter(due_at__lte=now).exists()
+        ):
+            # Brought forward: its slices (and its send time) are replaced.
+            # One already due is being sent (a second click of Send now):
+            # that is refused below, so a double click still sends once.
+            locked.slices.all().delete()
+            locked.sent_by = by
+        else:
+            locked = _transition(locked, CampaignStatus.SCHEDULED, sent_by=by)
         if local_time is not None:
             locked.local_time = local_time
         locked.send_at = when
         campaign_validate(locked)
         locked.save()
-        if locked.local_time:
-            slices_add_missing(campaign=locked, now=now)
-        else:
-            _slice(locked, "", when).save()
+        _slices_create(locked, when, now)
     return locked
+
+
+def _slices_create(campaign: Campaign, when: datetime, now: datetime) -> None:
+    if campaign.local_time:
+        slices_add_missing(campaign=campaign, now=now)
+    else:
+        _slice(campaign, "", when).save()
 
 
 def _slice(campaign: Campaign, zone: str, due: datetime) -> CampaignSlice:

@@ -16,7 +16,9 @@ from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from devices.models import App, Device, DeviceTag
+from devices.registry.services import TAG_PATTERN
 
+TAG_KEYS = ("tags_any", "tags_all", "tags_none")
 LIST_KEYS = (
     "tags_any",
     "tags_all",
@@ -54,6 +56,19 @@ def audience_validate(kind: str, spec: Any) -> dict[str, Any]:
         if any("\x00" in value for value in values):
             raise ValidationError({"audience": [f"{key}: {NUL_MESSAGE}"]})
         clean[key] = values
+    for key in TAG_KEYS:
+        # The devices' own rule (registry.services): a tag no device can
+        # have would match nothing, or everything under tags_none.
+        bad = [tag for tag in clean.get(key, []) if not TAG_PATTERN.match(tag)]
+        if bad:
+            raise ValidationError(
+                {
+                    "audience": [
+                        f"{key}: no device can have the tag {bad[0]!r} "
+                        "(1-64 of A-Z a-z 0-9 _ . : -)."
+                    ]
+                }
+            )
     for device_id in clean.get("device_ids", []):
         try:
             uuid.UUID(device_id)

@@ -94,12 +94,45 @@ def test_schedule_then_cancel(api, app):
     )
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "scheduled"
-    # Scheduled campaigns are not editable.
+    # A scheduled campaign can be edited; it stays scheduled.
     edit = api.patch(f"/api/v1/campaigns/{campaign['id']}", {"title": "x"})
-    assert edit.status_code == 409
+    assert edit.status_code == 200 and edit.json()["status"] == "scheduled"
     response = api.post(f"/api/v1/campaigns/{campaign['id']}/cancel")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
     assert api.post(f"/api/v1/campaigns/{campaign['id']}/cancel").status_code == 409
+    edit = api.patch(f"/api/v1/campaigns/{campaign['id']}", {"title": "y"})
+    assert edit.status_code == 409
+
+
+def test_a_scheduled_campaign_can_be_sent_now(api, app):
+    """docs/api.md: send takes a draft or a scheduled campaign (was 409)."""
+    make_device(app, tags=["vip"])
+    campaign = create(api)
+    when = (timezone.now() + timedelta(hours=1)).isoformat()
+    api.post(f"/api/v1/campaigns/{campaign['id']}/schedule", {"send_at": when})
+    response = api.post(f"/api/v1/campaigns/{campaign['id']}/send")
+    assert response.status_code == 200, response.content
+    send_due(now=timezone.now())
+    sent = Campaign.objects.get(pk=campaign["id"])
+    assert sent.status == CampaignStatus.SENT
+    assert sent.slices.count() == 1  # the hour-later slice was replaced
+    assert Delivery.objects.filter(message=sent.message).count() == 1
+
+
+def test_audiences_that_contradict_themselves_are_refused(api):
+    everyone_with_tags = api.post(
+        "/api/v1/campaigns", {**DRAFT, "audience_kind": "all"}
+    )
+    assert everyone_with_tags.status_code == 400
+    assert "audience_kind" in everyone_with_tags.json()["errors"]
+    empty_filter = api.post("/api/v1/campaigns", {**DRAFT, "audience": {}})
+    assert empty_filter.status_code == 400
+    bad_tag = api.post(
+        "/api/v1/campaigns", {**DRAFT, "audience": {"tags_any": ["v i p!"]}}
+    )
+    assert bad_tag.status_code == 400
+    assert "no device can have the tag 'v i p!'" in str(bad_tag.json()["errors"])
+    assert not Campaign.objects.exists()
 
 
 def test_schedule_errors(api):
