@@ -518,6 +518,10 @@ export class KpnsClient {
     this._acks = null; // the live socket's cumulative ack state
     this._ackUptoRefused = false; // the server predates protocol 1.1
     this._pendingOpens = [];
+    // Seqs above lastSeq a push service brought before the socket did.
+    this._seenAhead = new Set();
+    this._swListener = null;
+    this._registering = null;
     this._wake = null;
     this._onlineHandler = null;
     for (const [event, key] of [["push", "onPush"], ["state", "onState"], ["error", "onError"], ["resync", "onResync"]]) {
@@ -525,7 +529,11 @@ export class KpnsClient {
     }
   }
 
-  /** Listen: "push" (push) => maybe a promise, "state", "error", "resync", "welcome", "pong". */
+  /**
+   * Listen: "push" (push) => maybe a promise, "state", "error", "resync",
+   * "welcome", "pong", "opened" (a notification of the service worker).
+   * A push has `channel`: "socket", or "webpush" when the worker brought it.
+   */
   on(event, listener) {
     if (!this._listeners.has(event)) this._listeners.set(event, new Set());
     this._listeners.get(event).add(listener);
@@ -586,12 +594,114 @@ export class KpnsClient {
 
   /** Report that the user opened this push's notification. */
   opened(push) {
+    if (push.channel && push.channel !== "socket") {
+      // Brought by a push service: the socket may never have carried it.
+      return this.register().then(({ token }) =>
+        this._http("POST", "/api/v1/device/opened", { id: push.id, seq: push.seq }, token));
+    }
     const frame = { type: "opened", id: push.id, seq: push.seq };
     if (!this._sendLive(frame)) this._pendingOpens.push(frame); // sent after the next welcome
+    return Promise.resolve();
+  }
+
+  /**
+   * Web Push: register the service worker (served at /sw.js), subscribe with
+   * the app's VAPID key and register the subscription as this device's
+   * credential. Pushes the worker receives reach "push" listeners too, once:
+   * a seq already handled (over the socket or before) is dropped.
+   */
+  async enableWebPush(options = {}) {
+    const container = globalThis.navigator && globalThis.navigator.serviceWorker;
+    if (!container) throw new Error("KpnsClient: this browser has no service workers");
+    const registration = await this.startServiceWorker(options);
+    const { token } = await this.register();
+    const { vapid_public_key: key } = await this._http("GET", "/api/v1/device/vapid-public-key", undefined, token);
+    let subscription = await registration.pushManager.getSubscription();
+    if (!subscription) {
+      subscription = await registration.pushManager.subscribe({
+        userVisibleOnly: true, applicationServerKey: base64UrlBytes(key),
+      });
+    }
+    const json = subscription.toJSON();
+    await this._http("POST", "/api/v1/device/push-credentials", { kind: "webpush", endpoint: json.endpoint, keys: json.keys }, token);
+    return subscription;
+  }
+
+  /**
+   * Register the service worker and give it this device's token (to report
+   * notifications opened), without subscribing: pushes it receives reach
+   * this page's "push" listeners. enableWebPush() calls it.
+   */
+  async startServiceWorker(options = {}) {
+    const container = globalThis.navigator && globalThis.navigator.serviceWorker;
+    if (!container) throw new Error("KpnsClient: this browser has no service workers");
+    this._listenServiceWorker(container);
+    const { token } = await this.register();
+    await container.register(options.path || "/sw.js", { scope: options.scope || "/" });
+    const registration = await container.ready;
+    registration.active.postMessage({ type: "kpns:config", server: this.server, token });
+    return registration;
+  }
+
+  _listenServiceWorker(container) {
+    if (this._swListener) return;
+    this._swListener = (event) => {
+      const data = event.data || {};
+      if (data.type === "kpns:push" && data.push) {
+        const push = { ...data.push, channel: data.channel || "webpush" };
+        this._chain = this._chain.then(() => this._handleNative(push));
+      } else if (data.type === "kpns:opened" && data.push) {
+        this._emit("opened", data.push);
+      }
+    };
+    container.addEventListener("message", this._swListener);
+  }
+
+  /** A push a provider brought: handled unless its seq was seen. */
+  async _handleNative(push) {
+    if (push.seq <= this.lastSeq || this._seenAhead.has(push.seq)) {
+      this.stats.duplicates += 1;
+      return;
+    }
+    await this._deliver(push);
+    if (push.seq === this.lastSeq + 1) await this._advance(push.seq);
+    else this._seenAhead.add(push.seq); // earlier seqs are still owed by the socket
+  }
+
+  async _deliver(push) {
+    for (const listener of [...(this._listeners.get("push") || [])]) {
+      try {
+        await listener(push);
+      } catch (err) {
+        // A failing handler does not block the stream: it is reported, and
+        // the push counts as handled.
+        this._emit("error", err);
+      }
+    }
+    this.stats.pushes += 1;
+  }
+
+  async _advance(seq) {
+    this.lastSeq = seq;
+    while (this._seenAhead.delete(this.lastSeq + 1)) this.lastSeq += 1;
+    for (const seen of this._seenAhead) if (seen <= this.lastSeq) this._seenAhead.delete(seen);
+    if (this._stored) {
+      this._stored.lastSeq = this.lastSeq;
+      await this._save();
+    }
   }
 
   /** Register now if no device is stored; returns { deviceId, token }. */
-  async register() {
+  register() {
+    // One registration at a time: the connection loop and the service
+    // worker's set-up both ask, and must get the same device.
+    if (!this._registering) {
+      this._registering = this._register().finally(() => { this._registering = null; });
+    }
+    return this._registering;
+  }
+
+  async _register() {
     await this._load();
     if (!this._stored) {
       this._setState({ state: "registering" });
@@ -802,28 +912,17 @@ export class KpnsClient {
   }
 
   async _handlePush(push, acks) {
-    if (push.seq <= this.lastSeq) {
-      // Sent again after a reconnect, or already handled: never twice.
+    if (push.seq <= this.lastSeq || this._seenAhead.has(push.seq)) {
+      // Sent again after a reconnect, already handled, or brought first by
+      // the service worker: never twice. The socket is in seq order, so
+      // everything up to this seq is handled now.
       this.stats.duplicates += 1;
+      if (push.seq > this.lastSeq) await this._advance(push.seq);
       this._acknowledge(push, acks);
       return;
     }
-    const listeners = [...(this._listeners.get("push") || [])];
-    for (const listener of listeners) {
-      try {
-        await listener(push);
-      } catch (err) {
-        // A failing handler does not block the stream: it is reported, and
-        // the push counts as handled.
-        this._emit("error", err);
-      }
-    }
-    this.stats.pushes += 1;
-    this.lastSeq = push.seq;
-    if (this._stored) {
-      this._stored.lastSeq = push.seq;
-      await this._save();
-    }
+    await this._deliver({ ...push, channel: "socket" });
+    await this._advance(push.seq);
     this._acknowledge(push, acks);
   }
 
@@ -927,6 +1026,11 @@ export class KpnsClient {
     if (!response.ok) throw new HttpError(response.status, data);
     return data;
   }
+}
+
+function base64UrlBytes(text) {
+  const base64 = text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4);
+  return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
 }
 
 function pick(object, names) {
