@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SOCKETS_PER_CLIENT = 15_000
 LOCK_FILE = "/tmp/kpns-bench.lock"  # noqa: S108 - a lock, not data
+# bench/ops_scenarios.py: their devices reconnect as the SDKs do, from
+# their own load clients (the plain ones are not connected for them).
+OPS_SCENARIOS = ("drain", "api-during-roll")
 
 
 def configure(args: argparse.Namespace) -> None:
@@ -78,8 +81,15 @@ def main() -> None:
             "targeted",
             "batch",
             "acks",
+            *OPS_SCENARIOS,
         ],
         help="repeatable; default: idle, broadcast, storm",
+    )
+    parser.add_argument(
+        "--roll-rate", type=float, default=50, help="api-during-roll: pushes a second"
+    )
+    parser.add_argument(
+        "--roll-seconds", type=float, default=60, help="api-during-roll: how long"
     )
     parser.add_argument(
         "--rate", type=float, default=500, help="targeted: requests offered per second"
@@ -149,11 +159,15 @@ def main() -> None:
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
             "scenarios": {},
         }
-        platform.connect_all()
+        if not set(scenarios) <= set(OPS_SCENARIOS):
+            platform.connect_all()
         for name in scenarios:
+            from bench import ops_scenarios
             from bench import scenarios as module
 
-            runner = getattr(module, f"scenario_{name}")
+            runner = ops_scenarios.RUNNERS.get(name) or getattr(
+                module, f"scenario_{name}"
+            )
             runs = [runner(platform, args) for _ in range(args.runs)]
             report["scenarios"][name] = {"runs": runs, "summary": summarize(runs)}
             print(json.dumps({name: report["scenarios"][name]["summary"]}, indent=1))
