@@ -9,7 +9,9 @@ from django.utils import timezone
 
 from devices.models import Delivery, Device, Message
 from devices.native import dispatch
+from tests.e2e.conftest import redis_url  # noqa: F401 - the shared fixture
 from tests.native.receivers import ApnsService, FcmService, WebPushService
+from tests.reliability.conftest import postgres_only  # noqa: F401 - the fixture
 
 
 @pytest.fixture

@@ -71,6 +71,8 @@ class Received:
     body: bytes
     plaintext: bytes | None = None
     json: Any = None
+    # What the receiver answered.
+    status: int = 0
 
 
 class Receiver:
@@ -168,6 +170,7 @@ class Receiver:
         except ProtocolError as exc:
             self.errors.append(str(exc))
             reply = Reply(400, {"reason": str(exc)})
+        record.status = reply.status
         self.received.append(record)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
