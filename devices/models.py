@@ -132,7 +132,9 @@ class Message(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["app", "collapse_key"], name="message_collapse_idx")
+            models.Index(fields=["app", "collapse_key"], name="message_collapse_idx"),
+            # Retention (devices.delivery.retention) walks messages by expiry.
+            models.Index(fields=["expires_at"], name="message_expiry_idx"),
         ]
 
     def __str__(self) -> str:
@@ -216,6 +218,59 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} -> {self.device_id} #{self.seq}"
+
+
+class MessageCount(models.Model):
+    """One shard of a message's delivery counts (devices.delivery.counters).
+
+    Moved in the same transaction as the delivery rows they count, so they
+    are exact, and kept when retention deletes the rows. A message has up to
+    COUNT_SHARDS rows (shard >= 0), each written by whichever transaction
+    drew it, so receipts of two nodes do not queue on one row; shard -1 is
+    the base, what a message counted before it had counters. Read: the sum.
+    """
+
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    shard = models.SmallIntegerField()
+    targeted = models.BigIntegerField(default=0)
+    sent = models.BigIntegerField(default=0)
+    delivered = models.BigIntegerField(default=0)
+    opened = models.BigIntegerField(default=0)
+    expired = models.BigIntegerField(default=0)
+    collapsed = models.BigIntegerField(default=0)
+    cancelled = models.BigIntegerField(default=0)
+    dropped = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "shard"], name="uniq_message_count_shard"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} [{self.shard}]"
+
+
+class DeliveredMinute(models.Model):
+    """Deliveries acked per minute, in shards: the admin's "delivered in the
+    last hour" without reading the delivery table (devices.delivery.counters)."""
+
+    minute = models.DateTimeField()
+    shard = models.SmallIntegerField()
+    delivered = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "shard"], name="uniq_delivered_minute_shard"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} [{self.shard}]"
 
 
 class Node(models.Model):

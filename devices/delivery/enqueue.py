@@ -13,7 +13,9 @@ Two strategies behind the one function: PostgreSQL writes any number of
 messages in two statements (one UPDATE bumping each device's seq by its count
 of messages, one INSERT from arrays); other databases run an UPDATE ...
 RETURNING and an INSERT ... SELECT per message. Building Delivery objects
-through the ORM cost more than the statements (docs/benchmarks.md).
+through the ORM cost more than the statements (docs/benchmarks.md). The
+messages' counters (devices.delivery.counters) move in the same
+transaction: one more statement per write.
 """
 
 from collections import defaultdict
@@ -26,6 +28,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from devices.delivery.counters import Tally
 from devices.delivery.sqlvalues import id_list_sql, in_values, pg_array
 from devices.models import OPEN_STATUSES, Delivery, DeliveryStatus, Device, Message
 
@@ -75,13 +78,29 @@ def deliveries_write(
         return found
     if len({m.app_id for m, _ids in todo}) != 1:
         raise ValueError("the messages of one write belong to one app")
+    tally = Tally()
+    # A message saved in the caller's transaction starts its counters at
+    # zero; so does a campaign's before its first chunk. One that has rows
+    # from before counters existed is counted on first read instead.
+    had_rows = _with_rows([m.pk for m, _ids in todo]) if skip_existing else set()
     if connection.vendor == "postgresql" and not any(m.collapse_key for m, _ in todo):
         write = _write_arrays(todo, expires_at, skip_existing)
     else:
-        write = {m.pk: _write_one(m, ids, expires_at) for m, ids in todo}
+        write = {m.pk: _write_one(m, ids, expires_at, tally) for m, ids in todo}
     for message_id, targets in write.items():
         found[message_id] = sorted(targets, key=lambda t: t.seq)
+        tally.inserted(message_id, len(targets), fresh=message_id not in had_rows)
+    tally.apply()
     return found
+
+
+def _with_rows(message_ids: list[UUID]) -> set[UUID]:
+    """The messages that already have deliveries (one probe each)."""
+    return {
+        message_id
+        for message_id in message_ids
+        if Delivery.objects.filter(message_id=message_id).exists()
+    }
 
 
 def _write_arrays(
@@ -166,7 +185,10 @@ def _without_existing(
 
 
 def _write_one(
-    message: Message, device_ids: list[UUID], expires_at: datetime | None
+    message: Message,
+    device_ids: list[UUID],
+    expires_at: datetime | None,
+    tally: Tally,
 ) -> list[Target]:
     """One message: an UPDATE ... RETURNING and an INSERT (other databases,
     and messages with a collapse key, which must see the earlier ones)."""
@@ -175,7 +197,7 @@ def _write_one(
         return []
     ids = [device_id for device_id, _seq, _node in bumped]
     if message.collapse_key:
-        _collapse_older(message, ids)
+        _collapse_older(message, ids, tally)
     delivery_ids = _insert_at_seqs(message, ids, expires_at or message.expires_at)
     return [
         Target(device_id, seq, delivery_ids[device_id], node)
@@ -248,7 +270,7 @@ def _insert_at_seqs(
         }
 
 
-def _collapse_older(message: Message, device_ids: list[UUID]) -> None:
+def _collapse_older(message: Message, device_ids: list[UUID], tally: Tally) -> None:
     """A newer message with the same collapse key replaces the older ones
     that have not been delivered yet (locked in id order first)."""
     older = Delivery.objects.filter(
@@ -260,6 +282,6 @@ def _collapse_older(message: Message, device_ids: list[UUID]) -> None:
     locked = older.select_for_update(of=("self",)).order_by("pk")
     ids = list(locked.values_list("pk", flat=True))
     if ids:
-        Delivery.objects.filter(pk__in=in_values(ids, "bigint")).update(
-            status=DeliveryStatus.COLLAPSED
-        )
+        rows = Delivery.objects.filter(pk__in=in_values(ids, "bigint"))
+        tally.moving(rows, DeliveryStatus.COLLAPSED)
+        rows.update(status=DeliveryStatus.COLLAPSED)

@@ -4,7 +4,8 @@ Receipts (sent, delivered, opened) only move forward; cancel and expiry
 close what is still open. Every transaction that changes several
 deliveries locks them first in id order (``deliveries_lock``), so no two
 can deadlock (docs/architecture.md, "One lock order for deliveries").
-Webhook events for what moved are queued in the same transaction.
+Webhook events for what moved are queued, and the message counters
+(devices.delivery.counters) moved, in the same transaction.
 """
 
 from collections import defaultdict
@@ -21,6 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from devices.delivery import dberrors
+from devices.delivery.counters import Tally
 from devices.delivery.sqlvalues import in_values
 from devices.integrations import webhooks
 from devices.models import (
@@ -39,6 +41,10 @@ class Receipts:
     delivered: list[int] = field(default_factory=list)  # delivery ids
     opened: list[tuple[UUID, int, str]] = field(default_factory=list)
     acked_late: list[tuple[UUID, int, str]] = field(default_factory=list)
+    # What carried these to the device, in message.delivered / opened
+    # webhooks: a node's receipts came over sockets; a device reporting
+    # through the API names a native channel (devices.native.services).
+    channel: str = "socket"
 
     def __bool__(self) -> bool:
         return bool(self.sent or self.delivered or self.opened or self.acked_late)
@@ -65,6 +71,7 @@ def receipts_record(receipts: Receipts) -> None:
 def _receipts_write(receipts: Receipts) -> None:
     now = timezone.now()
     keyed = receipts.acked_late + receipts.opened
+    tally = Tally()
     with transaction.atomic():
         deliveries_lock(
             ids=[*receipts.sent, *receipts.delivered],
@@ -76,21 +83,23 @@ def _receipts_write(receipts: Receipts) -> None:
                 WebhookEvent.MESSAGE_DELIVERED, WebhookEvent.MESSAGE_OPENED
             )
         if receipts.sent:
-            Delivery.objects.filter(
+            unsent = Delivery.objects.filter(
                 pk__in=in_values(receipts.sent, "bigint"), status=DeliveryStatus.PENDING
-            ).update(status=DeliveryStatus.SENT, sent_at=now)
+            )
+            tally.moving(unsent, DeliveryStatus.SENT)
+            unsent.update(status=DeliveryStatus.SENT, sent_at=now)
         if receipts.delivered:
             acked = Delivery.objects.filter(
                 pk__in=in_values(receipts.delivered, "bigint"), status__in=OPEN_STATUSES
             )
             if watch is not None:
                 watch.note(acked, WebhookEvent.MESSAGE_DELIVERED)
-            acked.update(**delivered_fields(now))
+            deliveries_acked(acked, now=now, tally=tally)
         for device_id, seqs in by_device(receipts.acked_late).items():
             late = filter_seqs(device_id, seqs).filter(status__in=OPEN_STATUSES)
             if watch is not None:
                 watch.note(late, WebhookEvent.MESSAGE_DELIVERED)
-            late.update(**delivered_fields(now))
+            deliveries_acked(late, now=now, tally=tally)
         for device_id, seqs in by_device(receipts.opened).items():
             matching = filter_seqs(device_id, seqs).exclude(
                 status=DeliveryStatus.OPENED
@@ -99,10 +108,18 @@ def _receipts_write(receipts: Receipts) -> None:
             if watch is not None:
                 watch.note(unacked, WebhookEvent.MESSAGE_DELIVERED)
                 watch.note(matching, WebhookEvent.MESSAGE_OPENED)
-            unacked.update(**delivered_fields(now))
+            deliveries_acked(unacked, now=now, tally=tally)
+            tally.moving(matching, DeliveryStatus.OPENED)
             matching.update(status=DeliveryStatus.OPENED, opened_at=now)
         if watch is not None:
-            watch.emit(now)
+            watch.emit(now, channel=receipts.channel)
+        tally.apply()
+
+
+def deliveries_acked(rows: Any, *, now: datetime, tally: Tally) -> None:
+    """Mark `rows` (locked) delivered, counted in `tally`."""
+    tally.moving(rows, DeliveryStatus.DELIVERED, stamps_sent=True, now=now)
+    rows.update(**delivered_fields(now))
 
 
 def deliveries_lock(*, ids: Sequence[int], keyed: Q | None = None) -> list[int]:
@@ -148,9 +165,9 @@ class WebhookWatch:
                 "message__app_id", "message_id", "device_id", "device__alias", "seq"
             )
 
-    def emit(self, now: datetime) -> None:
+    def emit(self, now: datetime, channel: str = "socket") -> None:
         for event, rows in self.rows.items():
-            webhooks.delivery_events(rows, event, now)
+            webhooks.delivery_events(rows, event, now, channel=channel)
 
 
 def deliveries_cancel(*, message_id: Any) -> int:
@@ -161,14 +178,18 @@ def deliveries_cancel(*, message_id: Any) -> int:
     """
     cancelled = 0
     after = 0
+    tally = Tally()
     with transaction.atomic():
         while True:
             chunk = _open_ids(Q(message_id=message_id), after=after)
             if not chunk:
+                tally.apply()
                 return cancelled
-            cancelled += Delivery.objects.filter(
+            rows = Delivery.objects.filter(
                 pk__in=in_values(chunk, "bigint"), status__in=OPEN_STATUSES
-            ).update(status=DeliveryStatus.CANCELLED)
+            )
+            tally.moving(rows, DeliveryStatus.CANCELLED)
+            cancelled += rows.update(status=DeliveryStatus.CANCELLED)
             after = chunk[-1]
 
 
@@ -195,9 +216,13 @@ def expire_due(*, now: datetime | None = None, limit: int = 100_000) -> int:
             )
             if not ids:
                 break
-            expired += Delivery.objects.filter(
+            rows = Delivery.objects.filter(
                 pk__in=in_values(ids, "bigint"), status__in=OPEN_STATUSES
-            ).update(status=DeliveryStatus.EXPIRED)
+            )
+            tally = Tally()
+            tally.moving(rows, DeliveryStatus.EXPIRED)
+            expired += rows.update(status=DeliveryStatus.EXPIRED)
+            tally.apply()
         if len(ids) < EXPIRE_BATCH:
             break
     return expired

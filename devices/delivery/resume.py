@@ -19,8 +19,13 @@ from django.utils import timezone
 
 from devices.conf import kpns_setting
 from devices.delivery import dberrors
+from devices.delivery.counters import Tally
 from devices.delivery.messages import push_fields
-from devices.delivery.receipts import WebhookWatch, delivered_fields, deliveries_lock
+from devices.delivery.receipts import (
+    WebhookWatch,
+    deliveries_acked,
+    deliveries_lock,
+)
 from devices.delivery.sqlvalues import in_values, pg_array
 from devices.models import (
     OPEN_STATUSES,
@@ -135,6 +140,7 @@ def _devices_connect(
         # socket): lock them in the one order, change only what is open.
         deliveries_lock(ids=done + expired + dropped)
         still_open = Q(status__in=OPEN_STATUSES)
+        tally = Tally()
         if done:
             acked = Delivery.objects.filter(
                 still_open, pk__in=in_values(done, "bigint")
@@ -143,17 +149,20 @@ def _devices_connect(
             watch = WebhookWatch.start(WebhookEvent.MESSAGE_DELIVERED)
             if watch is not None:
                 watch.note(acked, WebhookEvent.MESSAGE_DELIVERED)
-            acked.update(**delivered_fields(now))
+            deliveries_acked(acked, now=now, tally=tally)
             if watch is not None:
                 watch.emit(now)
-        if expired:
-            Delivery.objects.filter(
-                still_open, pk__in=in_values(expired, "bigint")
-            ).update(status=DeliveryStatus.EXPIRED)
-        if dropped:
-            Delivery.objects.filter(
-                still_open, pk__in=in_values(dropped, "bigint")
-            ).update(status=DeliveryStatus.DROPPED)
+        for closed, status in (
+            (expired, DeliveryStatus.EXPIRED),
+            (dropped, DeliveryStatus.DROPPED),
+        ):
+            if closed:
+                closing = Delivery.objects.filter(
+                    still_open, pk__in=in_values(closed, "bigint")
+                )
+                tally.moving(closing, status)
+                closing.update(status=status)
+        tally.apply()
         for pk in maybe_gap:
             if Delivery.objects.filter(
                 device_id=pk, status=DeliveryStatus.DROPPED, seq__gt=resume[pk]

@@ -1,13 +1,13 @@
 """Where a message is: its deliveries counted by state, for the API and
-the admin. Counts come from the delivery rows themselves, so they are exact
-under any concurrency."""
+the admin. Read from the message's counters (devices.delivery.counters),
+which move in the same transaction as the rows, so they are exact under any
+concurrency and outlive the rows that retention deletes."""
 
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, Q
-
-from devices.models import OPEN_STATUSES, Delivery, DeliveryStatus
+from devices.delivery import counters
+from devices.models import Delivery
 
 STAT_NAMES = (
     "targeted",
@@ -28,17 +28,12 @@ def message_stats(message_id: Any) -> dict[str, int]:
     pending counts those still open (pending or sent, not yet acked)."""
     if message_id is None:
         return dict.fromkeys(STAT_NAMES, 0)
-    return Delivery.objects.filter(message_id=message_id).aggregate(
-        targeted=Count("pk"),
-        sent=Count("pk", filter=Q(sent_at__isnull=False)),
-        delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
-        opened=Count("pk", filter=Q(opened_at__isnull=False)),
-        pending=Count("pk", filter=Q(status__in=OPEN_STATUSES)),
-        expired=Count("pk", filter=Q(status=DeliveryStatus.EXPIRED)),
-        collapsed=Count("pk", filter=Q(status=DeliveryStatus.COLLAPSED)),
-        cancelled=Count("pk", filter=Q(status=DeliveryStatus.CANCELLED)),
-        dropped=Count("pk", filter=Q(status=DeliveryStatus.DROPPED)),
-    )
+    counts = counters.message_counts(message_id)
+    closed = ("delivered", "expired", "collapsed", "cancelled", "dropped")
+    # Every delivery is open or in exactly one closed state; an opened one
+    # was delivered first, so "delivered" covers it.
+    pending = counts["targeted"] - sum(counts[name] for name in closed)
+    return {name: pending if name == "pending" else counts[name] for name in STAT_NAMES}
 
 
 def message_delivery(message_id: Any, device_id: UUID) -> Delivery | None:
