@@ -5,20 +5,26 @@ one selector, and reports the result.
 """
 
 import csv
+import json
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
-from campaigns import lifecycle, sender
-from campaigns.forms import CampaignForm, SendTestForm
-from campaigns.models import Campaign, CampaignStatus
+from campaigns import console, lifecycle, sender
+from campaigns.durations import duration_words
+from campaigns.forms import CampaignForm, SendTestForm, audience_spec
+from campaigns.models import AudienceKind, Campaign, CampaignStatus
 from campaigns.selectors import (
     RESULT_COLUMNS,
     campaign_results,
@@ -26,7 +32,7 @@ from campaigns.selectors import (
     campaign_timeline,
 )
 from devices.admin import GuardedModelAdmin, asks_confirmation
-from devices.models import Device
+from devices.models import App, Device
 from devices.registry.audience import audience_estimate
 
 CONTENT = (
@@ -35,6 +41,7 @@ CONTENT = (
 )
 AUDIENCE_FIELDS = [
     "audience_kind",
+    "confirm_everyone",
     "tags_any",
     "tags_all",
     "tags_none",
@@ -48,17 +55,27 @@ AUDIENCE_FIELDS = [
 SCHEDULE = ("Schedule", {"fields": ["send_at", "local_time"]})
 OPTIONS = (
     "Delivery options",
-    {"fields": ["ttl_seconds", "priority", "collapse_key", "throttle_per_second"]},
+    {
+        "fields": ["ttl_seconds", "priority", "collapse_key", "throttle_per_second"],
+        "classes": ["collapse"],
+    },
 )
-STATE_FIELDS = [
-    "status",
-    "created_by",
-    "sent_by",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "failure_reason",
-]
+READ_ONLY_OPTIONS = (
+    "Delivery options",
+    {"fields": ["expires_after", "priority", "collapse_key", "throttle_per_second"]},
+)
+# Who moved it last: "Scheduled by" until it starts, then "Sent by".
+STATE_FIELDS = ["status", "created_by", "created_at", "started_at", "finished_at"]
+# Submit buttons of the change form: the form is saved first (if valid),
+# then the service runs, so what is sent is what is on the screen.
+SUBMIT_ACTIONS = {
+    "_send_now": ("send_now", "queued to send now"),
+    "_schedule": ("schedule", "scheduled"),
+    "_unschedule": ("unschedule", "unscheduled, back to a draft"),
+}
+# The actions panel's buttons that post the actions form (no unsaved edits
+# matter to them: they do not send the content on the screen).
+PANEL_ACTIONS = ["cancel", "duplicate", "send_test"]
 
 
 def _cancel_label(campaign: Campaign) -> str:
@@ -66,47 +83,218 @@ def _cancel_label(campaign: Campaign) -> str:
     return f"{campaign} ({campaign.get_status_display()}, {pending} not delivered yet)"
 
 
+def actions_that_apply(campaign: Campaign) -> set[str]:
+    """The lifecycle's moves open to a campaign in its state."""
+    status = campaign.status
+    moves = lifecycle.TRANSITIONS.get(status, set())
+    applies = {"duplicate"}
+    if status in lifecycle.EDITABLE:
+        applies |= {"send_now", "send_test"}
+    if status == CampaignStatus.DRAFT:
+        applies.add("schedule")
+    if status == CampaignStatus.SCHEDULED:
+        applies.add("unschedule")
+    # A draft is deleted rather than cancelled.
+    if CampaignStatus.CANCELLED in moves and status != CampaignStatus.DRAFT:
+        applies.add("cancel")
+    return applies
+
+
 @admin.register(Campaign)
 class CampaignAdmin(GuardedModelAdmin):
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
-    list_display = ["name", "app", "status", "send_at", "local_time", "created_at"]
-    list_filter = ["status", "app"]
+    list_display = [
+        "name",
+        "status_badge",
+        "audience_summary",
+        "send_at",
+        "sent_to",
+        "delivered_pct",
+        "opened_pct",
+        "started_at",
+    ]
+    list_display_links = ["name"]
+    list_filter = ["status", "app", "audience_kind"]
     search_fields = ["name", "title"]
-    actions = ["send_now", "schedule", "cancel", "duplicate", "send_test"]
+    date_hierarchy = None
+    actions = [
+        "send_now",
+        "schedule",
+        "unschedule",
+        "cancel",
+        "duplicate",
+        "send_test",
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
+        return console.campaigns_with_figures(super().get_queryset(request))
+
+    # List columns ---------------------------------------------------------
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, campaign: Campaign) -> str:
+        return format_html(
+            '<span class="kpns-status kpns-status-{}">{}</span>',
+            campaign.status,
+            campaign.get_status_display(),
+        )
+
+    @admin.display(description="audience", ordering="audience_kind")
+    def audience_summary(self, campaign: Campaign) -> str:
+        if campaign.audience_kind == AudienceKind.ALL:
+            return "Everyone"
+        spec = campaign.audience or {}
+        if campaign.audience_kind == AudienceKind.DEVICES:
+            return f"{len(spec.get('device_ids', []))} chosen devices"
+        parts = []
+        for key, label in (("tags_any", "tags"), ("tags_all", "all of")):
+            if spec.get(key):
+                parts.append(f"{label} {', '.join(spec[key])}")
+        if spec.get("tags_none"):
+            parts.append(f"not {', '.join(spec['tags_none'])}")
+        for key in ("platforms", "locales", "app_versions"):
+            if spec.get(key):
+                parts.append(", ".join(spec[key]))
+        if spec.get("aliases"):
+            parts.append(f"{len(spec['aliases'])} users")
+        if spec.get("attributes"):
+            parts.append(f"{len(spec['attributes'])} attribute rules")
+        summary = "; ".join(parts) or "filter"
+        return summary if len(summary) <= 48 else summary[:47] + "…"
+
+    @admin.display(description="sent to", ordering="n_targeted")
+    def sent_to(self, campaign: Campaign) -> int:
+        return getattr(campaign, "n_targeted", 0)
+
+    @admin.display(description="delivered", ordering="delivered_rate")
+    def delivered_pct(self, campaign: Campaign) -> str:
+        return _percent(getattr(campaign, "delivered_rate", None))
+
+    @admin.display(description="opened", ordering="opened_rate")
+    def opened_pct(self, campaign: Campaign) -> str:
+        return _percent(getattr(campaign, "opened_rate", None))
+
+    # The change page ------------------------------------------------------
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: Campaign | None = None
+    ) -> bool:
+        # Sending, sent, cancelled and failed campaigns are read-only: the
+        # page is a view with only the actions that still apply.
+        if obj is not None and obj.status not in lifecycle.EDITABLE:
+            return False
+        return super().has_change_permission(request, obj)
 
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
-        if obj is not None and obj.status != CampaignStatus.DRAFT:
+        if obj is not None and obj.status not in lifecycle.EDITABLE:
             return [
                 CONTENT,
-                ("Audience", {"fields": ["audience_kind", "audience"]}),
-                SCHEDULE,
-                OPTIONS,
-                ("State", {"fields": STATE_FIELDS}),
+                ("Audience", {"fields": ["audience_kind", "audience_summary"]}),
+                ("Schedule", {"fields": ["send_at", "local_time"]}),
+                READ_ONLY_OPTIONS,
+                ("State", {"fields": [*STATE_FIELDS, "sent_by", "failure_reason"]}),
             ]
-        fieldsets = [
+        fieldsets: list[Any] = [
             CONTENT,
             ("Audience", {"fields": AUDIENCE_FIELDS}),
             SCHEDULE,
             OPTIONS,
         ]
         if obj is not None:
-            fieldsets.append(("State", {"fields": STATE_FIELDS}))
+            who = "scheduled_by" if obj.status == CampaignStatus.SCHEDULED else None
+            fields = [*STATE_FIELDS, who] if who else STATE_FIELDS
+            fieldsets.append(("State", {"fields": fields, "classes": ["collapse"]}))
         return fieldsets
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Campaign | None = None
     ) -> Any:
-        if obj is not None and obj.status != CampaignStatus.DRAFT:
-            return [f.name for f in Campaign._meta.fields if f.name != "id"]
-        return STATE_FIELDS
+        if obj is not None and obj.status not in lifecycle.EDITABLE:
+            return [
+                *(f.name for f in Campaign._meta.fields if f.name != "id"),
+                "audience_summary",
+                "expires_after",
+            ]
+        return [*STATE_FIELDS, "scheduled_by"]
+
+    @admin.display(description="scheduled by")
+    def scheduled_by(self, campaign: Campaign) -> str:
+        return str(campaign.sent_by or "—")
+
+    @admin.display(description="expires after")
+    def expires_after(self, campaign: Campaign) -> str:
+        return duration_words(campaign.ttl_seconds)
 
     def save_model(
         self, request: HttpRequest, obj: Campaign, form: Any, change: bool
     ) -> None:
-        if not change:
-            obj.created_by = request.user
-        obj.save()
+        fields = {name: getattr(obj, name) for name in lifecycle.CAMPAIGN_UPDATABLE}
+        if change:
+            lifecycle.campaign_update(campaign=obj, **fields)
+            return
+        created = lifecycle.campaign_create(
+            app=obj.app, created_by=request.user, **fields
+        )
+        obj.pk, obj.created_by = created.pk, created.created_by
+        obj.created_at, obj.updated_at = created.created_at, created.updated_at
+
+    def response_add(
+        self, request: HttpRequest, obj: Campaign, post_url_continue: Any = None
+    ) -> HttpResponse:
+        return self._after_save(request, obj) or super().response_add(
+            request, obj, post_url_continue
+        )
+
+    def response_change(self, request: HttpRequest, obj: Campaign) -> HttpResponse:
+        return self._after_save(request, obj) or super().response_change(request, obj)
+
+    def _after_save(self, request: HttpRequest, obj: Campaign) -> HttpResponse | None:
+        """Send now / Schedule / Unschedule pressed: run it on what was saved."""
+        for button, (name, verb) in SUBMIT_ACTIONS.items():
+            if button in request.POST:
+                if name not in self.get_actions(request):
+                    raise PermissionDenied
+                self._run(request, obj, _SERVICES[name], verb)
+                return redirect(_change_url(obj))
+        # Saved: back on the campaign, not the list (Save and continue).
+        if "_addanother" not in request.POST and "_saveasnew" not in request.POST:
+            self.message_user(request, f"{obj}: saved.", messages.SUCCESS)
+            return redirect(_change_url(obj))
+        return None
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Campaign | None = None,
+    ) -> HttpResponse:
+        allowed = set(self.get_actions(request))
+        applies = actions_that_apply(obj) if obj is not None else {"send_now"}
+        if obj is None:
+            applies.add("schedule")
+        offered = applies & allowed
+        context["submit_actions"] = [
+            (button, name)
+            for button, (name, _) in SUBMIT_ACTIONS.items()
+            if name in offered
+            and (obj is None or self.has_change_permission(request, obj))
+        ]
+        context["campaign_actions"] = [n for n in PANEL_ACTIONS if n in offered]
+        context["estimate_url"] = reverse("admin:campaign-estimate")
+        context["preview_data"] = json.dumps(obj.data if obj is not None else {})
+        context["readonly_campaign"] = obj is not None and (
+            obj.status not in lifecycle.EDITABLE
+        )
+        # Only a draft offers Delete: a campaign that was scheduled or sent
+        # keeps its record (an app's deletion still takes its campaigns).
+        context["show_delete"] = obj is not None and obj.status == CampaignStatus.DRAFT
+        return super().render_change_form(
+            request, context, add=add, change=change, form_url=form_url, obj=obj
+        )
 
     def change_view(
         self,
@@ -123,14 +311,19 @@ class CampaignAdmin(GuardedModelAdmin):
             )
             extra["stats"] = campaign_stats(campaign)
             extra["campaign"] = campaign
-            # The panel's buttons: only the actions this user may run.
-            extra["campaign_actions"] = list(self.get_actions(request))
+            if campaign.status not in lifecycle.EDITABLE:
+                extra["title"] = f"{campaign.get_status_display()} campaign"
         return super().change_view(request, object_id, form_url, extra)
 
     # Live data ------------------------------------------------------------
 
     def get_urls(self) -> list[Any]:
         own = [
+            path(
+                "estimate.json",
+                self._view(self.estimate_view),
+                name="campaign-estimate",
+            ),
             path(
                 "<int:pk>/stats.json",
                 self._view(self.stats_view),
@@ -146,6 +339,31 @@ class CampaignAdmin(GuardedModelAdmin):
 
     def _view(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         return self.admin_site.admin_view(view)
+
+    def estimate_view(self, request: HttpRequest) -> JsonResponse:
+        """The audience being composed: matching and online now, live."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        query = request.GET
+        app = App.objects.filter(pk=_int(query.get("app"))).first()
+        if app is None:
+            return JsonResponse({"error": "Choose the app first."})
+        kind = query.get("audience_kind") or AudienceKind.ALL
+        try:
+            attributes = json.loads(query.get("attributes") or "[]")
+        except json.JSONDecodeError:
+            return JsonResponse({"error": "Attributes: not valid JSON."})
+        spec = audience_spec(
+            {**query.dict(), "platforms": query.getlist("platforms")}, attributes
+        )
+        body = console.console_estimate(app, kind, spec)
+        if "error" not in body:
+            body["total"] = app.devices.filter(is_active=True).count()
+            wall = _wall(query.get("send_at_0"), query.get("send_at_1"))
+            if query.get("local_time") and wall is not None:
+                times = console.local_schedule(app, kind, spec, wall)
+                body["local_note"] = console.local_schedule_note(times, wall)
+        return JsonResponse(body)
 
     def stats_view(self, request: HttpRequest, pk: int) -> JsonResponse:
         campaign = self._readable(request, pk)
@@ -173,12 +391,24 @@ class CampaignAdmin(GuardedModelAdmin):
     # Actions --------------------------------------------------------------
 
     @admin.action(description="Send now", permissions=["change"])
-    def send_now(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
-        self._each(request, queryset, "queued to send now", sender.campaign_send_now)
+    def send_now(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        return self._each(request, queryset, "queued to send now", "send_now")
 
     @admin.action(description="Schedule at its send time", permissions=["change"])
-    def schedule(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
-        self._each(request, queryset, "scheduled", lifecycle.campaign_schedule)
+    def schedule(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        return self._each(request, queryset, "scheduled", "schedule")
+
+    @admin.action(description="Unschedule (back to draft)", permissions=["change"])
+    def unschedule(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        return self._each(
+            request, queryset, "unscheduled, back to a draft", "unschedule"
+        )
 
     @admin.action(description="Cancel", permissions=["change"])
     @asks_confirmation(
@@ -186,12 +416,24 @@ class CampaignAdmin(GuardedModelAdmin):
         "campaign cannot be restarted.",
         label=_cancel_label,
     )
-    def cancel(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
-        self._each(request, queryset, "cancelled", lifecycle.campaign_cancel)
+    def cancel(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        return self._each(request, queryset, "cancelled", "cancel")
 
     @admin.action(description="Duplicate as a new draft", permissions=["add"])
-    def duplicate(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
-        self._each(request, queryset, "duplicated", lifecycle.campaign_duplicate)
+    def duplicate(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        copies = []
+        for campaign in queryset.select_related("app"):
+            copies.append(
+                lifecycle.campaign_duplicate(campaign=campaign, by=request.user)
+            )
+            self.message_user(request, f"{campaign}: duplicated.")
+        if _from_change_page(request) and len(copies) == 1:
+            return redirect(_change_url(copies[0]))
+        return None
 
     @admin.action(description="Send a test to chosen devices", permissions=["change"])
     def send_test(
@@ -207,7 +449,7 @@ class CampaignAdmin(GuardedModelAdmin):
                 self.message_user(
                     request, f"{campaign}: test sent to {count} device(s)."
                 )
-            return None
+            return _back_to_campaign(request, queryset)
         context = {
             **self.admin_site.each_context(request),
             "title": "Send a test",
@@ -216,6 +458,7 @@ class CampaignAdmin(GuardedModelAdmin):
             "opts": self.model._meta,
             "action": "send_test",
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "return_to": request.POST.get("return_to", ""),
         }
         return TemplateResponse(request, "admin/campaigns/send_test.html", context)
 
@@ -224,17 +467,75 @@ class CampaignAdmin(GuardedModelAdmin):
         request: HttpRequest,
         queryset: QuerySet[Campaign],
         verb: str,
-        service: Callable[..., Campaign],
-    ) -> None:
+        name: str,
+    ) -> HttpResponse | None:
         for campaign in queryset.select_related("app"):
-            try:
-                service(campaign=campaign, by=request.user)
-            except ValidationError as exc:
-                self.message_user(
-                    request, f"{campaign}: {'; '.join(exc.messages)}", messages.ERROR
-                )
-            else:
-                self.message_user(request, f"{campaign}: {verb}.")
+            self._run(request, campaign, _SERVICES[name], verb)
+        return _back_to_campaign(request, queryset)
+
+    def _run(
+        self,
+        request: HttpRequest,
+        campaign: Campaign,
+        service: Callable[..., Campaign],
+        verb: str,
+    ) -> None:
+        try:
+            service(campaign=campaign, by=request.user)
+        except ValidationError as exc:
+            self.message_user(
+                request, f"{campaign}: {'; '.join(exc.messages)}", messages.ERROR
+            )
+        else:
+            self.message_user(request, f"{campaign}: {verb}.")
+
+
+_SERVICES: dict[str, Callable[..., Campaign]] = {
+    "send_now": sender.campaign_send_now,
+    "schedule": lifecycle.campaign_schedule,
+    "unschedule": lifecycle.campaign_unschedule,
+    "cancel": lifecycle.campaign_cancel,
+}
+
+
+def _percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.0f}%"
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value or "")
+    except ValueError:
+        return None
+
+
+def _wall(date: str | None, time: str | None) -> datetime | None:
+    """The naive date and time typed in the send time's two boxes."""
+    field = forms.SplitDateTimeField(required=False)
+    try:
+        value = field.clean([date or "", time or ""])
+    except ValidationError:
+        return None
+    return None if value is None else timezone.make_naive(value)
+
+
+def _change_url(campaign: Campaign) -> str:
+    return reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+
+
+def _from_change_page(request: HttpRequest) -> bool:
+    return request.POST.get("return_to") == "change"
+
+
+def _back_to_campaign(
+    request: HttpRequest, queryset: QuerySet[Campaign]
+) -> HttpResponse | None:
+    """An action run from a campaign's page lands back on that campaign."""
+    if _from_change_page(request):
+        campaign = queryset.first()
+        if campaign is not None:
+            return redirect(_change_url(campaign))
+    return None
 
 
 def _find_devices(campaign: Campaign, text: str) -> list[Any]:

@@ -1,14 +1,24 @@
-"""The campaign form: the audience as fields a marketer can fill in."""
+"""The campaign form: the audience as fields a marketer can fill in.
+
+Times are shown and taken in the marketer's zone (campaigns.timezones); a
+local-time campaign's send time is a wall-clock time, kept as UTC.
+"""
 
 import json
+import zoneinfo
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from campaigns import lifecycle
-from campaigns.models import Campaign
+from campaigns.durations import duration_format, duration_parse
+from campaigns.models import AudienceKind, Campaign
 from devices.models import Platform
+from devices.registry.audience import LIST_KEYS
+
+UTC = zoneinfo.ZoneInfo("UTC")
 
 LIST_FIELDS = {
     "tags_any": "Tags: any of",
@@ -23,6 +33,31 @@ LIST_FIELDS = {
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
+def audience_spec(
+    cleaned: dict[str, Any], attributes: list[Any] | None = None
+) -> dict[str, Any]:
+    """The audience filter spec from the form's fields (empty ones left out)."""
+    spec: dict[str, Any] = {
+        name: _split(cleaned.get(name) or "") for name in LIST_FIELDS
+    }
+    spec["platforms"] = list(cleaned.get("platforms") or [])
+    spec["attributes"] = attributes or []
+    return {k: v for k, v in spec.items() if v}
+
+
+class DurationField(forms.CharField):
+    """Seconds, written and shown as 7d, 12h, 30m, 1d 12h (or plain seconds)."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, int):
+            return duration_format(value)
+        return value
+
+    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
+        text = super().to_python(value)
+        return duration_parse(text) if text else None
 
 
 def _list_field(label: str) -> forms.CharField:
@@ -50,6 +85,23 @@ class CampaignForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text='JSON list, e.g. [{"key": "plan", "op": "eq", "value": "pro"}]',
     )
+    data = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='Extra keys for the app, a JSON object: {"coupon": "FLASH30"}. '
+        "Empty is none.",
+    )
+    ttl_seconds = DurationField(
+        label="Expires after",
+        initial=7 * 86400,
+        help_text="Offline devices get it until then: 7d, 12h, 30m, 1d 12h.",
+        widget=forms.TextInput(attrs={"size": 10}),
+    )
+    confirm_everyone = forms.BooleanField(
+        required=False,
+        label="Yes, send to every device",
+        help_text="“All devices of the app” reaches everyone: tick to confirm.",
+    )
 
     class Meta:
         model = Campaign
@@ -73,6 +125,10 @@ class CampaignForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         spec = self.instance.audience or {}
+        if self.instance.local_time and self.instance.send_at:
+            # The wall-clock time, shown as it was written, in any zone.
+            wall = timezone.make_naive(self.instance.send_at, UTC)
+            self.initial["send_at"] = timezone.make_aware(wall)
         for name in LIST_FIELDS:
             self.fields[name].initial = ", ".join(spec.get(name, []))
         self.fields["platforms"].initial = spec.get("platforms", [])
@@ -89,29 +145,61 @@ class CampaignForm(forms.ModelForm):
             raise ValidationError(f"Not valid JSON: {exc.msg}.") from exc
         return value
 
+    def clean_data(self) -> Any:
+        value = self.cleaned_data.get("data")
+        return {} if value in (None, "") else value
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        spec: dict[str, Any] = {
-            name: _split(cleaned.get(name, "")) for name in LIST_FIELDS
-        }
-        spec["platforms"] = cleaned.get("platforms", [])
-        spec["attributes"] = cleaned.get("attributes") or []
-        self.instance.audience = {k: v for k, v in spec.items() if v}
+        if cleaned.get("local_time") and cleaned.get("send_at"):
+            # Taken as written: 09:00 means 09:00 in each device's zone.
+            wall = timezone.make_naive(cleaned["send_at"])
+            cleaned["send_at"] = timezone.make_aware(wall, UTC)
+        self.instance.audience = audience_spec(cleaned, cleaned.get("attributes"))
         for name in self.Meta.fields:
             if name in cleaned:
                 setattr(self.instance, name, cleaned[name])
         if "app" not in cleaned:
             return cleaned
-        try:
-            lifecycle.campaign_validate(self.instance)
-        except ValidationError as exc:
-            for field, messages in exc.message_dict.items():
+        checks = [lambda: lifecycle.campaign_validate(self.instance)]
+        if "send_at" in cleaned:
+            checks.append(
+                lambda: lifecycle.send_at_check(
+                    cleaned["send_at"], local_time=bool(cleaned.get("local_time"))
+                )
+            )
+        for check in checks:
+            try:
+                check()
+            except ValidationError as exc:
+                self._add_service_errors(exc)
+        self._ask_about_everyone(cleaned)
+        return cleaned
+
+    def _ask_about_everyone(self, cleaned: dict[str, Any]) -> None:
+        """Everyone, chosen now, is confirmed with a tick (and said so)."""
+        if cleaned.get("audience_kind") != AudienceKind.ALL or self.errors:
+            return
+        chosen = self.instance._state.adding or "audience_kind" in self.changed_data
+        if chosen and not cleaned.get("confirm_everyone"):
+            count = self.instance.app.devices.filter(is_active=True).count()
+            self.add_error(
+                "confirm_everyone",
+                f"This campaign goes to every device of the app ({count}). "
+                "Tick to confirm, or choose “Devices matching a filter”.",
+            )
+
+    def _add_service_errors(self, exc: ValidationError) -> None:
+        for field, messages in exc.message_dict.items():
+            for message in messages:
+                # "tags_any: ..." from the audience belongs to its box.
+                key = message.split(":", 1)[0]
                 target = field if field in self.fields else None
+                if field == "audience" and key in LIST_KEYS and key in self.fields:
+                    target = key
                 if target in self.errors:
                     continue  # the field's own error says it already
-                for message in messages:
-                    self.add_error(target, message)
-        return cleaned
+                self.add_error(target, message)
 
 
 class SendTestForm(forms.Form):

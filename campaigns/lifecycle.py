@@ -291,14 +291,7 @@ def slices_add_missing(*, campaign: Campaign, now: datetime) -> int:
     if not campaign.local_time:
         return 0
     assert campaign.send_at is not None
-    default = campaign.app.default_timezone
-    zones = set(
-        audience_devices(campaign.app, campaign.audience_kind, campaign.audience)
-        .annotate(zone=Coalesce(NullIf("timezone", Value("")), Value(default)))
-        .values_list("zone", flat=True)
-        .distinct()
-    )
-    zones.add(default)
+    zones = audience_zones(campaign.app, campaign.audience_kind, campaign.audience)
     existing = set(campaign.slices.values_list("timezone", flat=True))
     wall = timezone.make_naive(campaign.send_at, zoneinfo.ZoneInfo("UTC"))
     new = []
@@ -307,6 +300,19 @@ def slices_add_missing(*, campaign: Campaign, now: datetime) -> int:
         new.append(_slice(campaign, zone, max(due, now)))
     CampaignSlice.objects.bulk_create(new)
     return len(new)
+
+
+def audience_zones(app: Any, kind: str, spec: dict[str, Any]) -> set[str]:
+    """The time zones of an audience's devices (unset: the app's default)."""
+    default = app.default_timezone
+    zones = set(
+        audience_devices(app, kind, spec)
+        .annotate(zone=Coalesce(NullIf("timezone", Value("")), Value(default)))
+        .values_list("zone", flat=True)
+        .distinct()
+    )
+    zones.add(default)
+    return zones
 
 
 def _schedule(

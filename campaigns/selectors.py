@@ -69,13 +69,20 @@ RESULT_COLUMNS = (
 )
 
 
+# The send time of a device's row is when the campaign's chunk enqueued it
+# (the row's creation), online or not. The row's own sent_at is when a
+# socket wrote it; receipts record it with the ack when both arrive in one
+# flush (devices/delivery/receiptwriter.py), so it equalled delivered_at.
+SEND_TIME = F("created_at")
+
+
 def campaign_results(campaign: Campaign) -> Iterator[tuple[Any, ...]]:
     """One row per targeted device, streamed from the database."""
     if campaign.message_id is None:
         return iter(())
     return (
         Delivery.objects.filter(message_id=campaign.message_id)
-        .annotate(channel=native_selectors.delivery_channel())
+        .annotate(channel=native_selectors.delivery_channel(), send_time=SEND_TIME)
         .order_by("device_id")
         .values_list(
             "device_id",
@@ -83,7 +90,7 @@ def campaign_results(campaign: Campaign) -> Iterator[tuple[Any, ...]]:
             "device__platform",
             "seq",
             "status",
-            "sent_at",
+            "send_time",
             "delivered_at",
             "opened_at",
             "channel",
@@ -119,4 +126,5 @@ def campaign_deliveries(campaign: Campaign, *, device_id: Any = None) -> QuerySe
         alias=F("device__alias"),
         platform=F("device__platform"),
         channel=native_selectors.delivery_channel(),
-    ).values(*RESULT_COLUMNS)
+        send_time=SEND_TIME,
+    ).values(*[name for name in RESULT_COLUMNS if name != "sent_at"], "send_time")

@@ -69,6 +69,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The marketer's own time zone for the admin (campaigns/timezones.py).
+    "campaigns.timezones.TimezoneMiddleware",
 ]
 
 ROOT_URLCONF = "kpns_site.urls"

@@ -101,6 +101,8 @@ class CampaignResultSerializer(serializers.Serializer):
     platform = serializers.ChoiceField(choices=Platform.choices)
     seq = serializers.IntegerField()
     status = serializers.ChoiceField(choices=DeliveryStatus.choices)
-    sent_at = serializers.DateTimeField(allow_null=True)
+    sent_at = serializers.DateTimeField(
+        source="send_time", help_text="When the campaign sent it to this device."
+    )
     delivered_at = serializers.DateTimeField(allow_null=True)
     opened_at = serializers.DateTimeField(allow_null=True)

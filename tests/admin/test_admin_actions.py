@@ -1,6 +1,7 @@
 """Admin actions: who may run them, and destructive ones asking first."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib import admin
@@ -200,8 +201,9 @@ def test_campaign_page_offers_only_the_actions_the_user_may_run(client):
     viewer.user_permissions.add(Permission.objects.get(codename="view_campaign"))
     client.force_login(viewer)
     page = client.get(f"{CAMPAIGNS}{campaign.pk}/change/").content.decode()
-    assert "kpns-campaign-panel" in page
+    assert "kpns-audience-live" in page
     assert 'value="cancel"' not in page
+    assert 'name="_send_now"' not in page
     assert client.post(CAMPAIGNS, action("cancel", campaign)).status_code == 403
 
 
@@ -209,6 +211,9 @@ def test_cancel_button_of_the_campaign_page_leads_to_the_confirmation(client, ma
     """The panel's buttons post the actions form after the change form."""
     app = make_app()
     campaign = lifecycle.campaign_create(app=app, name="Autumn", title="t")
+    campaign = lifecycle.campaign_schedule(
+        campaign=campaign, send_at=timezone.now() + timedelta(hours=1)
+    )
     page = client.get(f"{CAMPAIGNS}{campaign.pk}/change/").content.decode()
     assert 'form="kpns-campaign-actions" name="action" value="cancel"' in page
     form = re.search(
@@ -219,10 +224,14 @@ def test_cancel_button_of_the_campaign_page_leads_to_the_confirmation(client, ma
     assert form.group(1) == CAMPAIGNS
     selected = re.findall(r'name="_selected_action" value="(\d+)"', form.group(2))
     assert selected == [str(campaign.pk)]
+    assert 'name="return_to" value="change"' in form.group(2)
     asked = client.post(
-        form.group(1), {"action": "cancel", "_selected_action": selected}
+        form.group(1),
+        {"action": "cancel", "_selected_action": selected, "return_to": "change"},
     )
-    assert "Autumn (Draft, 0 not delivered yet)" in asked.content.decode()
-    client.post(form.group(1), hidden_fields(asked.content.decode()))
+    assert "Autumn (Scheduled, 0 not delivered yet)" in asked.content.decode()
+    done = client.post(form.group(1), hidden_fields(asked.content.decode()))
+    # Back on the campaign, not the list.
+    assert done["Location"] == f"{CAMPAIGNS}{campaign.pk}/change/"
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.CANCELLED
