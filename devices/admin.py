@@ -13,10 +13,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from devices.conf import kpns_setting
 from devices.delivery import pushes, revocation
@@ -26,6 +27,7 @@ from devices.models import (
     App,
     Delivery,
     Device,
+    DeviceTag,
     Message,
     Node,
     WebhookDelivery,
@@ -158,18 +160,43 @@ class TestPushForm(forms.Form):
     body = forms.CharField(max_length=1000, required=False, widget=forms.Textarea)
 
 
+class TagFilter(admin.SimpleListFilter):
+    """The most common tags, to see who a campaign's tag would reach."""
+
+    title = "tag"
+    parameter_name = "tag"
+    LIMIT = 30
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        common = (
+            DeviceTag.objects.values("name")
+            .annotate(n=Count("pk"))
+            .order_by("-n", "name")[: self.LIMIT]
+        )
+        return [(row["name"], f"{row['name']} ({row['n']})") for row in common]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(tags__name=self.value())
+        return queryset
+
+
 @admin.register(Device)
 class DeviceAdmin(GuardedModelAdmin):
+    # At 1366 px: a short id (the full one is on the device's page and in
+    # the search), no column wider than its content.
     list_display = [
-        "id",
+        "short_id",
         "app",
         "platform",
         "alias",
+        "tag_list",
         "is_online",
         "last_seen_at",
         "is_active",
     ]
-    list_filter = [OnlineFilter, "app", "platform", "is_active"]
+    list_display_links = ["short_id"]
+    list_filter = [OnlineFilter, TagFilter, "app", "platform", "is_active"]
     search_fields = ["=id", "alias", "token_prefix"]
     readonly_fields = [
         "id",
@@ -191,9 +218,18 @@ class DeviceAdmin(GuardedModelAdmin):
     def is_online(self, device: Device) -> bool:
         return device.online
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Device]:
+        return super().get_queryset(request).prefetch_related("tags")
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, device: Device) -> str:
+        return format_html('<span title="{}">{}…</span>', device.pk, str(device.pk)[:8])
+
     @admin.display(description="tags")
     def tag_list(self, device: Device) -> str:
-        return ", ".join(registry.device_tags(device=device))
+        names = sorted(tag.name for tag in device.tags.all())
+        shown = ", ".join(names[:4])
+        return shown + (f" +{len(names) - 4}" if len(names) > 4 else "")
 
     def has_push_permission(self, request: HttpRequest) -> bool:
         # A test push creates a Message: it takes the right to add messages,

@@ -302,3 +302,18 @@ def test_campaign_list_has_the_figures_marketers_sort_by(client, marketer):
     assert "tags vip" in page and "kpns-status-sent" in page
     assert client.get(CAMPAIGNS, {"o": "5"}).status_code == 200
     assert client.get(CAMPAIGNS, {"o": "-6"}).status_code == 200
+
+
+def test_device_list_shows_a_short_id_tags_and_a_tag_filter(client, marketer):
+    app = make_app()
+    vip, _ = make_device(app, tags=["vip", "beta"], alias="alice")
+    make_device(app, tags=["other"], alias="bob")
+    page = client.get("/admin/devices/device/").content.decode()
+    assert f">{str(vip.pk)[:8]}…<" in page
+    assert str(vip.pk) not in page.replace(f'title="{vip.pk}"', "").replace(
+        f"/{vip.pk}/", ""
+    )
+    assert "beta, vip" in page
+    assert "?tag=vip" in page
+    filtered = client.get("/admin/devices/device/", {"tag": "vip"}).content.decode()
+    assert "alice" in filtered and "bob" not in filtered
