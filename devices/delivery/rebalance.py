@@ -6,7 +6,8 @@ every device sat on the process restarted last (251 + 249 before a roll,
 room for all of its sockets. Each node therefore compares, at every
 heartbeat, the sockets it holds with its fair share of the devices online
 on the live, non-draining processes (presence in the database). Above its
-share by more than KPNS_REBALANCE_SLACK it closes the excess with 1012
+share by more than KPNS_REBALANCE_SLACK on CONFIRMATIONS heartbeats in a
+row, it closes the excess with 1012
 (service restart), oldest connections first, at most
 KPNS_REBALANCE_PER_SECOND a second: SDKs reconnect with jittered backoff
 and nginx places them on the least loaded process. The next heartbeat
@@ -37,6 +38,15 @@ TICK_SECONDS = 0.2
 MIN_EXCESS = 10
 # The close code that sends a device elsewhere (docs/protocol.md).
 CLOSE_SERVICE_RESTART = 1012
+# A node counts as alive for the fair share while its last heartbeat is at
+# most this many heartbeat periods old: a crashed node is not yet reaped
+# for KPNS_NODE_DEAD_AFTER_SECONDS, and counting it (its devices gone to the
+# others) made every survivor think it held too much and shed sockets.
+ALIVE_PERIODS = 2
+# Shed only after this many heartbeats in a row measured an excess: over
+# that span (>= ALIVE_PERIODS periods) a crashed node has dropped out of the
+# count, and a passing imbalance of a connect storm has settled.
+CONFIRMATIONS = 3
 
 
 def fair_excess(*, node: str, held: int) -> int:
@@ -47,8 +57,8 @@ def fair_excess(*, node: str, held: int) -> int:
     count is up to a heartbeat old).
     """
     slack = float(kpns_setting("REBALANCE_SLACK"))
-    dead_after = kpns_setting("NODE_DEAD_AFTER_SECONDS")
-    alive_since = timezone.now() - timedelta(seconds=dead_after)
+    period = float(kpns_setting("NODE_HEARTBEAT_SECONDS"))
+    alive_since = timezone.now() - timedelta(seconds=ALIVE_PERIODS * period)
     live = set(
         NodeRow.objects.filter(
             heartbeat_at__gte=alive_since, draining=False
@@ -70,9 +80,15 @@ class Rebalancer:
     def __init__(self, node: "Node") -> None:
         self.node = node
         self.budget = 0
+        self.streak = 0  # heartbeats in a row that measured an excess
 
     def plan(self, excess: int, window: float) -> None:
-        """Shed up to `excess` sockets over the next `window` seconds."""
+        """Shed up to `excess` sockets over the next `window` seconds, once
+        CONFIRMATIONS heartbeats in a row have measured one."""
+        self.streak = self.streak + 1 if excess > 0 else 0
+        if self.streak < CONFIRMATIONS:
+            self.budget = 0
+            return
         rate = float(kpns_setting("REBALANCE_PER_SECOND"))
         self.budget = min(excess, int(rate * window))
         if self.budget:

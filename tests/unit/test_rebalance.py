@@ -61,3 +61,33 @@ def test_a_node_alone_or_unknown_keeps_everything(app):
     node("a")
     assert fair_excess(node="a", held=500) == 0
     assert fair_excess(node="unregistered", held=500) == 0
+
+
+def test_a_crashed_node_not_yet_reaped_takes_no_share(app, settings):
+    """Its heartbeat stopped two periods ago: it is not counted, although
+    other nodes reap it only after NODE_DEAD_AFTER_SECONDS."""
+    settings.KPNS = {**settings.KPNS, "NODE_HEARTBEAT_SECONDS": 5.0}
+    node("a")
+    node("b")
+    node("crashed", age=11)  # > 2 periods, < the 20 s dead-after
+    online(app, "b", 50)
+    assert fair_excess(node="a", held=50) == 0
+
+
+def test_shedding_waits_for_the_excess_to_be_measured_three_times_in_a_row():
+    class FakeNode:
+        sessions: dict = {}
+        draining = False
+
+    from devices.delivery.rebalance import CONFIRMATIONS, Rebalancer
+
+    rebalancer = Rebalancer(FakeNode())
+    for _ in range(CONFIRMATIONS - 1):
+        rebalancer.plan(100, 5.0)
+        assert rebalancer.budget == 0
+    rebalancer.plan(0, 5.0)  # the excess went away: start again
+    for _ in range(CONFIRMATIONS - 1):
+        rebalancer.plan(100, 5.0)
+    assert rebalancer.budget == 0
+    rebalancer.plan(100, 5.0)
+    assert rebalancer.budget == 100  # min(excess, 50 a second x 5 s)
