@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     # logs and listeners (19,900 under a hard limit of 20,000).
     "MAX_SOCKETS_PER_PROCESS": 0,
     "DEFAULT_TTL_SECONDS": 4 * 7 * 86400,
+    # Deliveries and messages are deleted this many days after they expire
+    # (devices.delivery.retention); campaign stats stay (counters). 0: never.
+    "RETENTION_DAYS": 30,
     "MAX_PENDING_PER_DEVICE": 1000,
     "MAX_PAYLOAD_BYTES": 4096,
     "RECEIPT_FLUSH_SECONDS": 0.05,

@@ -6,23 +6,27 @@
   is left. Like a node, the scheduler judges only after it has itself
   reached the database for that long: after an outage every heartbeat is
   old.
-* Every HOUSEKEEPING_SECONDS: expire deliveries whose TTL passed, forget old
-  idempotency records and finished webhook calls (each bounded per run).
+* Every HOUSEKEEPING_SECONDS: expire deliveries whose TTL passed, delete
+  deliveries and messages KPNS_RETENTION_DAYS past their expiry
+  (devices.delivery.retention), forget old idempotency records, finished
+  webhook calls and per-minute delivery tallies (each bounded per run).
 """
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError
 
 from devices.conf import kpns_setting
-from devices.delivery import metrics, presence, receipts
+from devices.delivery import counters, metrics, presence, receipts, retention
 from devices.integrations import idempotency, webhooks
 
 logger = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 30.0
+# Per-minute delivery tallies kept: the dashboard reads the last hour.
+MINUTES_KEPT = timedelta(days=2)
 
 _healthy_since: float | None = None
 _last_reap = 0.0
@@ -57,10 +61,19 @@ def reset() -> None:
 
 
 def prune(*, now: datetime) -> None:
-    """Expire deliveries, forget old idempotency records and webhook calls."""
+    """Expire deliveries, apply retention, forget old idempotency records,
+    webhook calls and delivery tallies."""
     expired = receipts.expire_due(now=now)
     if expired:
         logger.info("expired %d deliveries", expired)
         metrics.EXPIRED.inc(expired)
+    retained = retention.retention_run(now=now)
+    if retained.deliveries or retained.messages:
+        logger.info(
+            "retention deleted %d deliveries and %d messages",
+            retained.deliveries,
+            retained.messages,
+        )
+    counters.minutes_prune(before=now - MINUTES_KEPT)
     idempotency.records_prune(now=now)
     webhooks.deliveries_prune(now=now)
