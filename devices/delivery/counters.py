@@ -86,7 +86,7 @@ class Tally:
 
     def moving(
         self,
-        rows: QuerySet,
+        rows: QuerySet[Delivery],
         to: str,
         *,
         stamps_sent: bool = False,
@@ -203,7 +203,7 @@ def counts_backfill(message_id: Any) -> bool:
         return False
     with connection.cursor() as cursor:
         cursor.execute(sql, [pk, pk, pk])
-        return cursor.rowcount > 0
+        return bool(cursor.rowcount > 0)
 
 
 def counts_backfill_all(*, limit: int = 1000) -> int:

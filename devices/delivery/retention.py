@@ -122,14 +122,14 @@ def _deliveries_delete(ids: list[int]) -> int:
     """DELETE rows by id, and the rows of other tables that point at them
     (what Django's CASCADE would, without loading the deliveries)."""
     for relation in Delivery._meta.related_objects:
-        related = relation.related_model._base_manager  # type: ignore[union-attr]
+        related = relation.related_model._base_manager
         related.filter(**{f"{relation.field.name}__in": ids}).delete()
     table = connection.ops.quote_name(Delivery._meta.db_table)
     where, params = _ids_sql(ids)
     with connection.cursor() as cursor:
         # Only the quoted table name is interpolated.
         cursor.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
 
 def _messages_delete(message_ids: list[Any]) -> int:
@@ -141,7 +141,7 @@ def _messages_delete(message_ids: list[Any]) -> int:
     for relation in Message._meta.related_objects:
         if relation.related_model in (Delivery, MessageCount):
             continue
-        pointing = relation.related_model._base_manager.filter(  # type: ignore[union-attr]
+        pointing = relation.related_model._base_manager.filter(
             **{f"{relation.field.name}__in": message_ids}
         ).values(relation.field.attname)
         kept = kept.exclude(pk__in=pointing)
