@@ -86,8 +86,9 @@ class Slot:
     async def connect_once(self) -> bool:
         protocols = f"kpns.json.v1, kpns.token.{self.token}"
         url = self.client.urls[self.url]
+        transport = None
         try:
-            _transport, device = await asyncio.wait_for(
+            transport, device = await asyncio.wait_for(
                 picows.ws_connect(
                     lambda: Device(self.client, self),
                     url,
@@ -105,6 +106,10 @@ class Slot:
                 return True
         except (TimeoutError, OSError, picows.WSError):
             pass
+        if transport is not None:
+            # Not welcomed in time: an SDK drops that socket. Left open, its
+            # late hello replaced the device's next connection (4409).
+            transport.disconnect()
         # The next server, as nginx moves a refused connect on.
         self.url = (self.url + 1) % len(self.client.urls)
         return False
