@@ -108,11 +108,10 @@ class CampaignAdmin(GuardedModelAdmin):
         "name",
         "status_badge",
         "audience_summary",
-        "send_at",
         "sent_to",
         "delivered_pct",
         "opened_pct",
-        "started_at",
+        "sent_at",
     ]
     list_display_links = ["name"]
     list_filter = ["status", "app", "audience_kind"]
@@ -163,7 +162,18 @@ class CampaignAdmin(GuardedModelAdmin):
         summary = "; ".join(parts) or "filter"
         return summary if len(summary) <= 48 else summary[:47] + "…"
 
-    @admin.display(description="sent to", ordering="n_targeted")
+    @admin.display(description="sent at", ordering="started_at")
+    def sent_at(self, campaign: Campaign) -> str:
+        """When it started, or when it is due (scheduled), in the viewer's zone."""
+        when = campaign.started_at or campaign.send_at
+        if when is None:
+            return "—"
+        text = timezone.localtime(when).strftime("%d %b %Y, %H:%M")
+        if campaign.started_at is None:
+            return f"due {text}" if campaign.status == CampaignStatus.SCHEDULED else "—"
+        return text
+
+    @admin.display(description="sent", ordering="n_targeted")
     def sent_to(self, campaign: Campaign) -> int:
         return getattr(campaign, "n_targeted", 0)
 
