@@ -117,9 +117,16 @@ async def test_devices_behind_nginx_receive_a_campaign(
                         follow_redirects=False,
                     )
                     health = http.get(f"http://127.0.0.1:{proxy.http_port}/healthz")
-                return ready, plain, health
+                    plain_ready = http.get(f"http://127.0.0.1:{proxy.http_port}/readyz")
+                    plain_metrics = http.get(
+                        f"http://127.0.0.1:{proxy.http_port}/metrics",
+                        follow_redirects=False,
+                    )
+                return ready, plain, health, plain_ready, plain_metrics
 
-            ready, plain, health = await asyncio.to_thread(http_checks)
+            ready, plain, health, plain_ready, plain_metrics = await asyncio.to_thread(
+                http_checks
+            )
             assert ready.status_code == 200, ready.text
             assert ready.json()["status"] == "ready"
             request_id = ready.headers["X-Request-ID"]
@@ -128,6 +135,11 @@ async def test_devices_behind_nginx_receive_a_campaign(
                 f"https://127.0.0.1:{proxy.https_port}/admin/"
             )
             assert health.status_code == 200
+            # Probes over plain HTTP are proxied; /metrics is refused there,
+            # never redirected (a followed redirect sent the token in clear).
+            assert plain_ready.status_code == 200, plain_ready.text
+            assert plain_metrics.status_code == 403
+            assert "Location" not in plain_metrics.headers
 
             await asyncio.sleep(0.3)  # the access line is written after the response
             lines = [
