@@ -69,6 +69,15 @@ def _list_field(label: str) -> forms.CharField:
     )
 
 
+class DataField(forms.JSONField):
+    """A JSON object; empty (shown empty, not "null" or "{}") is none."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if value in (None, {}, ""):
+            return ""
+        return super().prepare_value(value)
+
+
 class CampaignForm(forms.ModelForm):
     tags_any = _list_field(LIST_FIELDS["tags_any"])
     tags_all = _list_field(LIST_FIELDS["tags_all"])
@@ -85,7 +94,7 @@ class CampaignForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text='JSON list, e.g. [{"key": "plan", "op": "eq", "value": "pro"}]',
     )
-    data = forms.JSONField(
+    data = DataField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text='Extra keys for the app, a JSON object: {"coupon": "FLASH30"}. '
