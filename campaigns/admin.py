@@ -55,10 +55,7 @@ AUDIENCE_FIELDS = [
 SCHEDULE = ("Schedule", {"fields": ["send_at", "local_time"]})
 OPTIONS = (
     "Delivery options",
-    {
-        "fields": ["ttl_seconds", "priority", "collapse_key", "throttle_per_second"],
-        "classes": ["collapse"],
-    },
+    {"fields": ["ttl_seconds", "priority", "collapse_key", "throttle_per_second"]},
 )
 READ_ONLY_OPTIONS = (
     "Delivery options",

@@ -91,7 +91,7 @@ def test_marketer_campaign_pops_up_on_the_demo_page(
         assert page.inner_text("#est-matching") == "1"
         assert page.inner_text("#est-online") == "1"
         started = time.monotonic()
-        page.click('#kpns-campaign-panel button[value="send_now"]')
+        page.click("#submit-send_now")
         card = demo.wait_for_selector(".card", timeout=2_000)
         elapsed = time.monotonic() - started
         assert elapsed < 2.0, f"the push took {elapsed:.2f} s to show"
