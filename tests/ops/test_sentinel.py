@@ -3,14 +3,18 @@ through Sentinel and follow a failover during a broadcast; nothing is lost
 or shown twice (the durable inbox and the node sweep cover lost wake-ups)."""
 
 import asyncio
+import logging
+import re
 import time
+from collections import Counter
 
 import httpx
 import pytest
 from channels.db import database_sync_to_async
+from prometheus_client import REGISTRY
 
 from campaigns import lifecycle, sender
-from devices.delivery import pushes
+from devices.delivery import pushes, wakeups
 from devices.models import Delivery, DeliveryStatus, Device
 from tests.e2e.servers import free_port
 from tests.factories import make_app, make_device
@@ -23,6 +27,39 @@ from tests.reliability.conftest import record_figure
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 DEVICES = 30
+NOT_SENT = re.compile(r"channel layer: wake-up to node (\S+) not sent")
+RESUMED = re.compile(r"channel layer: sends to node (\S+) resumed after (\d+) failed")
+
+
+def layer_send_errors() -> float:
+    return (
+        REGISTRY.get_sample_value("kpns_channel_layer_errors_total", {"op": "send"})
+        or 0.0
+    )
+
+
+def outage_lines(lines):
+    """Per node: wake-up warnings, resumes, and the failures the resumes name."""
+    warned: Counter[str] = Counter()
+    resumed: Counter[str] = Counter()
+    failed = 0
+    for line in lines:
+        if found := NOT_SENT.search(line):
+            warned[found[1]] += 1
+        if found := RESUMED.search(line):
+            resumed[found[1]] += 1
+            failed += int(found[2])
+    return warned, resumed, failed
+
+
+def assert_one_warning_per_node_per_outage(lines):
+    """A failover used to log ~190 `wake-up to node ... not sent` lines:
+    now one per node until sends to it resume (wakeups._failing)."""
+    warned, resumed, _failed = outage_lines(lines)
+    for node, count in warned.items():
+        assert count <= resumed[node] + 1, (node, count, resumed[node])
+        # One failover is one outage, two at most if it flapped.
+        assert count <= 2, (node, count)
 
 
 def world(count):
@@ -53,9 +90,14 @@ def push_all(app, ids, index):
 
 @pytest.mark.parametrize("how", ["failover", "kill"])
 async def test_sentinel_failover_during_a_broadcast_loses_nothing(
-    how, settings, redis_url, tmp_path
+    how, settings, redis_url, tmp_path, caplog, monkeypatch
 ):
-    """`failover`: SENTINEL FAILOVER (planned); `kill`: the master SIGKILLed."""
+    """`failover`: SENTINEL FAILOVER (planned); `kill`: the master SIGKILLed.
+    Wake-ups that fail meanwhile are counted in kpns_channel_layer_errors_total
+    and logged once per node per outage."""
+    caplog.set_level(logging.INFO, logger="devices.delivery.wakeups")
+    monkeypatch.setattr(wakeups, "_failing", {})
+    errors_before = layer_send_errors()
     with sentinel_set() as redis_ha:
         settings.CHANNEL_LAYERS = {
             "default": {
@@ -169,8 +211,22 @@ async def test_sentinel_failover_during_a_broadcast_loses_nothing(
             new_master = redis_ha.client(redis_ha.master_port())
             assert new_master.info("clients")["connected_clients"] >= 3
             assert new_master.info("replication")["role"] == "master"
+            # This process sent the pushes' wake-ups, the scheduler the
+            # campaign's: each warns once per node per outage, and every
+            # failed send is counted.
+            ours = [r.getMessage() for r in caplog.records]
+            assert_one_warning_per_node_per_outage(ours)
+            scheduler_log = procs[2].output().splitlines()
+            assert_one_warning_per_node_per_outage(scheduler_log)
+            warned, _resumed, failed = outage_lines(ours)
+            still_failing = sum(wakeups._failing.values())
+            counted = layer_send_errors() - errors_before
+            assert counted == failed + still_failing, (counted, failed, still_failing)
+            assert counted >= sum(warned.values())
             record_figure(
                 f"sentinel_{how}",
+                wakeup_warnings=sum(warned.values()),
+                wakeups_failed=int(counted),
                 devices=DEVICES,
                 messages=len(everything),
                 promoted_after_s=round(promoted, 2),
