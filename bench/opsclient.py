@@ -26,6 +26,9 @@ from bench import loadclient
 
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 30.0
+# "Server busy" (4503, 1013): the backoff starts at 8 s instead.
+BUSY_BASE = 8.0
+BUSY_CODES = (4503, 1013)
 # An SDK gives up on a handshake after this long and backs off.
 HANDSHAKE_TIMEOUT = 10.0
 # Attempts per outage before a device is counted as given up (about 5 min).
@@ -50,7 +53,8 @@ class Device(loadclient.Device):
         if frame.msg_type == picows.WSMsgType.CLOSE:
             code: Any = frame.get_close_code()
             # An enum for the standard codes; KPNS's 44xx may come as ints.
-            self.slot.client.on_close(int(getattr(code, "value", code)))
+            self.slot.last_code = int(getattr(code, "value", code))
+            self.slot.client.on_close(self.slot.last_code)
             transport.send_close(code)
             transport.disconnect()
             return
@@ -72,6 +76,7 @@ class Slot:
         self.last_seq = 0
         self.url = index % len(client.urls) if client.spread else 0
         self.current: Device | None = None
+        self.last_code = 0
 
     def lost(self, device: Device) -> None:
         if device is not self.current or self.client.closing:
@@ -116,7 +121,8 @@ class Slot:
 
     async def reconnect(self) -> None:
         for attempt in range(MAX_ATTEMPTS):
-            delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+            base = BUSY_BASE if self.last_code in BUSY_CODES else BACKOFF_BASE
+            delay = random.uniform(0, min(BACKOFF_CAP, base * 2**attempt))
             await asyncio.sleep(delay)
             if self.client.closing:
                 return

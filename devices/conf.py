@@ -44,6 +44,11 @@ DEFAULTS: dict[str, Any] = {
     # open-file hard limit minus 100 descriptors for the database, Redis,
     # logs and listeners (19,900 under a hard limit of 20,000).
     "MAX_SOCKETS_PER_PROCESS": 0,
+    # Token checks a server process runs or queues at once; past it a new
+    # socket is closed 4503 (try again later) without a query. 4 database
+    # threads check about 1,000 a second unloaded: 500 is well inside an
+    # SDK's 10 s handshake timeout even at a quarter of that.
+    "MAX_PENDING_HANDSHAKES": 500,
     "DEFAULT_TTL_SECONDS": 4 * 7 * 86400,
     # Deliveries and messages are deleted this many days after they expire
     # (devices.delivery.retention); campaign stats stay (counters). 0: never.

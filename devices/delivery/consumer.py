@@ -51,6 +51,14 @@ CLOSE_TOO_BIG = 1009
 # any other server-side failure (after HTTP 500).
 CLOSE_TRY_AGAIN_LATER = 4503
 CLOSE_SERVER_ERROR = 4500
+# Token checks of this process (one event loop) on the database pool now.
+# A drain of 19,000 sockets onto one process queued ~15,000: the hello
+# batches of the same pool waited behind checks of sockets whose devices
+# had long given up, no device was welcomed, and each retry queued another
+# check. Past KPNS_MAX_PENDING_HANDSHAKES a socket is told 4503 without a
+# query, and SDKs back off from 8 s (docs/operations.md, "Drains at full
+# size").
+_token_checks = {"running": 0}
 RATE_LIMIT_WINDOW_SECONDS = 10.0
 # A client that sends this many bad frames in a row is broken or hostile.
 MAX_CONSECUTIVE_ERRORS = 20
@@ -102,6 +110,12 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         if token is None:
             await self._refuse("no_token")
             return
+        if _token_checks["running"] >= kpns_setting("MAX_PENDING_HANDSHAKES"):
+            await self._refuse("database_busy")
+            await self.accept(accepted)
+            await self.close(CLOSE_TRY_AGAIN_LATER)
+            return
+        _token_checks["running"] += 1
         try:
             device = await db_parallel(registry.device_authenticate)(
                 token=token, with_app=False
@@ -116,6 +130,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.accept(accepted)
             await self.close(CLOSE_TRY_AGAIN_LATER if outage else CLOSE_SERVER_ERROR)
             return
+        finally:
+            _token_checks["running"] -= 1
         if device is None:
             await self._refuse("bad_token")
             return
