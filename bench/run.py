@@ -11,6 +11,7 @@ has the figures and the commands.
 
 import argparse
 import fcntl
+import importlib
 import json
 import math
 import os
@@ -27,6 +28,13 @@ LOCK_FILE = "/tmp/kpns-bench.lock"  # noqa: S108 - a lock, not data
 # bench/ops_scenarios.py: their devices reconnect as the SDKs do, from
 # their own load clients (the plain ones are not connected for them).
 OPS_SCENARIOS = ("drain", "api-during-roll")
+# bench/anchor.py (KPNS beside Mosquitto) and bench/retention.py (retention
+# on a seeded table; the stats pages over a big delivery table).
+DATA_SCENARIOS = {
+    "anchor": "bench.anchor",
+    "retention": "bench.retention",
+    "pages": "bench.retention",
+}
 
 
 def configure(args: argparse.Namespace) -> None:
@@ -82,6 +90,7 @@ def main() -> None:
             "batch",
             "acks",
             *OPS_SCENARIOS,
+            *DATA_SCENARIOS,
         ],
         help="repeatable; default: idle, broadcast, storm",
     )
@@ -90,6 +99,18 @@ def main() -> None:
     )
     parser.add_argument(
         "--roll-seconds", type=float, default=60, help="api-during-roll: how long"
+    )
+    parser.add_argument(
+        "--anchor-sends", type=int, default=2000, help="anchor: targeted sends"
+    )
+    parser.add_argument(
+        "--rows", type=int, default=10_000_000, help="pages: delivery rows seeded"
+    )
+    parser.add_argument(
+        "--retention-rows",
+        type=int,
+        default=200_000,
+        help="retention: delivery rows seeded (half past retention)",
     )
     parser.add_argument(
         "--rate", type=float, default=500, help="targeted: requests offered per second"
@@ -165,6 +186,8 @@ def main() -> None:
             from bench import ops_scenarios
             from bench import scenarios as module
 
+            if name in DATA_SCENARIOS:
+                module = importlib.import_module(DATA_SCENARIOS[name])
             runner = ops_scenarios.RUNNERS.get(name) or getattr(
                 module, f"scenario_{name}"
             )
