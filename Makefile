@@ -88,12 +88,14 @@ BENCH_ARGS ?=
 bench: $(BENCH_STAMP)
 	$(PY) -m bench.run $(foreach s,$(SCENARIO),--scenario $(s)) --devices $(N) --servers $(K) --runs $(RUNS) --label bench $(BENCH_ARGS)
 
-# 2,000 devices, every scenario once: a correctness smoke test (0 lost, 0 twice).
+# 2,000 devices, every scenario once: a correctness smoke test (0 lost, 0
+# twice), and retention on 200,000 seeded rows (what goes, what stays).
 bench-quick: $(BENCH_STAMP)
 	$(PY) -m bench.run --scenario idle --scenario broadcast --scenario naive \
 	  --scenario acks --scenario storm --scenario targeted --scenario batch \
-	  --scenario offline --devices 2000 --servers 2 --runs 1 --label quick \
-	  --rate 100 --seconds 5 --batches 4 --campaigns 3 --offline 20000
+	  --scenario offline --scenario retention --devices 2000 --servers 2 \
+	  --runs 1 --label quick --rate 100 --seconds 5 --batches 4 --campaigns 3 \
+	  --offline 20000 --retention-rows 200000
 
 # Reliability soak tier (docs/guarantees.md): KPNS_SOAK_DEVICES (3000) devices
 # for KPNS_SOAK_MINUTES (5), a campaign every KPNS_SOAK_CAMPAIGN_SECONDS (60),
