@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from devices.api.auth import DeviceTokenAuthentication
 from devices.api.base import PooledAPIView
+from devices.api.schema import problem
 from devices.native import selectors, services
 from devices.native.models import CredentialKind, PushCredential
 from devices.native.serializers import (
@@ -90,7 +91,10 @@ class OpenedView(DeviceView):
         "(a service worker's notification, an app woken by FCM or APNs): "
         "the delivery becomes delivered and opened, once.",
         request=OpenedInSerializer,
-        responses={204: None},
+        responses={
+            204: None,
+            **problem(404, "This device was sent no message with that id and seq."),
+        },
     )
     def post(self, request: Request) -> Response:
         incoming = OpenedInSerializer(data=request.data)

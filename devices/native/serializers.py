@@ -107,6 +107,6 @@ class VapidPublicKeySerializer(serializers.Serializer):
     )
 
 
-class OpenedInSerializer(serializers.Serializer):
+class OpenedInSerializer(StrictSerializer):
     id = serializers.UUIDField(help_text="The message id, as the push carried it.")
     seq = serializers.IntegerField(min_value=1)
