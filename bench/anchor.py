@@ -48,8 +48,10 @@ class Broker:
     """Our own Mosquitto: config, port and data directory under `tmp`."""
 
     def __init__(self, tmp: Path) -> None:
-        self.dir = tmp / "mosquitto"
         self.port = free_port()
+        # A directory per broker: a reused one restores the last run's
+        # persistent sessions at start, into the RSS baseline.
+        self.dir = tmp / f"mosquitto-{self.port}"
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "Broker":

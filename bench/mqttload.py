@@ -86,6 +86,7 @@ class Session(asyncio.Protocol):
         for future in (self.connack, self.suback):
             if not future.done():
                 future.set_exception(ConnectionError("closed"))
+                future.exception()  # a publisher never waits for a SUBACK
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
