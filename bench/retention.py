@@ -138,7 +138,14 @@ def scenario_pages(platform: Platform, args: argparse.Namespace) -> dict[str, An
             lambda: client.get(f"/admin/campaigns/campaign/{campaign.pk}/stats.json")
         ),
     }
+    from devices.delivery.stats import message_stats
+    from devices.native.selectors import channel_stats
+
     hour_ago = now - timedelta(hours=1)
+    parts = {
+        "message_stats": _timed_query(lambda: message_stats(campaign.message_id)),
+        "channel_stats": _timed_query(lambda: channel_stats(campaign.message_id)),
+    }
     old_counts = {
         "count_campaign_rows": _timed_query(
             lambda: Delivery.objects.filter(message_id=campaign.message_id).count()
@@ -155,6 +162,8 @@ def scenario_pages(platform: Platform, args: argparse.Namespace) -> dict[str, An
         figures[f"{name}_status"] = status
     for name, (median, _worst, _status) in old_counts.items():
         figures[f"before_{name}_ms"] = median
+    for name, (median, _worst, _status) in parts.items():
+        figures[f"part_{name}_ms"] = median
     figures["checks"] = {
         f"{name} under 300 ms": timings[name][0] < 300 and timings[name][2] == 200
         for name in ("admin_index", "campaign_page")
