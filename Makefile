@@ -118,7 +118,9 @@ LOCK_PY := 3.11
 LOCK_PLATFORM := x86_64-unknown-linux-gnu
 UPGRADE_FLAGS = $(if $(PACKAGES),$(foreach p,$(PACKAGES),--upgrade-package $(p)),--upgrade)
 UV := $(VENV)/bin/uv
-LOCK = $(UV) pip compile --quiet --generate-hashes \
+# Extras stay in the lock (python-socks[asyncio]): pip's hash-checking
+# mode refuses a dependency named with extras that the lock pins without.
+LOCK = $(UV) pip compile --quiet --generate-hashes --no-strip-extras \
 	--python-version $(LOCK_PY) --python-platform $(LOCK_PLATFORM) \
 	--custom-compile-command "make lock" $(if $(LOCK_UPGRADE),$(UPGRADE_FLAGS))
 BUILD_REQUIRES := $(VENV)/build-requires.in
