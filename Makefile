@@ -25,8 +25,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 .PRECIOUS: $(VENV)/.installed-%
+# --no-deps: the lock already names every dependency, pinned and hashed;
+# letting pip resolve again made it fetch a newer python-socks for
+# picows's python-socks[asyncio] and refuse it as unpinned.
 $(VENV)/.installed-%: requirements/%.txt pyproject.toml | $(PY)
-	$(PIP) install --quiet --require-hashes -r $<
+	$(PIP) install --quiet --require-hashes --no-deps -r $<
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -101,7 +101,8 @@ def test_the_wheel_installed_alone_migrates_and_serves(wheel, tmp_path):
     run([sys.executable, "-m", "venv", venv])
     python = venv / "bin" / "python"
     pip = [python, "-m", "pip", "install", "--quiet"]
-    run([*pip, "--require-hashes", "-r", ROOT / "requirements" / "runtime.txt"])
+    lock = ROOT / "requirements" / "runtime.txt"
+    run([*pip, "--require-hashes", "--no-deps", "-r", lock])
     run([*pip, "--no-deps", wheel])
 
     # Nothing of the checkout or of this test run: its own settings, its own
