@@ -12,6 +12,7 @@ worker has its own database pool (DB_POOL_MAX, keep it >= the threads).
 """
 
 import os
+from pathlib import Path
 
 _host = os.environ.get("KPNS_BIND", "127.0.0.1")
 bind = f"{_host}:{os.environ.get('KPNS_HTTP_PORT', '8000')}"
@@ -22,7 +23,7 @@ worker_class = "gthread"
 backlog = 2048
 # A worker silent this long is killed and replaced (a stuck request).
 timeout = 60
-# SIGTERM (or a HUP's old workers): requests in flight may finish this long.
+# SIGTERM (or TTOU, retiring an old worker): requests in flight may finish this long.
 graceful_timeout = int(float(os.environ.get("KPNS_DRAIN_SECONDS", "10"))) + 5
 keepalive = 5
 # Logs: errors to stdout (supervisord's log); access lines come from
@@ -37,7 +38,31 @@ raw_env = ["KPNS_PROXY_HEADERS=true"]
 proc_name = "kpns-http"
 
 
+# deploy/kpnsctl roll adds new workers (TTIN), which load the new code, and
+# retires the old ones (TTOU: the oldest first, each finishing its
+# requests) only once every new one has loaded the application and marked
+# itself here. A HUP retired the old workers at once: under load the new
+# ones took 11 s to import Django, and the API answered nothing meanwhile
+# (tests/ops/test_roll_behind_nginx.py at 500 devices, docs/operations.md).
+READY_DIR = os.environ.get("KPNS_HTTP_READY_DIR", "")
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook
+    if READY_DIR:
+        ready = Path(READY_DIR)
+        ready.mkdir(parents=True, exist_ok=True)
+        for stale in ready.iterdir():  # a previous master's workers
+            stale.unlink(missing_ok=True)
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook
+    if READY_DIR:
+        (Path(READY_DIR) / str(worker.pid)).touch()
+
+
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook
+    if READY_DIR:
+        (Path(READY_DIR) / str(worker.pid)).unlink(missing_ok=True)
     # Prometheus multiprocess mode: drop a dead worker's live gauges.
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:

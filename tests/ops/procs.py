@@ -6,6 +6,7 @@ process is stopped in ``finally`` by the context managers that start them."""
 import contextlib
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -96,13 +97,38 @@ def start_server(
 class HttpServer(Proc):
     """gunicorn serving kpns_site.wsgi, configured by deploy/gunicorn.conf.py."""
 
-    def __init__(self, port: int, process: subprocess.Popen, log: Path) -> None:
+    def __init__(
+        self, port: int, process: subprocess.Popen, log: Path, ready_dir: Path
+    ) -> None:
         super().__init__(f"http-{port}", process, log)
         self.port = port
+        self.ready_dir = ready_dir
 
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def reload_workers(self, timeout: float = 60) -> None:
+        """What deploy/kpnsctl roll does: as many new workers as there are
+        (TTIN), which load the code anew; once each has marked itself
+        loaded (deploy/gunicorn.conf.py), the old ones go (TTOU, oldest
+        first, each after its requests)."""
+        old = set(self.workers())
+        ready = Path(self.ready_dir)
+        for _ in old:
+            self.signal(signal.SIGTTIN)
+            time.sleep(0.05)  # the master handles one signal per wake-up
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            marked = {int(p.name) for p in ready.iterdir()} if ready.exists() else set()
+            if len(marked - old) >= len(old):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("new gunicorn workers not ready")
+        for _ in old:
+            self.signal(signal.SIGTTOU)
+            time.sleep(0.05)
 
     def workers(self) -> list[int]:
         """Pids of its worker processes (children of the master)."""
@@ -126,10 +152,12 @@ def start_http(
     extra_env: dict[str, str] | None = None,
 ) -> HttpServer:
     log = tmp_path / f"http-{port}.log"
+    ready_dir = tmp_path / f"http-{port}-ready"
     env = {
         "KPNS_BIND": "127.0.0.1",
         "KPNS_HTTP_PORT": str(port),
         "KPNS_HTTP_WORKERS": str(workers),
+        "KPNS_HTTP_READY_DIR": str(ready_dir),
         **(extra_env or {}),
     }
     process = subprocess.Popen(
@@ -144,7 +172,7 @@ def start_http(
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-    server = HttpServer(port, process, log)
+    server = HttpServer(port, process, log, ready_dir)
     try:
         wait_for_port(port, process, log)
     except BaseException:

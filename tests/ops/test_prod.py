@@ -246,10 +246,11 @@ async def test_make_prod_supervises_restarts_and_rolls(redis_url, tmp_path):
         after = await asyncio.to_thread(statuses, env)
         assert all(after[name][0] == "RUNNING" for name in names), after
         assert all(after[name][1] != running[name][1] for name in names), after
-        # gunicorn's workers were reloaded (SIGHUP), its master kept.
+        # gunicorn's workers were replaced (new ones first), its master kept.
         assert after["http"] == running["http"], after
         http_log = (run / "logs" / "http.log").read_text()
-        assert "Handling signal: hup" in http_log, http_log[-2000:]
+        assert "Handling signal: ttin" in http_log, http_log[-2000:]
+        assert "Handling signal: ttou" in http_log, http_log[-2000:]
 
         # Stopping supervisord stops everything (drains included), in bound.
         supervisor.send_signal(signal.SIGTERM)

@@ -6,7 +6,7 @@ API and connect over wss through nginx; an integrator posts a push every
 50 ms with an Idempotency-Key. Each Daphne is drained (SIGTERM) and
 restarted in turn; within 60 s of the roll the rebalancer has spread the
 devices again (no process holds more than 60% of them, by presence in the
-database); gunicorn's workers are reloaded (SIGHUP), then one Daphne is
+database); gunicorn's workers are replaced (new ones first), then one Daphne is
 SIGKILLed and restarted: nginx answers no 5xx to any API call or
 handshake, and the receipt checker finds nothing lost and nothing twice.
 
@@ -232,12 +232,13 @@ async def test_roll_and_crash_behind_nginx_answer_no_5xx_and_lose_nothing(
                     after_roll = await database_sync_to_async(shares)(ids)
                     balanced_s, balance = await wait_balanced(ids, BALANCE_WITHIN)
                     assert balanced_s is not None, (after_roll, balance)
-                    # gunicorn: new workers, then the old ones finish.
+                    # gunicorn: new workers load the code, then the old
+                    # ones finish (as deploy/kpnsctl roll does).
                     workers = set(gunicorn.workers())
-                    gunicorn.signal(signal.SIGHUP)
+                    await asyncio.to_thread(gunicorn.reload_workers)
                     for _ in range(100):
                         now = set(gunicorn.workers())
-                        if now and not now & workers:
+                        if len(now) == len(workers) and not now & workers:
                             break
                         await asyncio.sleep(0.1)
                     assert not set(gunicorn.workers()) & workers

@@ -112,6 +112,10 @@ if [ "$1" = pid ]; then
   echo 0; exit 0
 fi
 echo "$*" >> "$KPNS_TEST_CALLS"
+# A new gunicorn worker marks itself loaded (deploy/gunicorn.conf.py).
+if [ "$*" = "signal TTIN http" ]; then
+  touch "$KPNS_HTTP_READY_DIR/$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')"
+fi
 """
 
 
@@ -179,6 +183,8 @@ def kpnsctl_roll(tmp_path: Path, base_port: int, http_port: int):
         "KPNS_MAX_SOCKETS_PER_PROCESS": str(CAPACITY),
         "KPNS_TEST_PIDS": f"{base_port}={PIDS[0]} {base_port + 1}={PIDS[1]}",
         "KPNS_TEST_CALLS": str(calls),
+        "KPNS_HTTP_WORKERS": "2",
+        "KPNS_HTTP_READY_DIR": str(tmp_path / "http-ready"),
     }
     done = subprocess.run(
         ["bash", "deploy/kpnsctl", "roll"],
@@ -210,8 +216,12 @@ def test_kpnsctl_roll_restarts_every_process_when_there_is_room(tmp_path):
     with ready_on([base, base + 1, http_port]):
         done, calls = kpnsctl_roll(tmp_path, base, http_port)
     assert done.returncode == 0, (done.stdout, done.stderr)
-    assert calls[:3] == [
+    # New HTTP workers first, the old ones retired once they are ready.
+    assert calls[:6] == [
         f"restart web:web-{base}",
         f"restart web:web-{base + 1}",
-        "signal HUP http",
+        "signal TTIN http",
+        "signal TTIN http",
+        "signal TTOU http",
+        "signal TTOU http",
     ]
