@@ -206,6 +206,14 @@ def counts_backfill(message_id: Any) -> bool:
         return bool(cursor.rowcount > 0)
 
 
+def counts_ensure(message_id: Any) -> None:
+    """Backfill a message unless it has its base row (before its rows go)."""
+    if not MessageCount.objects.filter(
+        message_id=message_id, shard=BASE_SHARD
+    ).exists():
+        counts_backfill(message_id)
+
+
 def counts_backfill_all(*, limit: int = 1000) -> int:
     """Backfill up to `limit` messages that have no base row; how many."""
     missing = (

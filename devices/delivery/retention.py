@@ -27,6 +27,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from devices.conf import kpns_setting
+from devices.delivery import counters
 from devices.delivery.sqlvalues import in_values
 from devices.models import Delivery, Message, MessageCount
 
@@ -72,6 +73,8 @@ def retention_run(*, now: datetime, limit: int = RETENTION_LIMIT) -> Retained:
         left = limit - deleted
         if left <= 0:
             break
+        # A message from before counters is counted before its rows go.
+        counters.counts_ensure(message_id)
         gone, done = _message_rows_delete(message_id, cutoff, left)
         deleted += gone
         if done:

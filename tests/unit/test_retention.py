@@ -111,3 +111,15 @@ def test_backfill_command_counts_messages_without_counters(app_devices):
     MessageCount.objects.all().delete()
     call_command("kpns_counts_backfill", "--limit", "10")
     assert MessageCount.objects.filter(message=message, shard=-1).get().targeted == 3
+
+
+def test_a_campaign_from_before_counters_is_counted_before_its_rows_go(
+    app_devices,
+):
+    app, devices = app_devices
+    message = _sent(app, devices, expired_days_ago=40)
+    MessageCount.objects.filter(message=message).delete()  # an older release
+    Campaign.objects.create(app=app, name="c", title="t", message=message)
+    retention.retention_run(now=timezone.now())
+    assert Delivery.objects.filter(message=message).count() == 0
+    assert message_stats(message.pk)["targeted"] == 3
