@@ -38,7 +38,10 @@ from bench import mqttload
 from bench.platform import ROOT, Platform, free_port, wait_for_port
 from bench.run import percentile
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+# Debian's package installs the broker under sbin, off a user's PATH.
+MOSQUITTO = os.environ.get("MOSQUITTO") or shutil.which(
+    "mosquitto", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/local/sbin"
+)
 SOCKETS_PER_CLIENT = 15_000
 FIRST_SOURCE = 150  # 127.0.0.150...: clear of the KPNS load clients'
 RECEIPT_TIMEOUT = 120.0
@@ -75,6 +78,8 @@ class Broker:
                 ]
             )
         )
+        if not MOSQUITTO:
+            raise RuntimeError("no mosquitto binary (set MOSQUITTO)")
         self.process = subprocess.Popen(
             [MOSQUITTO, "-c", str(config)],
             stdout=subprocess.DEVNULL,
