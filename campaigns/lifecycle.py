@@ -332,7 +332,9 @@ def _schedule(
         if (
             reschedule
             and locked.status == CampaignStatus.SCHEDULED
-            and not locked.slices.filter(due_at__lte=now).exists()
+            # Due by the clock read under the lock: a click whose `now` was
+            # read before a concurrent click's commit still sees that send.
+            and not locked.slices.filter(due_at__lte=max(now, timezone.now())).exists()
         ):
             # Brought forward: its slices (and its send time) are replaced.
             # One already due is being sent (a second click of Send now):
