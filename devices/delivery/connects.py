@@ -8,6 +8,7 @@ WINDOW_SECONDS of latency for one transaction per batch
 """
 
 import asyncio
+from collections.abc import Callable
 from uuid import UUID
 
 from devices.delivery import resume
@@ -17,30 +18,47 @@ WINDOW_SECONDS = 0.005
 MAX_BATCH = 200
 
 
+class _Window:
+    """Calls `flush` WINDOW_SECONDS after the first item of a batch, or at
+    once when the batch reaches MAX_BATCH (both batchers' one timer)."""
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self._flush = flush
+        self._timer: asyncio.TimerHandle | None = None
+
+    def added(self, size: int) -> None:
+        if size >= MAX_BATCH:
+            self.fire()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                WINDOW_SECONDS, self.fire
+            )
+
+    def fire(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._flush()
+
+
 class ConnectBatcher:
     def __init__(self, node_name: str) -> None:
         self.node_name = node_name
         self._pending: dict[
             UUID, tuple[resume.ConnectRequest, asyncio.Future[resume.ConnectResult]]
         ] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._window = _Window(self._flush)
 
     async def connect(self, request: resume.ConnectRequest) -> resume.ConnectResult:
         loop = asyncio.get_running_loop()
         if request.device_id in self._pending:
-            self._flush()  # the same device twice: keep them in order
+            self._window.fire()  # the same device twice: keep them in order
         future: asyncio.Future[resume.ConnectResult] = loop.create_future()
         self._pending[request.device_id] = (request, future)
-        if len(self._pending) >= MAX_BATCH:
-            self._flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(WINDOW_SECONDS, self._flush)
+        self._window.added(len(self._pending))
         return await future
 
     def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         batch, self._pending = self._pending, {}
         if batch:
             asyncio.ensure_future(self._run(batch))
@@ -75,24 +93,17 @@ class DisconnectBatcher:
     def __init__(self) -> None:
         self._pending: list[tuple[UUID, str]] = []
         self._done: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._window = _Window(self._flush)
 
     async def disconnect(self, device_id: UUID, connection_id: str) -> None:
-        loop = asyncio.get_running_loop()
         self._pending.append((device_id, connection_id))
         if self._done is None:
-            self._done = loop.create_future()
+            self._done = asyncio.get_running_loop().create_future()
         done = self._done
-        if len(self._pending) >= MAX_BATCH:
-            self._flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(WINDOW_SECONDS, self._flush)
+        self._window.added(len(self._pending))
         await asyncio.shield(done)
 
     def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         pairs, self._pending = self._pending, []
         done, self._done = self._done, None
         if pairs and done is not None:
