@@ -19,6 +19,7 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
+from campaigns import personalize
 from campaigns.models import AudienceKind, Campaign, CampaignSlice, CampaignStatus
 from devices.delivery import messages, pushes, receipts
 from devices.delivery.stats import message_stats
@@ -133,6 +134,7 @@ def campaign_validate(campaign: Campaign) -> None:
         errors.update(exc.message_dict)
     try:
         messages.message_validate(_message_for(campaign, timezone.now()))
+        personalize.content_validate(personalize.content_of(campaign))
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if campaign.throttle_per_second == 0:

@@ -123,3 +123,31 @@ class CampaignSlice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}:{self.timezone or 'all'}"
+
+
+class MessageTemplate(models.Model):
+    """Saved content a campaign can start from (its fields are copied).
+
+    Title, body and data's string values may hold placeholders
+    (campaigns.placeholders), checked when it is saved.
+    """
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="templates")
+    name = models.CharField(max_length=200)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    url = models.URLField(max_length=1000, blank=True)
+    image = models.URLField(max_length=1000, blank=True, verbose_name="image URL")
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "template"
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["app", "name"], name="uniq_template_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -3,12 +3,18 @@ but not apps, API keys or users."""
 
 from typing import Any
 
+from django.db.models import Q
+
 MARKETER = "Marketer"
 MARKETER_PERMISSIONS = [
     ("campaigns", "add_campaign"),
     ("campaigns", "change_campaign"),
     ("campaigns", "delete_campaign"),
     ("campaigns", "view_campaign"),
+    ("campaigns", "add_messagetemplate"),
+    ("campaigns", "change_messagetemplate"),
+    ("campaigns", "delete_messagetemplate"),
+    ("campaigns", "view_messagetemplate"),
     ("devices", "view_device"),
     ("devices", "view_message"),
     ("devices", "view_delivery"),
@@ -21,14 +27,13 @@ ROLES = {MARKETER: MARKETER_PERMISSIONS}
 def marketer_group_sync(group_model: Any, permission_model: Any) -> Any:
     """Create or repair the Marketer group (models passed in for migrations)."""
     group, _ = group_model.objects.get_or_create(name=MARKETER)
-    group.permissions.set(
-        [
-            permission_model.objects.get(
-                content_type__app_label=app_label, codename=codename
-            )
-            for app_label, codename in MARKETER_PERMISSIONS
-        ]
-    )
+    # Permissions of models a later migration creates do not exist yet when
+    # an earlier one runs: each migration that adds a model the role needs
+    # syncs the group again.
+    wanted = Q()
+    for app_label, codename in MARKETER_PERMISSIONS:
+        wanted |= Q(content_type__app_label=app_label, codename=codename)
+    group.permissions.set(permission_model.objects.filter(wanted))
     return group
 
 
