@@ -19,7 +19,7 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
-from campaigns import personalize
+from campaigns import pacing, personalize
 from campaigns.models import AudienceKind, Campaign, CampaignSlice, CampaignStatus
 from devices.delivery import messages, pushes, receipts
 from devices.delivery.stats import message_stats
@@ -58,6 +58,7 @@ CAMPAIGN_UPDATABLE = [
     "priority",
     "collapse_key",
     "throttle_per_second",
+    *pacing.PACING_FIELDS,
 ]
 
 
@@ -139,6 +140,7 @@ def campaign_validate(campaign: Campaign) -> None:
         errors.update(exc.message_dict)
     if campaign.throttle_per_second == 0:
         errors["throttle_per_second"] = ["Leave empty for no throttle, or above 0."]
+    errors.update(pacing.pacing_validate(campaign))
     if errors:
         raise ValidationError(errors)
 
@@ -289,8 +291,13 @@ def campaign_fail(*, campaign: Campaign, reason: str, now: datetime) -> Campaign
 
 
 def slices_add_missing(*, campaign: Campaign, now: datetime) -> int:
-    """Create slices for time zones of the audience that have none yet."""
-    if not campaign.local_time:
+    """Create slices for time zones of the audience that have none yet.
+
+    A local-time campaign is due at its wall-clock time in each zone; one
+    with quiet hours at its send time, each zone judged on its own clock
+    (campaigns.pacing).
+    """
+    if not campaign.local_time and not pacing.splits_by_zone(campaign):
         return 0
     assert campaign.send_at is not None
     zones = audience_zones(campaign.app, campaign.audience_kind, campaign.audience)
@@ -298,7 +305,9 @@ def slices_add_missing(*, campaign: Campaign, now: datetime) -> int:
     wall = timezone.make_naive(campaign.send_at, zoneinfo.ZoneInfo("UTC"))
     new = []
     for zone in sorted(zones - existing):
-        due = wall.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+        due = campaign.send_at
+        if campaign.local_time:
+            due = wall.replace(tzinfo=zoneinfo.ZoneInfo(zone))
         new.append(_slice(campaign, zone, max(due, now)))
     CampaignSlice.objects.bulk_create(new)
     return len(new)
@@ -355,19 +364,22 @@ def _schedule(
 
 
 def _slices_create(campaign: Campaign, when: datetime, now: datetime) -> None:
-    if campaign.local_time:
+    if campaign.local_time or pacing.splits_by_zone(campaign):
         slices_add_missing(campaign=campaign, now=now)
     else:
         _slice(campaign, "", when).save()
 
 
 def _slice(campaign: Campaign, zone: str, due: datetime) -> CampaignSlice:
+    # Quiet hours in the zone at that time (defer mode): due at their end.
+    paced = pacing.slice_due(campaign, zone, due)
     return CampaignSlice(
         campaign=campaign,
         timezone=zone,
-        due_at=due,
-        next_chunk_at=due,
-        expires_at=due + timedelta(seconds=campaign.ttl_seconds),
+        due_at=paced,
+        next_chunk_at=paced,
+        expires_at=paced + timedelta(seconds=campaign.ttl_seconds),
+        deferred_until=paced if paced > due else None,
     )
 
 

@@ -9,7 +9,7 @@ the last committed chunk ended (docs/architecture.md).
 from django.conf import settings
 from django.db import models
 
-from devices.models import App, Message, Priority
+from devices.models import App, Device, Message, Priority
 
 
 class CampaignStatus(models.TextChoices):
@@ -25,6 +25,23 @@ class AudienceKind(models.TextChoices):
     ALL = "all", "All devices of the app"
     FILTER = "filter", "Devices matching a filter"
     DEVICES = "devices", "An explicit list of devices"
+
+
+class FrequencyCapMode(models.TextChoices):
+    APP = "app", "The app's cap"
+    CUSTOM = "custom", "A cap of its own"
+    EXEMPT = "exempt", "Exempt: not capped and not counted"
+
+
+class QuietHoursMode(models.TextChoices):
+    APP = "app", "The app's quiet hours"
+    CUSTOM = "custom", "Quiet hours of its own"
+    OFF = "off", "None: send at any hour"
+
+
+class QuietHoursAction(models.TextChoices):
+    DEFER = "defer", "Wait until they end"
+    SKIP = "skip", "Skip those devices"
 
 
 class Campaign(models.Model):
@@ -56,6 +73,34 @@ class Campaign(models.Model):
     collapse_key = models.CharField(max_length=64, blank=True)
     throttle_per_second = models.PositiveIntegerField(
         null=True, blank=True, help_text="At most this many deliveries per second."
+    )
+    # Pacing (campaigns.pacing): the app's frequency cap and quiet hours,
+    # or the campaign's own.
+    frequency_cap_mode = models.CharField(
+        max_length=8,
+        choices=FrequencyCapMode.choices,
+        default=FrequencyCapMode.APP,
+        verbose_name="frequency cap",
+    )
+    frequency_cap_count = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name="at most (pushes)"
+    )
+    frequency_cap_window_seconds = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name="per"
+    )
+    quiet_hours_mode = models.CharField(
+        max_length=8,
+        choices=QuietHoursMode.choices,
+        default=QuietHoursMode.APP,
+        verbose_name="quiet hours",
+    )
+    quiet_hours_start = models.TimeField(null=True, blank=True, verbose_name="from")
+    quiet_hours_end = models.TimeField(null=True, blank=True, verbose_name="until")
+    quiet_hours_action = models.CharField(
+        max_length=8,
+        choices=QuietHoursAction.choices,
+        default=QuietHoursAction.DEFER,
+        verbose_name="during quiet hours",
     )
     # Lifecycle
     status = models.CharField(
@@ -112,6 +157,12 @@ class CampaignSlice(models.Model):
     cursor = models.CharField(max_length=36, blank=True)
     next_chunk_at = models.DateTimeField()
     done = models.BooleanField(default=False)
+    # Quiet hours (campaigns.pacing): when the zone's devices were made to
+    # wait until, and how many were then sent; or, in skip mode, that the
+    # rest of the slice is recorded as skipped instead of sent.
+    deferred_until = models.DateTimeField(null=True, blank=True)
+    deferred = models.PositiveIntegerField(default=0)
+    skipping = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
@@ -151,3 +202,42 @@ class MessageTemplate(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ExclusionReason(models.TextChoices):
+    CAPPED = "capped", "Capped"  # at its frequency cap
+    SKIPPED = "skipped", "Skipped"  # in quiet hours, skip mode
+
+
+class CampaignExclusion(models.Model):
+    """A device of the audience that this campaign did not send to, and why.
+
+    Written in the chunk's transaction; one per (campaign, device), so a
+    device met again (the second pass, a zone change) is neither counted
+    twice nor sent later. The counts in the stats are these rows.
+    """
+
+    # Indexed by the unique constraint, which leads with it; the stats
+    # count a campaign's rows by reason through it.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="exclusions", db_index=False
+    )
+    device = models.ForeignKey(
+        Device,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    reason = models.CharField(max_length=8, choices=ExclusionReason.choices)
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "device"], name="uniq_campaign_exclusion"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}:{self.device_id} {self.reason}"

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns import lifecycle
+from campaigns import lifecycle, pacing
 from campaigns.models import Campaign, CampaignSlice, CampaignStatus
 from devices.delivery import messages, wakeups
 from devices.delivery.enqueue import deliveries_write
@@ -60,17 +60,26 @@ def send_next_chunk(
         if campaign.status == CampaignStatus.SCHEDULED:
             campaign = lifecycle.campaign_start(campaign_id=campaign.pk, now=now)
         assert campaign.message is not None
+        if pacing.slice_held(campaign, slice_, now):
+            return ChunkResult(campaign.pk, 0, False)  # quiet hours: later
         size = min(chunk_size, campaign.throttle_per_second or chunk_size)
         ids = list(
             _slice_devices(campaign, slice_)
             .order_by("pk")
             .values_list("pk", flat=True)[:size]
         )
+        # Frequency cap and quiet hours (skip mode) leave devices out.
+        sendable = pacing.chunk_sendable(
+            campaign=campaign, slice_=slice_, ids=ids, now=now
+        )
         # A chunk written again (a scheduler that died before its commit
         # was seen) skips the devices that already have the message.
         targets = deliveries_write(
-            [(campaign.message, ids)], expires_at=slice_.expires_at, skip_existing=True
+            [(campaign.message, sendable)],
+            expires_at=slice_.expires_at,
+            skip_existing=True,
         )[campaign.message.pk]
+        pacing.chunk_sent(campaign=campaign, slice_=slice_, targets=targets, now=now)
         if ids:
             slice_.cursor = str(ids[-1])
         if len(ids) < size:
@@ -127,6 +136,7 @@ def send_due(*, now: datetime, max_chunks: int = 1000) -> int:
 
 def _slice_devices(campaign: Campaign, slice_: CampaignSlice):  # type: ignore[no-untyped-def]
     devices = audience_devices(campaign.app, campaign.audience_kind, campaign.audience)
+    devices = pacing.devices_undecided(campaign, devices)
     if slice_.online_pass:
         devices = devices.filter(node__isnull=False)
     if slice_.cursor:

@@ -7,6 +7,7 @@ admin URL and action is in tests/security/access_matrix.csv.
 
 import functools
 from collections.abc import Callable
+from datetime import time
 from typing import Any
 
 from django import forms
@@ -20,7 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from devices.conf import kpns_setting
-from devices.delivery import pushes, revocation
+from devices.delivery import caps, pushes, quiethours, revocation
 from devices.integrations import apikeys, webhooks
 from devices.models import (
     ApiKey,
@@ -116,11 +117,97 @@ def _confirmation_page(
     return TemplateResponse(request, "admin/kpns/action_confirmation.html", context)
 
 
+PACING_HELP = (
+    "Campaign pushes a device gets at most, and the hours of its own night in "
+    "which they wait (or are skipped, as each campaign chooses). Campaigns may "
+    "override both; API pushes are capped only when they ask to be."
+)
+
+
+class AppForm(forms.ModelForm):
+    frequency_cap_window_seconds = forms.TypedChoiceField(
+        label="Per",
+        choices=caps.WINDOW_CHOICES,
+        coerce=int,
+        initial=86400,
+        help_text="A rolling window: the pushes of the last 24 hours, for 1 day.",
+    )
+
+    class Meta:
+        model = App
+        fields = [
+            "name",
+            "default_timezone",
+            "frequency_cap_count",
+            "frequency_cap_window_seconds",
+            "quiet_hours_start",
+            "quiet_hours_end",
+        ]
+        widgets = {
+            "quiet_hours_start": forms.TimeInput(attrs={"type": "time"}),
+            "quiet_hours_end": forms.TimeInput(attrs={"type": "time"}),
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        try:
+            quiethours.app_pacing_check(self.instance)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                for error in errors:
+                    self.add_error(field if field in self.fields else None, error)
+        return cleaned
+
+
 @admin.register(App)
 class AppAdmin(GuardedModelAdmin):
-    list_display = ["name", "client_key", "online", "default_timezone", "created_at"]
+    form = AppForm
+    list_display = [
+        "name",
+        "client_key",
+        "online",
+        "default_timezone",
+        "pacing",
+        "created_at",
+    ]
     readonly_fields = ["client_key", "created_at"]
     search_fields = ["name"]
+    fieldsets = [
+        (None, {"fields": ["name", "client_key", "default_timezone", "created_at"]}),
+        (
+            "Frequency cap and quiet hours",
+            {
+                "fields": [
+                    "frequency_cap_count",
+                    "frequency_cap_window_seconds",
+                    "quiet_hours_start",
+                    "quiet_hours_end",
+                ],
+                "description": PACING_HELP,
+            },
+        ),
+    ]
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: App | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        window = obj and quiethours.quiet_hours_or_none(
+            obj.quiet_hours_start, obj.quiet_hours_end
+        )
+        example = quiethours.quiet_hours_example(
+            window or quiethours.QuietHours(time(22, 0), time(8, 0)),
+            viewer=timezone.get_current_timezone(),
+        )
+        form.base_fields["quiet_hours_start"].help_text = (
+            f"In each device's own time zone (a device without one: the app's "
+            f"default zone). For example {example} Empty: no quiet hours."
+        )
+        return form
 
     def save_model(
         self, request: HttpRequest, obj: App, form: Any, change: bool
@@ -130,8 +217,20 @@ class AppAdmin(GuardedModelAdmin):
                 name=obj.name, default_timezone=obj.default_timezone
             )
             obj.pk, obj.client_key = created.pk, created.client_key
-            return
+            obj.created_at = created.created_at
         super().save_model(request, obj, form, change)
+
+    @admin.display(description="cap and quiet hours")
+    def pacing(self, app: App) -> str:
+        cap = caps.app_cap(app)
+        window = quiethours.quiet_hours_or_none(
+            app.quiet_hours_start, app.quiet_hours_end
+        )
+        parts = [
+            f"{cap.limit} per {caps.window_words(cap.window)}" if cap else "no cap",
+            f"quiet {window}" if window else "no quiet hours",
+        ]
+        return "; ".join(parts)
 
     @admin.display(description="online now")
     def online(self, app: App) -> int:

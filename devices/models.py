@@ -29,6 +29,24 @@ class App(models.Model):
         help_text="Public key that device SDKs use to register.",
     )
     default_timezone = models.CharField(max_length=64, default="UTC")
+    # Pacing (docs/console.md, "Frequency caps and quiet hours"): at most
+    # frequency_cap_count capped pushes per device in a rolling window (no
+    # count: no cap), and a device-local window in which campaign pushes
+    # wait or are skipped (no times: none). Campaigns may override both.
+    frequency_cap_count = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        verbose_name="frequency cap",
+        help_text="At most this many campaign pushes per device in the window. "
+        "Empty: no cap.",
+    )
+    frequency_cap_window_seconds = models.PositiveIntegerField(
+        default=86400, verbose_name="frequency cap window"
+    )
+    quiet_hours_start = models.TimeField(
+        null=True, blank=True, help_text="In each device's own time zone."
+    )
+    quiet_hours_end = models.TimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -271,6 +289,35 @@ class DeliveredMinute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} [{self.shard}]"
+
+
+class CappedPush(models.Model):
+    """One push that counts toward its device's frequency cap
+    (devices.delivery.caps): the ledger the cap is checked against.
+
+    A push counts exactly when it is subject to a cap. Rows older than the
+    longest window a cap may have are pruned by housekeeping.
+    """
+
+    device = models.ForeignKey(
+        Device,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # The cap check counts each device's rows in the window: an
+            # index-only range scan per device (devices.delivery.caps).
+            models.Index(fields=["device", "sent_at"], name="capped_push_device_idx"),
+            models.Index(fields=["sent_at"], name="capped_push_sent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device_id} @ {self.sent_at:%Y-%m-%d %H:%M}"
 
 
 class Node(models.Model):

@@ -9,7 +9,8 @@
 * Every HOUSEKEEPING_SECONDS: expire deliveries whose TTL passed, delete
   deliveries and messages KPNS_RETENTION_DAYS past their expiry
   (devices.delivery.retention), forget old idempotency records, finished
-  webhook calls and per-minute delivery tallies (each bounded per run).
+  webhook calls, per-minute delivery tallies and frequency-cap history
+  older than any cap's window (each bounded per run).
 """
 
 import logging
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 from django.db import DatabaseError
 
 from devices.conf import kpns_setting
-from devices.delivery import counters, metrics, presence, receipts, retention
+from devices.delivery import caps, counters, metrics, presence, receipts, retention
 from devices.integrations import idempotency, webhooks
 
 logger = logging.getLogger(__name__)
@@ -77,3 +78,4 @@ def prune(*, now: datetime) -> None:
     counters.minutes_prune(before=now - MINUTES_KEPT)
     idempotency.records_prune(now=now)
     webhooks.deliveries_prune(now=now)
+    caps.ledger_prune(now=now)

@@ -5,51 +5,75 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('devices', '0003_leaner_indexes'),
+        ("devices", "0003_leaner_indexes"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DeliveredMinute',
+            name="DeliveredMinute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minute', models.DateTimeField()),
-                ('shard', models.SmallIntegerField()),
-                ('delivered', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("minute", models.DateTimeField()),
+                ("shard", models.SmallIntegerField()),
+                ("delivered", models.BigIntegerField(default=0)),
             ],
         ),
         migrations.CreateModel(
-            name='MessageCount',
+            name="MessageCount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('shard', models.SmallIntegerField()),
-                ('targeted', models.BigIntegerField(default=0)),
-                ('sent', models.BigIntegerField(default=0)),
-                ('delivered', models.BigIntegerField(default=0)),
-                ('opened', models.BigIntegerField(default=0)),
-                ('expired', models.BigIntegerField(default=0)),
-                ('collapsed', models.BigIntegerField(default=0)),
-                ('cancelled', models.BigIntegerField(default=0)),
-                ('dropped', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("shard", models.SmallIntegerField()),
+                ("targeted", models.BigIntegerField(default=0)),
+                ("sent", models.BigIntegerField(default=0)),
+                ("delivered", models.BigIntegerField(default=0)),
+                ("opened", models.BigIntegerField(default=0)),
+                ("expired", models.BigIntegerField(default=0)),
+                ("collapsed", models.BigIntegerField(default=0)),
+                ("cancelled", models.BigIntegerField(default=0)),
+                ("dropped", models.BigIntegerField(default=0)),
             ],
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['expires_at'], name='message_expiry_idx'),
+            model_name="message",
+            index=models.Index(fields=["expires_at"], name="message_expiry_idx"),
         ),
         migrations.AddConstraint(
-            model_name='deliveredminute',
-            constraint=models.UniqueConstraint(fields=('minute', 'shard'), name='uniq_delivered_minute_shard'),
+            model_name="deliveredminute",
+            constraint=models.UniqueConstraint(
+                fields=("minute", "shard"), name="uniq_delivered_minute_shard"
+            ),
         ),
         migrations.AddField(
-            model_name='messagecount',
-            name='message',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='devices.message'),
+            model_name="messagecount",
+            name="message",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="devices.message",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='messagecount',
-            constraint=models.UniqueConstraint(fields=('message', 'shard'), name='uniq_message_count_shard'),
+            model_name="messagecount",
+            constraint=models.UniqueConstraint(
+                fields=("message", "shard"), name="uniq_message_count_shard"
+            ),
         ),
     ]

@@ -66,7 +66,9 @@ def test_concurrent_send_now_clicks_schedule_once():
 
     def click():
         try:
-            lifecycle.campaign_schedule_now(campaign=Campaign.objects.get(pk=campaign.pk))
+            lifecycle.campaign_schedule_now(
+                campaign=Campaign.objects.get(pk=campaign.pk)
+            )
             outcomes.append("sent")
         except lifecycle.CampaignStateError:
             outcomes.append("refused")
