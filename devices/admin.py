@@ -35,6 +35,9 @@ from devices.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from devices.native import providerkeys
+from devices.native import services as native
+from devices.native.admin import ProviderConfigInline
 from devices.registry import services as registry
 
 # How many names a confirmation page lists; the count is always exact.
@@ -172,6 +175,7 @@ class AppAdmin(GuardedModelAdmin):
     ]
     readonly_fields = ["client_key", "created_at"]
     search_fields = ["name"]
+    actions = ["regenerate_vapid_keys"]
     fieldsets = [
         (None, {"fields": ["name", "client_key", "default_timezone", "created_at"]}),
         (
@@ -209,6 +213,12 @@ class AppAdmin(GuardedModelAdmin):
         )
         return form
 
+    def get_inlines(self, request: HttpRequest, obj: App | None) -> list[Any]:
+        if obj is None:
+            return []  # a new app gets its provider row and VAPID keys
+        native.provider_config_of(app=obj)  # an app made before native push
+        return [ProviderConfigInline]
+
     def save_model(
         self, request: HttpRequest, obj: App, form: Any, change: bool
     ) -> None:
@@ -231,6 +241,24 @@ class AppAdmin(GuardedModelAdmin):
             f"quiet {window}" if window else "no quiet hours",
         ]
         return "; ".join(parts)
+
+    @admin.action(description="Regenerate VAPID keys", permissions=["change"])
+    @asks_confirmation(
+        "Each app gets a new Web Push key pair; its browser subscriptions, "
+        "bound to the old public key, are deactivated until the JS SDK "
+        "subscribes again."
+    )
+    def regenerate_vapid_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
+        dropped = sum(
+            providerkeys.vapid_keys_regenerate(config=native.provider_config_of(app=a))
+            for a in queryset
+        )
+        self.message_user(
+            request,
+            f"New VAPID keys for {queryset.count()} app(s); "
+            f"{dropped} Web Push subscription(s) deactivated.",
+            messages.WARNING,
+        )
 
     @admin.display(description="online now")
     def online(self, app: App) -> int:

@@ -77,14 +77,24 @@ class AppProviderConfig(models.Model):
     # of the uncompressed P-256 point) is the JS SDK's applicationServerKey.
     vapid_public_key = models.CharField(max_length=100)
     vapid_private_key = SealedTextField()
+    vapid_generated_at = models.DateTimeField(null=True, blank=True)
     # FCM HTTP v1: the project and a service account's JSON key.
     fcm_project_id = models.CharField(max_length=100, blank=True)
     fcm_service_account = SealedTextField(blank=True)
+    fcm_service_account_set_at = models.DateTimeField(null=True, blank=True)
     # APNs token auth: the .p8 key and who it belongs to.
     apns_key = SealedTextField(blank=True)
+    apns_key_set_at = models.DateTimeField(null=True, blank=True)
     apns_key_id = models.CharField(max_length=10, blank=True)
     apns_team_id = models.CharField(max_length=10, blank=True)
     apns_bundle_id = models.CharField(max_length=200, blank=True)
+    # The APNs server of devices that registered a token without saying
+    # (a development build's token is only valid in the sandbox).
+    apns_environment = models.CharField(
+        max_length=10,
+        choices=ApnsEnvironment.choices,
+        default=ApnsEnvironment.PRODUCTION,
+    )
     # How long a socket delivery may stay unacked before its provider is
     # tried (the policy, docs/native-push.md).
     grace_seconds = models.FloatField(default=5.0)

@@ -136,7 +136,7 @@ def _native_delivery(
         p256dh=credential.p256dh,
         auth=credential.auth,
         token=credential.token,
-        environment=credential.environment or "production",
+        environment=credential.environment or config.apns_environment,
         delivery_id=delivery.pk,
         credential_id=credential.pk,
     )

@@ -22,7 +22,12 @@ from devices.native.models import (
 def provider_config_create(*, app: App) -> AppProviderConfig:
     public, private = webpush.vapid_keys_generate()
     config, _ = AppProviderConfig.objects.get_or_create(
-        app=app, defaults={"vapid_public_key": public, "vapid_private_key": private}
+        app=app,
+        defaults={
+            "vapid_public_key": public,
+            "vapid_private_key": private,
+            "vapid_generated_at": timezone.now(),
+        },
     )
     return config
 

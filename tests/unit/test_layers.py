@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
         "devices.apps",
         "devices.management",
         "devices.native.api",
+        "devices.native.admin",
         "devices.native.serializers",
         "devices.native.urls",
     ),

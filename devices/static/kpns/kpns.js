@@ -617,6 +617,11 @@ export class KpnsClient {
     const { token } = await this.register();
     const { vapid_public_key: key } = await this._http("GET", "/api/v1/device/vapid-public-key", undefined, token);
     let subscription = await registration.pushManager.getSubscription();
+    if (subscription && !sameKey(subscription.options && subscription.options.applicationServerKey, key)) {
+      // The app's VAPID keys were regenerated: the old subscription is dead.
+      await subscription.unsubscribe();
+      subscription = null;
+    }
     if (!subscription) {
       subscription = await registration.pushManager.subscribe({
         userVisibleOnly: true, applicationServerKey: base64UrlBytes(key),
@@ -1031,6 +1036,14 @@ export class KpnsClient {
 function base64UrlBytes(text) {
   const base64 = text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4);
   return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+}
+
+/** Whether a subscription's applicationServerKey (an ArrayBuffer) is `key`. */
+function sameKey(buffer, key) {
+  if (!buffer) return true; // a browser that does not say: keep it
+  const ours = base64UrlBytes(key);
+  const theirs = new Uint8Array(buffer);
+  return theirs.length === ours.length && theirs.every((byte, i) => byte === ours[i]);
 }
 
 function pick(object, names) {
