@@ -21,10 +21,11 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from campaigns import console, lifecycle, sender
+from campaigns import console, lifecycle, saved_templates, sender
+from campaigns import template_admin as template_admin  # registers it
 from campaigns.durations import duration_words
 from campaigns.forms import CampaignForm, SendTestForm, audience_spec
-from campaigns.models import AudienceKind, Campaign, CampaignStatus
+from campaigns.models import AudienceKind, Campaign, CampaignStatus, MessageTemplate
 from campaigns.selectors import (
     RESULT_COLUMNS,
     campaign_results,
@@ -232,6 +233,16 @@ class CampaignAdmin(GuardedModelAdmin):
     @admin.display(description="expires after")
     def expires_after(self, campaign: Campaign) -> str:
         return duration_words(campaign.ttl_seconds)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """?template=ID: a new campaign starts with that template's content."""
+        initial = super().get_changeform_initial_data(request)
+        chosen = _int(request.GET.get("template"))
+        template = MessageTemplate.objects.filter(pk=chosen).first()
+        if template is not None:
+            initial.update(saved_templates.template_content(template))
+            initial.update(app=template.app_id, name=template.name)
+        return initial
 
     def save_model(
         self, request: HttpRequest, obj: Campaign, form: Any, change: bool

@@ -25,7 +25,7 @@ from django.urls import Resolver404, URLResolver, resolve, reverse
 from django.urls import path as url_path
 from django.utils import timezone
 
-from campaigns import lifecycle
+from campaigns import lifecycle, saved_templates
 from campaigns.models import Campaign
 from campaigns.roles import MARKETER, ROLES
 from devices.delivery import pushes, revocation
@@ -410,6 +410,9 @@ def _matrix_world():
         "webhookdelivery": WebhookDelivery.objects.get(endpoint=endpoint),
         "campaign": campaign,
         "sending": sending,
+        "messagetemplate": saved_templates.template_create(
+            app=app, name="Matrix", title="Hi {{ alias }}"
+        ),
         "user": users["staff"],
         "group": Group.objects.get(name=MARKETER),
     }
