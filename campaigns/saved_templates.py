@@ -64,6 +64,11 @@ def template_update(*, template: MessageTemplate, **fields: Any) -> MessageTempl
     return template
 
 
+def template_delete(*, template: MessageTemplate) -> None:
+    """Campaigns made from it keep their copy of its content."""
+    template.delete()
+
+
 def template_content(template: MessageTemplate) -> dict[str, Any]:
     """The fields a campaign copies from the template."""
     content = personalize.content_of(template)

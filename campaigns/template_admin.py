@@ -30,7 +30,7 @@ class MessageTemplateForm(forms.ModelForm):
     data = DataField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text='A JSON object; its string values may hold placeholders: '
+        help_text="A JSON object; its string values may hold placeholders: "
         '{"greeting": "{{ first_name }}"}. Empty is none.',
     )
 

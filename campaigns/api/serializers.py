@@ -43,7 +43,17 @@ class CampaignSerializer(serializers.ModelSerializer):
 
 class CampaignWriteSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200)
-    title = serializers.CharField(max_length=200)
+    template = serializers.IntegerField(
+        required=False,
+        help_text="A saved template's id: its content (title, body, url, image, "
+        "data) is copied; fields given here win over it.",
+    )
+    title = serializers.CharField(
+        max_length=200,
+        required=False,
+        help_text="Required unless `template` gives it. Title, body and data's "
+        "string values may hold placeholders (docs/api.md).",
+    )
     body = serializers.CharField(required=False, allow_blank=True, max_length=4096)
     url = serializers.URLField(required=False, allow_blank=True, max_length=1000)
     image = serializers.URLField(required=False, allow_blank=True, max_length=1000)

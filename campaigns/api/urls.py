@@ -1,8 +1,18 @@
 from django.urls import path
 
-from campaigns.api import views
+from campaigns.api import templates, views
 
 urlpatterns = [
+    path(
+        "templates",
+        templates.TemplateCollectionView.as_view(),
+        name="api-templates",
+    ),
+    path(
+        "templates/<int:template_id>",
+        templates.TemplateItemView.as_view(),
+        name="api-template",
+    ),
     path("campaigns", views.CampaignCollectionView.as_view(), name="api-campaigns"),
     path(
         "campaigns/<int:campaign_id>",

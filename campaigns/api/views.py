@@ -22,6 +22,7 @@ from campaigns.api.serializers import (
     ResultsQuerySerializer,
     ScheduleSerializer,
 )
+from campaigns.api.templates import content_from_template
 from campaigns.models import Campaign
 from campaigns.selectors import (
     campaign_deliveries,
@@ -86,7 +87,8 @@ class CampaignCollectionView(ServerAPIView):
     def post(self, request: Request) -> Response:
         incoming = CampaignWriteSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        campaign = lifecycle.campaign_create(app=self.app, **incoming.validated_data)
+        fields = content_from_template(self.app, incoming.validated_data)
+        campaign = lifecycle.campaign_create(app=self.app, **fields)
         return Response(CampaignSerializer(campaign).data, status=201)
 
 
@@ -110,7 +112,8 @@ class CampaignItemView(ServerAPIView):
         incoming.is_valid(raise_exception=True)
         with _state_conflicts():
             campaign = lifecycle.campaign_update(
-                campaign=campaign, **incoming.validated_data
+                campaign=campaign,
+                **content_from_template(self.app, incoming.validated_data),
             )
         return Response(CampaignSerializer(campaign).data)
 

@@ -56,9 +56,7 @@ def test_a_syntax_error_is_shown_at_the_field_with_the_placeholder(client, marke
     assert not MessageTemplate.objects.exists()
 
 
-def test_a_template_too_large_for_a_push_in_its_worst_case_is_refused(
-    client, marketer
-):
+def test_a_template_too_large_for_a_push_in_its_worst_case_is_refused(client, marketer):
     app = make_app()
     form = template_form(app, body="{{ a }} " * 12)
     page = client.post(f"{TEMPLATES}add/", form).content.decode()
@@ -153,9 +151,7 @@ def test_preview_never_shows_devices_of_another_app_by_alias(client, marketer):
     assert answer["device"] is None
 
 
-def test_the_composer_offers_the_sample_device_and_the_template_link(
-    client, marketer
-):
+def test_the_composer_offers_the_sample_device_and_the_template_link(client, marketer):
     app = make_app()
     template = saved_templates.template_create(app=app, name="T", title=HI)
     page = client.get(f"{TEMPLATES}{template.pk}/change/").content.decode()

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
 )
 
-from campaigns import lifecycle
+from campaigns import lifecycle, saved_templates
 from devices.delivery import pushes
 from devices.integrations import webhooks
 from kpns_site.jsonbody import MAX_JSON_DEPTH
@@ -107,6 +107,9 @@ def world(db):
             "campaign_id": campaign.pk,
             "message_id": message.pk,
             "endpoint_id": endpoint.pk,
+            "template_id": saved_templates.template_create(
+                app=app, name="t", title="Hi {{ alias }}"
+            ).pk,
         },
     }
 
