@@ -6,6 +6,7 @@ one selector, and reports the result.
 
 import csv
 import json
+import zoneinfo
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,9 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 
-from campaigns import console, lifecycle, saved_templates, sender
+from campaigns import console, lifecycle, pacing, saved_templates, sender
 from campaigns import template_admin as template_admin  # registers it
 from campaigns.durations import duration_words
 from campaigns.forms import CampaignForm, SendTestForm, audience_spec
@@ -58,6 +59,7 @@ OPTIONS = (
     "Delivery options",
     {"fields": ["ttl_seconds", "priority", "collapse_key", "throttle_per_second"]},
 )
+PACING_TITLE = "Frequency cap and quiet hours"
 READ_ONLY_OPTIONS = (
     "Delivery options",
     {"fields": ["expires_after", "priority", "collapse_key", "throttle_per_second"]},
@@ -201,6 +203,7 @@ class CampaignAdmin(GuardedModelAdmin):
                 ("Audience", {"fields": ["audience_kind", "audience_summary"]}),
                 ("Schedule", {"fields": ["send_at", "local_time"]}),
                 READ_ONLY_OPTIONS,
+                self._pacing_fieldset(obj),
                 ("State", {"fields": [*STATE_FIELDS, "sent_by", "failure_reason"]}),
             ]
         fieldsets: list[Any] = [
@@ -208,6 +211,7 @@ class CampaignAdmin(GuardedModelAdmin):
             ("Audience", {"fields": AUDIENCE_FIELDS}),
             SCHEDULE,
             OPTIONS,
+            self._pacing_fieldset(obj),
         ]
         if obj is not None:
             who = "scheduled_by" if obj.status == CampaignStatus.SCHEDULED else None
@@ -225,6 +229,16 @@ class CampaignAdmin(GuardedModelAdmin):
                 "expires_after",
             ]
         return [*STATE_FIELDS, "scheduled_by"]
+
+    def _pacing_fieldset(self, obj: Campaign | None) -> Any:
+        note = pacing.pacing_note(
+            obj.app if obj is not None else None, timezone.get_current_timezone()
+        )
+        return (
+            PACING_TITLE,
+            # The admin shows a description as HTML: the app's name is text.
+            {"fields": pacing.PACING_FIELDS, "description": escape(note)},
+        )
 
     @admin.display(description="scheduled by")
     def scheduled_by(self, campaign: Campaign) -> str:
@@ -328,6 +342,8 @@ class CampaignAdmin(GuardedModelAdmin):
                 campaign.app, campaign.audience_kind, campaign.audience
             )
             extra["stats"] = campaign_stats(campaign)
+            extra["pacing_stats"] = pacing.campaign_pacing_stats(campaign)
+            extra["zones_waiting"] = _zones_waiting(campaign)
             extra["campaign"] = campaign
             if campaign.status not in lifecycle.EDITABLE:
                 extra["title"] = f"{campaign.get_status_display()} campaign"
@@ -389,6 +405,7 @@ class CampaignAdmin(GuardedModelAdmin):
             {
                 "status": campaign.status,
                 "stats": campaign_stats(campaign),
+                "pacing": pacing.campaign_pacing_stats(campaign),
                 "timeline": campaign_timeline(campaign),
             }
         )
@@ -535,6 +552,20 @@ def _wall(date: str | None, time: str | None) -> datetime | None:
     except ValidationError:
         return None
     return None if value is None else timezone.make_naive(value)
+
+
+def _zones_waiting(campaign: Campaign) -> list[str]:
+    """'Asia/Tokyo: at 08:00 JST (01:00 in your zone)' per zone on hold."""
+    lines = []
+    for row in pacing.zones_waiting(campaign):
+        zone = zoneinfo.ZoneInfo(row["timezone"])
+        there = row["next_chunk_at"].astimezone(zone)
+        mine = timezone.localtime(row["next_chunk_at"])
+        lines.append(
+            f"{row['timezone']}: at {there:%H:%M} {there.tzname()} "
+            f"({mine:%d %b, %H:%M} in your zone)"
+        )
+    return lines
 
 
 def _change_url(campaign: Campaign) -> str:

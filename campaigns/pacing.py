@@ -19,7 +19,7 @@ campaign is sent, chunk by chunk (campaigns.sender):
 
 import zoneinfo
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -43,6 +43,7 @@ from devices.delivery.enqueue import Target
 from devices.delivery.quiethours import (
     QuietHours,
     quiet_hours_check,
+    quiet_hours_example,
     quiet_hours_or_none,
 )
 from devices.delivery.sqlvalues import in_values
@@ -280,3 +281,19 @@ def cap_words(cap: FrequencyCap | None) -> str:
     pushes = "push" if cap.limit == 1 else "pushes"
     window = duration_words(int(cap.window.total_seconds()))
     return f"At most {cap.limit} campaign {pushes} per device per {window}"
+
+
+def pacing_note(app: App | None, viewer: zoneinfo.ZoneInfo) -> str:
+    """The composer's plain words for the app's cap and quiet hours."""
+    window = app_quiet_hours(app) if app is not None else None
+    example = "Quiet hours " + quiet_hours_example(
+        window or QuietHours(time(22, 0), time(8, 0)), viewer=viewer
+    )
+    if app is None:
+        return example
+    cap = cap_words(caps.app_cap(app))
+    quiet = f"quiet hours {window}" if window else "no quiet hours"
+    return (
+        f"{app.name}: {cap[0].lower()}{cap[1:]}; {quiet}. Keep the app's "
+        f"settings, give this campaign its own, or turn them off. {example}"
+    )

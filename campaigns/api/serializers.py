@@ -1,7 +1,15 @@
 from rest_framework import serializers
 
-from campaigns.models import AudienceKind, Campaign, CampaignStatus
+from campaigns.models import (
+    AudienceKind,
+    Campaign,
+    CampaignStatus,
+    FrequencyCapMode,
+    QuietHoursAction,
+    QuietHoursMode,
+)
 from devices.api.serializers import DeliveryCountsSerializer, StrictSerializer
+from devices.delivery import caps
 from devices.delivery.messages import MAX_TTL_SECONDS
 from devices.models import DeliveryStatus, Platform, Priority
 
@@ -30,6 +38,13 @@ class CampaignSerializer(serializers.ModelSerializer):
             "priority",
             "collapse_key",
             "throttle_per_second",
+            "frequency_cap_mode",
+            "frequency_cap_count",
+            "frequency_cap_window_seconds",
+            "quiet_hours_mode",
+            "quiet_hours_start",
+            "quiet_hours_end",
+            "quiet_hours_action",
             "status",
             "message_id",
             "created_at",
@@ -76,6 +91,39 @@ class CampaignWriteSerializer(StrictSerializer):
     throttle_per_second = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=1_000_000
     )
+    frequency_cap_mode = serializers.ChoiceField(
+        choices=FrequencyCapMode.choices,
+        required=False,
+        help_text="app (default): the app's cap; custom: frequency_cap_count "
+        "per frequency_cap_window_seconds; exempt: neither capped nor counted.",
+    )
+    frequency_cap_count = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=caps.MAX_COUNT
+    )
+    frequency_cap_window_seconds = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=int(caps.MIN_WINDOW.total_seconds()),
+        max_value=int(caps.MAX_WINDOW.total_seconds()),
+    )
+    quiet_hours_mode = serializers.ChoiceField(
+        choices=QuietHoursMode.choices,
+        required=False,
+        help_text="app (default): the app's quiet hours; custom: "
+        "quiet_hours_start to quiet_hours_end; off: none.",
+    )
+    quiet_hours_start = serializers.TimeField(
+        required=False,
+        allow_null=True,
+        help_text="HH:MM in each device's own time zone.",
+    )
+    quiet_hours_end = serializers.TimeField(required=False, allow_null=True)
+    quiet_hours_action = serializers.ChoiceField(
+        choices=QuietHoursAction.choices,
+        required=False,
+        help_text="defer (default): a zone in quiet hours is sent when they "
+        "end there; skip: its devices are skipped.",
+    )
 
 
 class CampaignListQuerySerializer(serializers.Serializer):
@@ -95,9 +143,22 @@ class TimelinePointSerializer(serializers.Serializer):
     opened = serializers.IntegerField()
 
 
+class PacingCountsSerializer(serializers.Serializer):
+    capped = serializers.IntegerField(
+        help_text="Devices left out: at their frequency cap."
+    )
+    deferred = serializers.IntegerField(
+        help_text="Devices sent when quiet hours ended in their zone."
+    )
+    skipped = serializers.IntegerField(
+        help_text="Devices left out: in quiet hours, skip mode."
+    )
+
+
 class CampaignStatsSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices)
     stats = DeliveryCountsSerializer()
+    pacing = PacingCountsSerializer()
     timeline = TimelinePointSerializer(many=True)
 
 

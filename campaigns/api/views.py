@@ -12,7 +12,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from campaigns import lifecycle, sender
+from campaigns import lifecycle, pacing, sender
 from campaigns.api.serializers import (
     CampaignListQuerySerializer,
     CampaignResultSerializer,
@@ -182,8 +182,9 @@ class CampaignStatsView(ServerAPIView):
 
     @extend_schema(
         summary="Campaign stats",
-        description="Deliveries by state, exact, and sent/delivered/opened per "
-        "second (per minute after 10 minutes).",
+        description="Deliveries by state, exact; devices capped, deferred and "
+        "skipped by frequency caps and quiet hours; and sent/delivered/opened "
+        "per second (per minute after 10 minutes).",
         responses=CampaignStatsSerializer,
     )
     def get(self, request: Request, campaign_id: int) -> Response:
@@ -191,6 +192,7 @@ class CampaignStatsView(ServerAPIView):
         body = {
             "status": campaign.status,
             "stats": campaign_stats(campaign),
+            "pacing": pacing.campaign_pacing_stats(campaign),
             "timeline": campaign_timeline(campaign),
         }
         return Response(CampaignStatsSerializer(body).data)

@@ -47,7 +47,9 @@ class PushView(ServerAPIView):
         "device_ids, aliases, tags or audience, and answers at once with its "
         "id. Devices online get it within milliseconds; the others when they "
         "reconnect, until `ttl_seconds` pass. At most KPNS_API_MAX_PUSH_DEVICES "
-        "(10,000) devices: larger audiences are campaigns.",
+        "(10,000) devices: larger audiences are campaigns. Not frequency-capped "
+        "unless `respect_frequency_cap` is true: then devices at the app's cap "
+        "are left out (`capped`) and the push counts toward it.",
         parameters=[IDEMPOTENCY_KEY],
         request=PushSerializer,
         responses={202: PushAcceptedSerializer, **problem(422)},
@@ -55,9 +57,14 @@ class PushView(ServerAPIView):
     @idempotent
     def post(self, request: Request) -> Response:
         data = push_checker().run_validation(request.data)
-        message, targets = targeting.push_send(app=self.app, **data)
+        result = targeting.push_send(app=self.app, **data)
+        assert result.message is not None
         return Response(
-            {"message_id": str(message.id), "targets": targets},
+            {
+                "message_id": str(result.message.id),
+                "targets": result.targets,
+                "capped": result.capped,
+            },
             status=status.HTTP_202_ACCEPTED,
         )
 

@@ -52,11 +52,21 @@ class PushSerializer(StrictSerializer):
     collapse_key = serializers.CharField(
         required=False, allow_blank=True, max_length=64
     )
+    respect_frequency_cap = serializers.BooleanField(
+        required=False,
+        help_text="Leave out devices at the app's frequency cap and count this "
+        "push toward it (default false: API pushes are neither capped nor "
+        "counted). Single pushes only, not in a batch.",
+    )
 
 
 class PushAcceptedSerializer(serializers.Serializer):
     message_id = serializers.UUIDField()
     targets = serializers.IntegerField(help_text="Devices the message was queued for.")
+    capped = serializers.IntegerField(
+        help_text="Devices left out at the app's frequency cap "
+        "(respect_frequency_cap only)."
+    )
 
 
 @extend_schema_field(PushSerializer(many=True))

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.db import transaction
 
-from devices.delivery import messages, wakeups
+from devices.delivery import caps, messages, wakeups
+from devices.delivery.caps import FrequencyCap
 from devices.delivery.enqueue import deliveries_write
 from devices.models import App, Device, Message
 
@@ -26,6 +27,27 @@ def push_to_devices(
         transaction.on_commit(lambda: wakeups.wake_targets(fields, targets))
     _log_push(message, app, targets)
     return message, len(targets)
+
+
+def push_to_devices_capped(
+    *, app: App, device_ids: Iterable[Any], cap: FrequencyCap, **content: Any
+) -> tuple[Message, int, int]:
+    """push_to_devices under the app's frequency cap: devices at the cap
+    are left out, and the push counts toward it for the others
+    (devices.delivery.caps). Returns it, the targets and the capped count."""
+    ids = list(dict.fromkeys(device_ids))
+    with transaction.atomic():
+        message = messages.message_create(app=app, **content)
+        now = message.created_at
+        caps.devices_lock(ids)
+        capped = caps.capped_devices(ids, cap=cap, now=now)
+        sendable = [i for i in ids if i not in capped]
+        targets = deliveries_write([(message, sendable)])[message.pk]
+        caps.pushes_record([t.device_id for t in targets], now=now)
+        fields = messages.push_fields(message)
+        transaction.on_commit(lambda: wakeups.wake_targets(fields, targets))
+    _log_push(message, app, targets)
+    return message, len(targets), len(capped)
 
 
 def _log_push(message: Message, app: App, targets: list[Any]) -> None:

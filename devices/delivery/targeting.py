@@ -15,13 +15,20 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db.models import QuerySet
 
 from devices.conf import kpns_setting
-from devices.delivery import messages, pushes
+from devices.delivery import caps, messages, pushes
 from devices.models import App, Device, Message
 from devices.registry.audience import audience_devices, audience_validate
 
 TARGET_KINDS = ("device_ids", "aliases", "tags", "audience")
 MAX_TARGET_LIST = 1000
 MAX_TARGET_TAGS = 50
+# A batch writes its messages in one statement; the cap is checked per push.
+BATCH_CAP_ERROR = {
+    "respect_frequency_cap": [
+        "Not taken in a batch: send pushes that respect the frequency cap "
+        "one by one (POST /api/v1/pushes)."
+    ]
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,7 @@ class PushResult:
     message: Message | None
     targets: int
     errors: dict[str, list[str]] | None = None
+    capped: int = 0
 
 
 def push_targets(*, app: App, targets: dict[str, Any]) -> QuerySet[Device]:
@@ -70,10 +78,15 @@ def push_send(
     aliases: list[str] | None = None,
     tags: list[str] | None = None,
     audience: dict[str, Any] | None = None,
+    respect_frequency_cap: bool = False,
     **content: Any,
-) -> tuple[Message, int]:
+) -> PushResult:
     """Send one message to the devices named by exactly one of device_ids,
     aliases, tags or audience. Returns it and the number of devices.
+
+    With respect_frequency_cap, devices at the app's frequency cap are left
+    out (counted in `capped`) and the push counts toward the cap; an app
+    without a cap sends to all and counts nothing (devices.delivery.caps).
 
     At most API_MAX_PUSH_DEVICES devices: a larger audience is a campaign,
     which the scheduler sends in chunks. Naming no device is not an error
@@ -91,7 +104,14 @@ def push_send(
         ids: list[Any] = _named_device_ids(device_ids or [])
     else:
         ids = _target_ids(app, targets)
-    return pushes.push_to_devices(app=app, device_ids=ids, **content)
+    cap = caps.app_cap(app) if respect_frequency_cap else None
+    if cap is not None:
+        message, count, capped = pushes.push_to_devices_capped(
+            app=app, device_ids=ids, cap=cap, **content
+        )
+        return PushResult(message, count, capped=capped)
+    message, count = pushes.push_to_devices(app=app, device_ids=ids, **content)
+    return PushResult(message, count)
 
 
 def push_send_batch(*, app: App, items: list[dict[str, Any]]) -> list[PushResult]:
@@ -104,6 +124,9 @@ def push_send_batch(*, app: App, items: list[dict[str, Any]]) -> list[PushResult
     for index, item in enumerate(items):
         targets = {kind: item.get(kind) for kind in TARGET_KINDS}
         content = {k: v for k, v in item.items() if k not in TARGET_KINDS}
+        if content.pop("respect_frequency_cap", False):
+            results[index] = PushResult(None, 0, BATCH_CAP_ERROR)
+            continue
         try:
             if _only_device_ids(targets):
                 ids = _named_device_ids(targets["device_ids"] or [])

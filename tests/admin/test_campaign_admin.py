@@ -148,3 +148,47 @@ def test_dashboard_shows_online_and_delivered_last_hour(client, admin_user):
     page = client.get("/admin/").content.decode()
     assert 'id="dash-online">0<' in page
     assert "Messages delivered in the last hour" in page
+
+
+def test_marketer_sets_a_cap_and_quiet_hours_of_the_campaigns_own(client, marketer):
+    from datetime import time
+
+    app = make_app()
+    response = client.post(
+        "/admin/campaigns/campaign/add/",
+        campaign_form(
+            app,
+            frequency_cap_mode="custom",
+            frequency_cap_count="2",
+            frequency_cap_window_seconds="86400",
+            quiet_hours_mode="custom",
+            quiet_hours_start="21:30",
+            quiet_hours_end="07:00",
+            quiet_hours_action="skip",
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    campaign = Campaign.objects.get()
+    assert (campaign.frequency_cap_count, campaign.frequency_cap_window_seconds) == (
+        2,
+        86400,
+    )
+    assert (campaign.quiet_hours_start, campaign.quiet_hours_end) == (
+        time(21, 30),
+        time(7, 0),
+    )
+    assert campaign.quiet_hours_action == "skip"
+    page = client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content
+    assert b"in each device&#x27;s own time zone: a device in Tokyo" in page
+
+
+def test_a_custom_cap_without_a_number_is_an_error_at_the_field(client, marketer):
+    app = make_app()
+    response = client.post(
+        "/admin/campaigns/campaign/add/",
+        campaign_form(app, frequency_cap_mode="custom"),
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "frequency_cap_count" in errors
+    assert Campaign.objects.count() == 0

@@ -145,6 +145,10 @@
           const cell = document.querySelector('[data-stat="' + name + '"]');
           if (cell) cell.textContent = data.stats[name];
         }
+        for (const name in data.pacing || {}) {
+          const cell = document.querySelector('[data-pacing="' + name + '"]');
+          if (cell) cell.textContent = data.pacing[name];
+        }
         $("campaign-status").textContent = data.status;
         funnel(data.stats);
         timeline(data.timeline);
