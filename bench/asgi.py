@@ -5,6 +5,7 @@ bench.asgi.application`. Production never imports the benchmark."""
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import path
 
+from bench import memsnap
 from bench.naive import NaiveConsumer
 from devices.delivery.routing import websocket_urlpatterns
 from kpns_site.asgi import application as kpns
@@ -17,3 +18,5 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+memsnap.install()

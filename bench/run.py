@@ -89,6 +89,7 @@ def main() -> None:
             "targeted",
             "batch",
             "acks",
+            "memory",
             *OPS_SCENARIOS,
             *DATA_SCENARIOS,
         ],

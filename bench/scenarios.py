@@ -116,8 +116,11 @@ def scenario_storm(platform: Platform, args: argparse.Namespace) -> dict[str, An
     queued = rows.count()
     if queued < args.devices:
         _report_stall(platform, f"storm: {queued} of {args.devices} deliveries queued")
+    profiler = platform.start_profile("storm", seconds=20) if args.profile else None
     started = time.time()
     result = platform.connect_all()
+    if profiler is not None:
+        profiler.wait(timeout=120)
     times, out_of_order = _receipts_until(
         platform, {str(campaign.message_id)}, timeout=0
     )
@@ -599,4 +602,66 @@ def scenario_acks(platform: Platform, args: argparse.Namespace) -> dict[str, Any
             "every ack recorded": recorded_at is not None,
             "no ping unanswered": all(t < 10 for t in during),
         },
+    }
+
+
+def scenario_memory(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
+    """What an idle socket holds, by allocation site and by object type.
+
+    Needs KPNS_BENCH_TRACEMALLOC=1 (bench/memsnap.py): the first server
+    snapshots its heap with every socket closed, then again once all have
+    reconnected and said hello; the difference divided by its sockets is
+    the memory of one idle socket as Python allocated it.
+    """
+    import json
+    import os
+    import signal
+
+    from bench.memsnap import TOP
+
+    if os.environ.get("KPNS_BENCH_TRACEMALLOC") != "1":
+        print("memory: skipped, run with KPNS_BENCH_TRACEMALLOC=1", file=sys.stderr)
+        return {"skipped": "KPNS_BENCH_TRACEMALLOC is not 1", "checks": {}}
+    pid = platform.server_pids()[0]
+    out = platform.tmp / "memsnap.json"
+    path = out.with_name(f"memsnap-{pid}.json")
+    platform.close_clients()
+    platform.wait_offline()
+    time.sleep(2)
+
+    def snapshot() -> dict[str, Any]:
+        path.unlink(missing_ok=True)
+        os.kill(pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 120
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(0.5)
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+    snapshot()
+    platform.connect_all()
+    time.sleep(3)
+    data = snapshot()
+    held = platform.wait_online(args.devices, 5)
+    per_server = held / max(1, platform.server_count)
+    per_socket = {
+        "python_heap_kb": round(data["size_diff"] / per_server / 1024, 2),
+        "by_line": [
+            {**d, "bytes_per_socket": round(d["size_diff"] / per_server)}
+            for d in data["by_line"][:TOP]
+        ],
+        "by_traceback": [
+            {**d, "bytes_per_socket": round(d["size_diff"] / per_server)}
+            for d in data["by_traceback"][:TOP]
+        ],
+        "objects_per_socket": [
+            [name, round(count / per_server, 2)] for name, count in data["types"]
+        ],
+    }
+    return {
+        "sockets": held,
+        "sockets_on_profiled_server": per_server,
+        **per_socket,
+        "checks": {"all online": held == args.devices},
     }
