@@ -1,10 +1,12 @@
-"""Hellos and goodbyes gathered for a few milliseconds, written together.
+"""Handshakes, hellos and goodbyes gathered for a few milliseconds, written
+(or read) together.
 
 A reconnect storm (a server restart, a network blip) brings thousands of
-hellos at once, and a blip as many disconnects; one database transaction
-per socket made the storm wait on round trips. The batchers trade at most
-WINDOW_SECONDS of latency for one transaction per batch
-(resume.devices_connect, resume.devices_disconnect).
+handshakes and hellos at once, and a blip as many disconnects; one database
+round trip per socket made the storm wait on round trips. The batchers
+trade at most WINDOW_SECONDS of latency for one query or transaction per
+batch (registry.device_ids_authenticate, resume.devices_connect,
+resume.devices_disconnect).
 """
 
 import asyncio
@@ -13,6 +15,7 @@ from uuid import UUID
 
 from devices.delivery import resume
 from devices.delivery.dbthreads import db_parallel
+from devices.registry import services as registry
 
 WINDOW_SECONDS = 0.005
 MAX_BATCH = 200
@@ -39,6 +42,44 @@ class _Window:
             self._timer.cancel()
             self._timer = None
         self._flush()
+
+
+class TokenBatcher:
+    """Device tokens of handshakes checked many at a time, in one query."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[asyncio.Future[UUID | None]]] = {}
+        self._window = _Window(self._flush)
+
+    async def authenticate(self, token: str) -> UUID | None:
+        """The id of the token's device, or None for a bad or expired token."""
+        future: asyncio.Future[UUID | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pending.setdefault(token, []).append(future)
+        self._window.added(len(self._pending))
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, {}
+        if batch:
+            asyncio.ensure_future(self._run(batch))
+
+    async def _run(self, batch: dict[str, list[asyncio.Future[UUID | None]]]) -> None:
+        try:
+            found = await db_parallel(registry.device_ids_authenticate)(
+                tokens=list(batch)
+            )
+        except Exception as exc:
+            for futures in batch.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
+        for token, futures in batch.items():
+            for future in futures:
+                if not future.done():
+                    future.set_result(found.get(token))
 
 
 class ConnectBatcher:

@@ -27,7 +27,7 @@ from devices.delivery import (
     wakeups,
 )
 from devices.delivery.channelnames import new_node_name, node_channel
-from devices.delivery.connects import ConnectBatcher, DisconnectBatcher
+from devices.delivery.connects import ConnectBatcher, DisconnectBatcher, TokenBatcher
 from devices.delivery.dbthreads import db_heartbeat
 from devices.delivery.drain import node_drain
 from devices.delivery.protocol import JSON, KMPP
@@ -69,6 +69,7 @@ class Node:
         self.sweeper = Sweeper(self)
         self._closes: dict[str, list[list[Any]]] = {}
         self._close_timer: asyncio.TimerHandle | None = None
+        self.tokens = TokenBatcher()
         self.connects = ConnectBatcher(self.name)
         self.disconnects = DisconnectBatcher()
         self.rebalancer = rebalance.Rebalancer(self)

@@ -152,7 +152,7 @@ async def test_a_hello_on_a_socket_refused_for_an_outage_does_not_raise(monkeypa
     def unreachable(**_kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(registry, "device_authenticate", unreachable)
+    monkeypatch.setattr(registry, "device_ids_authenticate", unreachable)
     communicator, connected, _ = await open_socket(token)
     assert connected
     closed = await communicator.receive_output(5)

@@ -46,13 +46,13 @@ async def test_past_the_bound_a_socket_is_closed_4503_without_a_query(
 ):
     _app, _device, token = await setup_device()
     queried = []
-    real = registry.device_authenticate
+    real = registry.device_ids_authenticate
 
     def counted(**kwargs):
         queried.append(kwargs)
         return real(**kwargs)
 
-    monkeypatch.setattr(registry, "device_authenticate", counted)
+    monkeypatch.setattr(registry, "device_ids_authenticate", counted)
     # Two checks of other sockets in flight, as in a storm.
     monkeypatch.setitem(consumer._token_checks, "running", 2)
     refused_before = busy_refusals()

@@ -125,3 +125,43 @@ def test_a_batch_of_connects_sets_presence_and_replays_each_device(app):
     assert [(d.node, d.acked_seq) for d in rows] == [("n9", 0), ("n9", 0), ("n9", 1)]
     assert {d.connection_id for d in rows} == {"conn-0", "conn-1", "conn-2"}
     assert not any(r.resync for r in results.values())
+
+
+def test_a_batch_of_connects_asks_for_resync_only_where_drops_are_above_resume(
+    app, settings
+):
+    """The batch's one grouped query compares each device's own resume point."""
+    settings.KPNS = {**settings.KPNS, "MAX_PENDING_PER_DEVICE": 1}
+    gap, past_gap, clean = (make_device(app)[0] for _ in range(3))
+    for device in (gap, past_gap):
+        for title in "abc":
+            push(app, device, title)
+        connect(device)  # seqs 1 and 2 dropped, 3 replayed
+    push(app, clean, "x")
+    connect(clean, last_seq=1)  # delivered, not dropped: checked, no gap
+    requests = [
+        resume.ConnectRequest(gap.pk, "g", last_seq=1),
+        resume.ConnectRequest(past_gap.pk, "p", last_seq=2),
+        resume.ConnectRequest(clean.pk, "c", last_seq=0),
+    ]
+    results = resume.devices_connect(node="n9", requests=requests)
+    assert results[gap.pk].resync is True
+    assert results[past_gap.pk].resync is False
+    assert results[clean.pk].resync is False
+
+
+def test_tokens_of_a_batch_of_handshakes_are_checked_in_one_call(app, settings):
+    from devices.registry import services as registry
+
+    ok, ok_token = make_device(app)
+    revoked, revoked_token = make_device(app)
+    Device.objects.filter(pk=revoked.pk).update(is_active=False)
+    found = registry.device_ids_authenticate(
+        tokens=[ok_token, revoked_token, "nope", "x" * 200, ""]
+    )
+    assert found == {ok_token: ok.pk}
+    settings.KPNS = {**settings.KPNS, "DEVICE_TOKEN_TTL_DAYS": 1}
+    Device.objects.filter(pk=ok.pk).update(
+        node=None, last_seen_at="2000-01-01T00:00:00Z"
+    )
+    assert registry.device_ids_authenticate(tokens=[ok_token]) == {}
