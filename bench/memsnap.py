@@ -15,7 +15,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-FRAMES = 25
+FRAMES = 10
 TOP = 40
 _first: dict[str, Any] = {}
 
@@ -23,11 +23,14 @@ _first: dict[str, Any] = {}
 def install() -> None:
     if os.environ.get("KPNS_BENCH_TRACEMALLOC") != "1":
         return
-    tracemalloc.start(FRAMES)
     signal.signal(signal.SIGUSR2, _on_signal)
 
 
 def _on_signal(sig: int, frame: Any) -> None:
+    if not tracemalloc.is_tracing():
+        # Traced from the first snapshot on: tracing every allocation of
+        # the first connect slowed handshakes past Daphne's timeout.
+        tracemalloc.start(FRAMES)
     snapshot = tracemalloc.take_snapshot().filter_traces(
         [tracemalloc.Filter(False, tracemalloc.__file__)]
     )
