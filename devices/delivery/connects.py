@@ -53,9 +53,7 @@ class TokenBatcher:
 
     async def authenticate(self, token: str) -> UUID | None:
         """The id of the token's device, or None for a bad or expired token."""
-        future: asyncio.Future[UUID | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        future: asyncio.Future[UUID | None] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(token, []).append(future)
         self._window.added(len(self._pending))
         return await future
