@@ -75,9 +75,10 @@ def local_schedule_note(times: list[ZoneTime], wall: datetime) -> str:
 
 
 def _count(column: str) -> Coalesce:
+    link = "message__campaign_link__campaign_id"
     shards = (
-        MessageCount.objects.filter(message_id=OuterRef("message_id"))
-        .values("message_id")
+        MessageCount.objects.filter(**{link: OuterRef("pk")})
+        .values(link)
         .annotate(total=Sum(column))
         .values("total")
     )
@@ -87,8 +88,9 @@ def _count(column: str) -> Coalesce:
 def campaigns_with_figures(queryset: QuerySet[Campaign]) -> QuerySet[Campaign]:
     """The list's sortable figures: sent to, delivered %, opened %.
 
-    Summed from the messages' counters (devices.delivery.counters), one
-    subquery per column over at most 9 rows per campaign.
+    Summed from the counters (devices.delivery.counters) of the campaign's
+    messages (one per variant and language, campaigns.content), one
+    subquery per column over at most 9 rows per message.
     """
     return queryset.annotate(
         n_targeted=_count("targeted"),

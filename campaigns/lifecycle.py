@@ -19,10 +19,11 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
-from campaigns import pacing, personalize
+from campaigns import content, pacing, personalize
+from campaigns import variants as variant_rules
 from campaigns.models import AudienceKind, Campaign, CampaignSlice, CampaignStatus
+from campaigns.selectors import campaign_delivery_stats, campaign_message_ids
 from devices.delivery import messages, pushes, receipts
-from devices.delivery.stats import message_stats
 from devices.integrations import webhooks
 from devices.models import DeliveryStatus, Message, WebhookEvent
 from devices.registry.audience import audience_devices, audience_validate
@@ -59,6 +60,10 @@ CAMPAIGN_UPDATABLE = [
     "collapse_key",
     "throttle_per_second",
     *pacing.PACING_FIELDS,
+    "split_percent",
+    "test_percent",
+    "winner_metric",
+    "winner_window_seconds",
 ]
 
 
@@ -123,9 +128,27 @@ def send_at_check(
         raise ValidationError({"send_at": ["That time is in the past."]})
 
 
-def campaign_validate(campaign: Campaign) -> None:
-    """Content, audience and options, with a message per field."""
+def campaign_validate(
+    campaign: Campaign,
+    *,
+    variants: list[dict[str, Any]] | None = None,
+    languages: list[dict[str, Any]] | None = None,
+) -> None:
+    """Content, audience, options and A/B variants (the stored ones unless
+    given), with a message per field."""
     errors: dict[str, list[str]] = {}
+    try:
+        variant_rules.variants_validate(
+            campaign,
+            variant_rules.stored_variants(campaign) if variants is None else variants,
+            (
+                variant_rules.stored_languages(campaign)
+                if languages is None
+                else languages
+            ),
+        )
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
     if not campaign.name.strip():
         errors["name"] = ["A name is required."]
     try:
@@ -145,18 +168,34 @@ def campaign_validate(campaign: Campaign) -> None:
         raise ValidationError(errors)
 
 
-def campaign_create(*, created_by: Any = None, **fields: Any) -> Campaign:
+def campaign_create(
+    *,
+    created_by: Any = None,
+    variants: list[dict[str, Any]] | None = None,
+    languages: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> Campaign:
+    """A draft; `variants` (B-E) and `languages` as campaigns.variants says."""
     campaign = Campaign(created_by=created_by, **fields)
-    campaign_validate(campaign)
+    campaign_validate(campaign, variants=variants or [], languages=languages or [])
     send_at_check(campaign.send_at, local_time=campaign.local_time)
-    campaign.save()
+    with transaction.atomic():
+        campaign.save()
+        variant_rules.variants_write(campaign, variants or [], languages or [])
     return campaign
 
 
 def campaign_update(
-    *, campaign: Campaign, now: datetime | None = None, **fields: Any
+    *,
+    campaign: Campaign,
+    now: datetime | None = None,
+    variants: list[dict[str, Any]] | None = None,
+    languages: list[dict[str, Any]] | None = None,
+    **fields: Any,
 ) -> Campaign:
-    """Edit a draft or a scheduled campaign (whose slices are made again)."""
+    """Edit a draft or a scheduled campaign (whose slices are made again).
+
+    `variants` and `languages`, when given, replace the stored ones."""
     now = now or timezone.now()
     unknown = set(fields) - set(CAMPAIGN_UPDATABLE)
     if unknown:
@@ -173,7 +212,7 @@ def campaign_update(
             )
         for name, value in fields.items():
             setattr(locked, name, value)
-        campaign_validate(locked)
+        campaign_validate(locked, variants=variants, languages=languages)
         if {"send_at", "local_time"} & set(fields):
             send_at_check(locked.send_at, local_time=locked.local_time, now=now)
         if locked.status == CampaignStatus.SCHEDULED and locked.send_at is None:
@@ -181,6 +220,16 @@ def campaign_update(
                 {"send_at": ["A scheduled campaign needs a send time."]}
             )
         locked.save()
+        if variants is not None or languages is not None:
+            variant_rules.variants_write(
+                locked,
+                variant_rules.stored_variants(locked) if variants is None else variants,
+                (
+                    variant_rules.stored_languages(locked)
+                    if languages is None
+                    else languages
+                ),
+            )
         if locked.status == CampaignStatus.SCHEDULED:
             locked.slices.all().delete()
             _slices_create(locked, locked.send_at, now)
@@ -222,8 +271,8 @@ def campaign_cancel(
     with transaction.atomic():
         locked = _transition(campaign, CampaignStatus.CANCELLED, finished_at=now)
         locked.slices.update(done=True)
-        if locked.message_id:
-            receipts.deliveries_cancel(message_id=locked.message_id)
+        for message_id in campaign_message_ids(locked):
+            receipts.deliveries_cancel(message_id=message_id)
     return locked
 
 
@@ -242,7 +291,9 @@ def campaign_duplicate(*, campaign: Campaign, by: Any = None) -> Campaign:
         created_by=by,
     )
     copy.name = f"{campaign.name} (copy)"[:200]
-    copy.save()
+    with transaction.atomic():
+        copy.save()
+        variant_rules.variants_copy(campaign, copy)
     return copy
 
 
@@ -264,16 +315,15 @@ def campaign_send_test(
 
 
 def campaign_start(*, campaign_id: int, now: datetime) -> Campaign:
-    """scheduled -> sending, creating its message. Caller holds a transaction."""
+    """scheduled -> sending, creating its message (variant A's own content,
+    Campaign.message). Caller holds a transaction. Chunks add one message
+    per other variant, language or personalised content (campaigns.content)."""
     campaign = _transition(
         Campaign(pk=campaign_id), CampaignStatus.SENDING, started_at=now
     )
     ttl_end = max(s.expires_at for s in campaign.slices.all())
-    message = _message_for(campaign, now)
-    message.expires_at = ttl_end
-    message.save()
-    campaign.message = message
-    campaign.save(update_fields=["message"])
+    content.base_message(campaign, expires_at=ttl_end, now=now)
+    campaign.refresh_from_db(fields=["message"])
     return campaign
 
 
@@ -422,7 +472,7 @@ def _finished_event(campaign: Campaign) -> dict[str, Any]:
         "finished_at": (
             campaign.finished_at.isoformat() if campaign.finished_at else None
         ),
-        "stats": message_stats(campaign.message_id),
+        "stats": campaign_delivery_stats(campaign),
     }
 
 

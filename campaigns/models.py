@@ -1,7 +1,9 @@
 """Campaigns: what marketers write, target, schedule and follow.
 
-A campaign becomes one devices.Message when it starts sending; its audience
-is sent in slices (one per time zone for local-time campaigns, else one),
+A campaign sends one devices.Message per distinct content: its variants
+(an A/B test), their language versions and per-device personalisation make
+several (campaigns.content, recorded as CampaignMessage). Its audience is
+sent in slices (one per time zone for local-time campaigns, else one),
 each advanced chunk by chunk with a cursor, so a crash resumes exactly where
 the last committed chunk ended (docs/architecture.md).
 """
@@ -42,6 +44,11 @@ class QuietHoursMode(models.TextChoices):
 class QuietHoursAction(models.TextChoices):
     DEFER = "defer", "Wait until they end"
     SKIP = "skip", "Skip those devices"
+
+
+class WinnerMetric(models.TextChoices):
+    OPENED = "opened", "Open rate"
+    DELIVERED = "delivered", "Delivery rate"
 
 
 class Campaign(models.Model):
@@ -102,6 +109,30 @@ class Campaign(models.Model):
         default=QuietHoursAction.DEFER,
         verbose_name="during quiet hours",
     )
+    # A/B test (campaigns.abtest): the campaign's own content is variant A,
+    # with split_percent of the audience; CampaignVariant rows are B to E.
+    # With a test group, the variants go to test_percent of the audience
+    # first and the winner, chosen after winner_window_seconds (or by hand),
+    # to the rest.
+    split_percent = models.PositiveSmallIntegerField(
+        default=100, verbose_name="variant A share (%)"
+    )
+    test_percent = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        verbose_name="test group (%)",
+        help_text="Send the variants to this share of the audience first, "
+        "then the winner to the rest. Empty: the variants split everyone.",
+    )
+    winner_metric = models.CharField(
+        max_length=10, choices=WinnerMetric.choices, default=WinnerMetric.OPENED
+    )
+    winner_window_seconds = models.PositiveIntegerField(
+        default=2 * 3600, verbose_name="choose the winner after"
+    )
+    winner = models.CharField(max_length=1, blank=True, editable=False)
+    winner_reason = models.TextField(blank=True, editable=False)
+    winner_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Lifecycle
     status = models.CharField(
         max_length=10, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT
@@ -241,3 +272,90 @@ class CampaignExclusion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}:{self.device_id} {self.reason}"
+
+
+class CampaignVariant(models.Model):
+    """Variant B to E of an A/B test (A is the campaign's own content)."""
+
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="variants"
+    )
+    key = models.CharField(max_length=1)
+    split_percent = models.PositiveSmallIntegerField(verbose_name="share (%)")
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    url = models.URLField(max_length=1000, blank=True)
+    image = models.URLField(max_length=1000, blank=True, verbose_name="image URL")
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "key"], name="uniq_campaign_variant"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Variant {self.key}"
+
+
+class CampaignLanguage(models.Model):
+    """A variant's content in one language; blank fields keep the variant's.
+
+    A device whose locale matches no version gets the variant's own content
+    (the fallback language); "fr" matches "fr-CA" (campaigns.content).
+    """
+
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="languages"
+    )
+    variant = models.CharField(max_length=1, default="A")
+    locale = models.CharField(max_length=16)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    url = models.URLField(max_length=1000, blank=True)
+    image = models.URLField(max_length=1000, blank=True, verbose_name="image URL")
+
+    class Meta:
+        ordering = ["variant", "locale"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "variant", "locale"],
+                name="uniq_campaign_language",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.variant} {self.locale}"
+
+
+class CampaignMessage(models.Model):
+    """One message a campaign sent: a variant, a language, one content.
+
+    Made by the sender the first time a device needs that content
+    (campaigns.content); stats, cancel and results read a campaign's
+    messages through these rows.
+    """
+
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="sent_messages"
+    )
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, related_name="campaign_link"
+    )
+    variant = models.CharField(max_length=1, default="A")
+    # The language version chosen; "" is the variant's own (fallback).
+    locale = models.CharField(max_length=16, blank=True)
+    content_hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "variant", "locale", "content_hash"],
+                name="uniq_campaign_content",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}:{self.variant}:{self.locale or '-'}"

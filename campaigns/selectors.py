@@ -10,29 +10,97 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import TruncMinute, TruncSecond
 from django.utils import timezone
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, CampaignMessage
 from devices.delivery import counters
 from devices.delivery.stats import STAT_NAMES, message_stats  # noqa: F401 - re-exported
-from devices.models import Delivery, Device
+from devices.models import Delivery, Device, MessageCount
 from devices.native import selectors as native_selectors
+
+BREAKDOWN_COLUMNS = ("targeted", "sent", "delivered", "opened")
+
+
+def campaign_message_ids(campaign: Campaign) -> list[Any]:
+    """Every message the campaign sent (one per variant, language and
+    distinct content: campaigns.content)."""
+    return list(
+        CampaignMessage.objects.filter(campaign_id=campaign.pk).values_list(
+            "message_id", flat=True
+        )
+    )
+
+
+def campaign_delivery_stats(campaign: Campaign) -> dict[str, int]:
+    """Deliveries by state (devices.delivery.stats), summed over its messages."""
+    return _summed(message_stats, campaign_message_ids(campaign))
 
 
 def campaign_stats(campaign: Campaign) -> dict[str, int]:
     """Deliveries by state, then by the channel that carried them
-    (devices.native.selectors.channel_stats)."""
+    (devices.native.selectors.channel_stats), summed over its messages."""
+    ids = campaign_message_ids(campaign)
     return {
-        **message_stats(campaign.message_id),
-        **native_selectors.channel_stats(campaign.message_id),
+        **_summed(message_stats, ids),
+        **_summed(native_selectors.channel_stats, ids),
+    }
+
+
+def _summed(stats: Any, message_ids: list[Any]) -> dict[str, int]:
+    total: dict[str, int] = stats(None)
+    for message_id in message_ids:
+        for name, value in stats(message_id).items():
+            total[name] += value
+    return total
+
+
+def campaign_counts_by(campaign: Campaign, key: str) -> dict[str, dict[str, int]]:
+    """Counter totals per variant or per language ("locale"), one grouped
+    read of the messages' counters (exact: the sender's messages start at
+    zero, devices.delivery.counters)."""
+    link = f"message__campaign_link__{key}"
+    rows = (
+        MessageCount.objects.filter(message__campaign_link__campaign_id=campaign.pk)
+        .values(link)
+        .annotate(**{name: Sum(name) for name in BREAKDOWN_COLUMNS})
+        .order_by(link)
+    )
+    return {
+        row[link]: {name: int(row[name] or 0) for name in BREAKDOWN_COLUMNS}
+        for row in rows
+    }
+
+
+def campaign_platforms(campaign: Campaign) -> dict[str, dict[str, int]]:
+    """Targeted, delivered and opened per platform: a COUNT over the
+    campaign's delivery rows, so on demand (the campaign page), never in
+    the campaign list."""
+    rows = (
+        Delivery.objects.filter(message_id__in=campaign_message_ids(campaign))
+        .values("device__platform")
+        .annotate(
+            targeted=Count("pk"),
+            delivered=Count("delivered_at"),
+            opened=Count("opened_at"),
+        )
+        .order_by("device__platform")
+    )
+    return {
+        row["device__platform"]: {
+            "targeted": row["targeted"],
+            "delivered": row["delivered"],
+            "opened": row["opened"],
+        }
+        for row in rows
     }
 
 
 def campaign_timeline(campaign: Campaign) -> list[dict[str, Any]]:
     """Sent, delivered and opened per second (per minute past 10 minutes)."""
-    if campaign.message_id is None or campaign.started_at is None:
+    ids = campaign_message_ids(campaign)
+    if not ids or campaign.started_at is None:
         return []
     end = campaign.finished_at or timezone.now()
     trunc = (
@@ -40,7 +108,7 @@ def campaign_timeline(campaign: Campaign) -> list[dict[str, Any]]:
         if end - campaign.started_at < timedelta(minutes=10)
         else TruncMinute
     )
-    rows = Delivery.objects.filter(message_id=campaign.message_id)
+    rows = Delivery.objects.filter(message_id__in=ids)
     buckets: dict[Any, dict[str, int]] = {}
     for name in ("sent", "delivered", "opened"):
         field = f"{name}_at"
@@ -67,6 +135,9 @@ RESULT_COLUMNS = (
     "sent_at",
     "delivered_at",
     "opened_at",
+    # A to E, and the language version sent ("" for the variant's own).
+    "variant",
+    "language",
     # socket, webpush, fcm, apns, or empty (native_selectors.delivery_channel).
     "channel",
 )
@@ -81,11 +152,17 @@ SEND_TIME = F("created_at")
 
 def campaign_results(campaign: Campaign) -> Iterator[tuple[Any, ...]]:
     """One row per targeted device, streamed from the database."""
-    if campaign.message_id is None:
+    ids = campaign_message_ids(campaign)
+    if not ids:
         return iter(())
     return (
-        Delivery.objects.filter(message_id=campaign.message_id)
-        .annotate(channel=native_selectors.delivery_channel(), send_time=SEND_TIME)
+        Delivery.objects.filter(message_id__in=ids)
+        .annotate(
+            channel=native_selectors.delivery_channel(),
+            send_time=SEND_TIME,
+            variant=F("message__campaign_link__variant"),
+            language=F("message__campaign_link__locale"),
+        )
         .order_by("device_id")
         .values_list(
             "device_id",
@@ -96,6 +173,8 @@ def campaign_results(campaign: Campaign) -> Iterator[tuple[Any, ...]]:
             "send_time",
             "delivered_at",
             "opened_at",
+            "variant",
+            "language",
             "channel",
         )
         .iterator(chunk_size=2000)
@@ -119,9 +198,7 @@ def campaign_of_app(app: Any, campaign_id: int) -> Campaign | None:
 
 def campaign_deliveries(campaign: Campaign, *, device_id: Any = None) -> QuerySet:
     """The per-device results as rows (dicts), for paging by device id."""
-    rows = Delivery.objects.filter(message_id=campaign.message_id)
-    if campaign.message_id is None:
-        rows = rows.none()
+    rows = Delivery.objects.filter(message_id__in=campaign_message_ids(campaign))
     if device_id is not None:
         rows = rows.filter(device_id=device_id)
     return rows.annotate(
@@ -129,4 +206,6 @@ def campaign_deliveries(campaign: Campaign, *, device_id: Any = None) -> QuerySe
         platform=F("device__platform"),
         channel=native_selectors.delivery_channel(),
         send_time=SEND_TIME,
+        variant=F("message__campaign_link__variant"),
+        language=F("message__campaign_link__locale"),
     ).values(*[name for name in RESULT_COLUMNS if name != "sent_at"], "send_time")

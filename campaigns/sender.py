@@ -12,15 +12,16 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns import lifecycle, pacing
+from campaigns import abtest, content, lifecycle, pacing
 from campaigns.models import Campaign, CampaignSlice, CampaignStatus
 from devices.delivery import messages, wakeups
-from devices.delivery.enqueue import deliveries_write
+from devices.delivery.enqueue import Target, deliveries_write
 from devices.registry.audience import audience_devices
 
 logger = logging.getLogger(__name__)
@@ -59,27 +60,42 @@ def send_next_chunk(
         campaign = Campaign.objects.select_related("app").get(pk=slice_.campaign_id)
         if campaign.status == CampaignStatus.SCHEDULED:
             campaign = lifecycle.campaign_start(campaign_id=campaign.pk, now=now)
-        assert campaign.message is not None
         if pacing.slice_held(campaign, slice_, now):
             return ChunkResult(campaign.pk, 0, False)  # quiet hours: later
         size = min(chunk_size, campaign.throttle_per_second or chunk_size)
-        ids = list(
-            _slice_devices(campaign, slice_)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:size]
-        )
+        devices = list(_slice_devices(campaign, slice_).order_by("pk")[:size])
+        ids = [device.pk for device in devices]
+        # An A/B test's devices due now: the test group, or (once the winner
+        # is known) everyone not sent one yet (campaigns.content).
+        due_now = content.devices_due(campaign, devices)
         # Frequency cap and quiet hours (skip mode) leave devices out.
-        sendable = pacing.chunk_sendable(
-            campaign=campaign, slice_=slice_, ids=ids, now=now
+        sendable = set(
+            pacing.chunk_sendable(
+                campaign=campaign,
+                slice_=slice_,
+                ids=[device.pk for device in due_now],
+                now=now,
+            )
+        )
+        # Each device's variant, language and rendered content: one message
+        # per distinct content, all in this one write.
+        plans = content.chunk_plans(
+            campaign,
+            [device for device in due_now if device.pk in sendable],
+            expires_at=slice_.expires_at,
+            now=now,
         )
         # A chunk written again (a scheduler that died before its commit
         # was seen) skips the devices that already have the message.
-        targets = deliveries_write(
-            [(campaign.message, sendable)],
-            expires_at=slice_.expires_at,
-            skip_existing=True,
-        )[campaign.message.pk]
-        pacing.chunk_sent(campaign=campaign, slice_=slice_, targets=targets, now=now)
+        written = deliveries_write(
+            plans, expires_at=slice_.expires_at, skip_existing=True
+        )
+        pacing.chunk_sent(
+            campaign=campaign,
+            slice_=slice_,
+            targets=[target for targets in written.values() for target in targets],
+            now=now,
+        )
         if ids:
             slice_.cursor = str(ids[-1])
         if len(ids) < size:
@@ -93,18 +109,22 @@ def send_next_chunk(
             )
         slice_.save(update_fields=["online_pass", "cursor", "done", "next_chunk_at"])
         finished = slice_.done and _finish_if_complete(campaign, now)
-        push = messages.push_fields(campaign.message)
-        transaction.on_commit(lambda: wakeups.wake_targets(push, targets))
+        wakes = [
+            (messages.push_fields(message), written[message.pk])
+            for message, _ids in plans
+        ]
+        transaction.on_commit(lambda: _wake(wakes))
+    enqueued = sum(len(targets) for _push, targets in wakes)
     logger.info(
         "campaign chunk committed",
         extra={
             "campaign_id": campaign.pk,
-            "message_id": push["id"],
-            "enqueued": len(targets),
+            "messages": len(wakes),
+            "enqueued": enqueued,
             "finished": finished,
         },
     )
-    return ChunkResult(campaign.pk, len(targets), finished)
+    return ChunkResult(campaign.pk, enqueued, finished)
 
 
 def campaign_send_now(*, campaign: Campaign, by: object = None) -> Campaign:
@@ -149,9 +169,16 @@ def _slice_devices(campaign: Campaign, slice_: CampaignSlice):  # type: ignore[n
     return devices
 
 
+def _wake(wakes: list[tuple[dict[str, Any], list[Target]]]) -> None:
+    for push, targets in wakes:
+        wakeups.wake_targets(push, targets)
+
+
 def _finish_if_complete(campaign: Campaign, now: datetime) -> bool:
     if campaign.slices.filter(done=False).exists():
         return False
+    if abtest.awaits_winner(campaign):
+        return False  # the test group is sent; the rest waits for the winner
     if lifecycle.slices_add_missing(campaign=campaign, now=now):
         return False
     lifecycle.campaign_finish(campaign=campaign, now=now)
