@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 
 from devices.delivery.sqlvalues import id_list_sql, in_values, pg_array
 from devices.models import App, CappedPush, Delivery, Device
@@ -107,23 +107,34 @@ def capped_devices(
     `message_ids` are left out: they were sent it, not capped."""
     if not device_ids:
         return set()
+    return set(capped_query(device_ids, cap=cap, now=now, message_ids=message_ids))
+
+
+def capped_query(
+    device_ids: Sequence[UUID],
+    *,
+    cap: FrequencyCap,
+    now: datetime,
+    message_ids: Iterable[UUID] = (),
+) -> QuerySet:
+    """capped_devices' query: per device, an index-only range scan of
+    (device_id, sent_at) for the window, grouped and counted."""
+    ids = in_values(list(device_ids), "uuid")
     rows = CappedPush.objects.filter(
-        device_id__in=in_values(list(device_ids), "uuid"),
-        sent_at__gt=now - cap.window,
-        sent_at__lte=now,
+        device_id__in=ids, sent_at__gt=now - cap.window, sent_at__lte=now
     )
     message_ids = list(message_ids)
     if message_ids:
+        # Through the unique (device, message) index of deliveries.
         rows = rows.exclude(
             device_id__in=Delivery.objects.filter(
-                message_id__in=message_ids,
-                device_id__in=in_values(list(device_ids), "uuid"),
+                message_id__in=message_ids, device_id__in=ids
             ).values("device_id")
         )
-    return set(
+    return (
         rows.order_by()
         .values("device_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
         .filter(n__gte=cap.limit)
         .values_list("device_id", flat=True)
     )
