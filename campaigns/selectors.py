@@ -67,9 +67,12 @@ def campaign_counts_by(campaign: Campaign, key: str) -> dict[str, dict[str, int]
         .annotate(**{name: Sum(name) for name in BREAKDOWN_COLUMNS})
         .order_by(link)
     )
+    # Variant A's base message (Campaign.message) may have reached nobody:
+    # personalised or translated content went in other messages.
     return {
         row[link]: {name: int(row[name] or 0) for name in BREAKDOWN_COLUMNS}
         for row in rows
+        if row["targeted"]
     }
 
 

@@ -1,3 +1,5 @@
+from typing import Any
+
 from rest_framework import serializers
 
 from campaigns.models import (
@@ -7,15 +9,71 @@ from campaigns.models import (
     FrequencyCapMode,
     QuietHoursAction,
     QuietHoursMode,
+    WinnerMetric,
 )
 from devices.api.serializers import DeliveryCountsSerializer, StrictSerializer
 from devices.delivery import caps
 from devices.delivery.messages import MAX_TTL_SECONDS
 from devices.models import DeliveryStatus, Platform, Priority
 
+class VariantSerializer(StrictSerializer):
+    key = serializers.ChoiceField(choices=["B", "C", "D", "E"])
+    split_percent = serializers.IntegerField(min_value=1, max_value=99)
+    title = serializers.CharField(max_length=200)
+    body = serializers.CharField(required=False, allow_blank=True, max_length=4096)
+    url = serializers.URLField(required=False, allow_blank=True, max_length=1000)
+    image = serializers.URLField(required=False, allow_blank=True, max_length=1000)
+    data = serializers.DictField(required=False)
+
+
+class LanguageSerializer(StrictSerializer):
+    variant = serializers.ChoiceField(
+        choices=["A", "B", "C", "D", "E"],
+        required=False,
+        help_text="The variant it translates (default A).",
+    )
+    locale = serializers.CharField(
+        max_length=16, help_text='"fr" serves fr, fr-CA, fr_BE ...'
+    )
+    title = serializers.CharField(max_length=200)
+    body = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=4096,
+        help_text="Blank: the variant's own.",
+    )
+    url = serializers.URLField(required=False, allow_blank=True, max_length=1000)
+    image = serializers.URLField(required=False, allow_blank=True, max_length=1000)
+
+
+class VariantReadSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    split_percent = serializers.IntegerField()
+    title = serializers.CharField()
+    body = serializers.CharField()
+    url = serializers.CharField()
+    image = serializers.CharField()
+    data = serializers.DictField()
+
+
+class LanguageReadSerializer(serializers.Serializer):
+    variant = serializers.CharField()
+    locale = serializers.CharField()
+    title = serializers.CharField()
+    body = serializers.CharField()
+    url = serializers.CharField()
+    image = serializers.CharField()
+
 
 class CampaignSerializer(serializers.ModelSerializer):
-    message_id = serializers.UUIDField(read_only=True, allow_null=True)
+    message_id = serializers.UUIDField(
+        read_only=True,
+        allow_null=True,
+        help_text="Variant A's own content as written; a campaign with "
+        "variants, languages or placeholders sends more messages.",
+    )
+    variants = VariantReadSerializer(many=True, read_only=True)
+    languages = LanguageReadSerializer(many=True, read_only=True)
     # Plain strings: "" (none) is not a URI.
     url = serializers.CharField(read_only=True)
     image = serializers.CharField(read_only=True)
@@ -45,6 +103,15 @@ class CampaignSerializer(serializers.ModelSerializer):
             "quiet_hours_start",
             "quiet_hours_end",
             "quiet_hours_action",
+            "split_percent",
+            "variants",
+            "languages",
+            "test_percent",
+            "winner_metric",
+            "winner_window_seconds",
+            "winner",
+            "winner_reason",
+            "winner_at",
             "status",
             "message_id",
             "created_at",
@@ -124,6 +191,83 @@ class CampaignWriteSerializer(StrictSerializer):
         help_text="defer (default): a zone in quiet hours is sent when they "
         "end there; skip: its devices are skipped.",
     )
+    split_percent = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=100,
+        help_text="Variant A's share (the campaign's own content); with the "
+        "variants' shares it adds up to 100.",
+    )
+    variants = VariantSerializer(
+        many=True,
+        required=False,
+        help_text="Variants B to E of an A/B test; replaces the stored ones.",
+    )
+    languages = LanguageSerializer(
+        many=True,
+        required=False,
+        help_text="Language versions of the variants; replaces the stored ones.",
+    )
+    test_percent = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=99,
+        help_text="Send the variants to this share of the audience first and "
+        "the winner to the rest; null: the variants split everyone.",
+    )
+    winner_metric = serializers.ChoiceField(
+        choices=WinnerMetric.choices, required=False
+    )
+    winner_window_seconds = serializers.IntegerField(
+        required=False, min_value=60, max_value=MAX_TTL_SECONDS
+    )
+
+    def validate_variants(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {"body": "", "url": "", "image": "", "data": {}, **variant}
+            for variant in value
+        ]
+
+    def validate_languages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {"variant": "A", "body": "", "url": "", "image": "", **version}
+            for version in value
+        ]
+
+
+class WinnerSerializer(StrictSerializer):
+    variant = serializers.ChoiceField(choices=["A", "B", "C", "D", "E"])
+
+
+class VariantResultSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    split_percent = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    delivered_rate = serializers.FloatField(
+        allow_null=True, help_text="delivered / sent"
+    )
+    opened_rate = serializers.FloatField(
+        allow_null=True, help_text="opened / delivered"
+    )
+    difference = serializers.FloatField(
+        allow_null=True,
+        help_text="This variant's rate minus A's on the test's metric; null for A.",
+    )
+    z = serializers.FloatField(allow_null=True)
+    significant = serializers.BooleanField(
+        help_text="Two-proportion z-test against A at 95% (docs/api.md)."
+    )
+    verdict = serializers.CharField()
+
+
+class BreakdownSerializer(serializers.Serializer):
+    targeted = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    opened = serializers.IntegerField()
 
 
 class CampaignListQuerySerializer(serializers.Serializer):
@@ -160,6 +304,11 @@ class CampaignStatsSerializer(serializers.Serializer):
     stats = DeliveryCountsSerializer()
     pacing = PacingCountsSerializer()
     timeline = TimelinePointSerializer(many=True)
+    variants = VariantResultSerializer(many=True)
+    languages = serializers.DictField(
+        child=BreakdownSerializer(),
+        help_text='Per language version sent ("" is the variants\' own).',
+    )
 
 
 class ResultsQuerySerializer(serializers.Serializer):
@@ -177,3 +326,7 @@ class CampaignResultSerializer(serializers.Serializer):
     )
     delivered_at = serializers.DateTimeField(allow_null=True)
     opened_at = serializers.DateTimeField(allow_null=True)
+    variant = serializers.CharField(help_text="A to E.")
+    language = serializers.CharField(
+        help_text='The language version sent; "" for the variant\'s own.'
+    )

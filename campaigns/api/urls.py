@@ -30,6 +30,11 @@ urlpatterns = [
         name="api-campaign-schedule",
     ),
     path(
+        "campaigns/<int:campaign_id>/winner",
+        views.CampaignWinnerView.as_view(),
+        name="api-campaign-winner",
+    ),
+    path(
         "campaigns/<int:campaign_id>/cancel",
         views.CampaignCancelView.as_view(),
         name="api-campaign-cancel",

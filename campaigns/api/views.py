@@ -12,7 +12,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from campaigns import lifecycle, pacing, sender
+from campaigns import abtest, lifecycle, pacing, sender
 from campaigns.api.serializers import (
     CampaignListQuerySerializer,
     CampaignResultSerializer,
@@ -21,10 +21,12 @@ from campaigns.api.serializers import (
     CampaignWriteSerializer,
     ResultsQuerySerializer,
     ScheduleSerializer,
+    WinnerSerializer,
 )
 from campaigns.api.templates import content_from_template
 from campaigns.models import Campaign
 from campaigns.selectors import (
+    campaign_counts_by,
     campaign_deliveries,
     campaign_of_app,
     campaign_stats,
@@ -168,6 +170,16 @@ CampaignScheduleView = _action_view(
     lambda campaign, fields: lifecycle.campaign_schedule(campaign=campaign, **fields),
     ScheduleSerializer,
 )
+CampaignWinnerView = _action_view(
+    "Pick the winner",
+    "An A/B test with a test group, sending or waiting for its winner: the "
+    "variant given goes to the rest of the audience now, before the window "
+    "ends. 409 once a winner is chosen (or without a test group).",
+    lambda campaign, fields: abtest.winner_pick(
+        campaign=campaign, key=fields["variant"]
+    ),
+    WinnerSerializer,
+)
 CampaignCancelView = _action_view(
     "Cancel",
     "Stops the campaign: nothing not yet written to a socket is delivered. A "
@@ -184,7 +196,8 @@ class CampaignStatsView(ServerAPIView):
         summary="Campaign stats",
         description="Deliveries by state, exact; devices capped, deferred and "
         "skipped by frequency caps and quiet hours; and sent/delivered/opened "
-        "per second (per minute after 10 minutes).",
+        "per second (per minute after 10 minutes); per A/B variant with the "
+        "difference to A and its significance, and per language version.",
         responses=CampaignStatsSerializer,
     )
     def get(self, request: Request, campaign_id: int) -> Response:
@@ -194,6 +207,8 @@ class CampaignStatsView(ServerAPIView):
             "stats": campaign_stats(campaign),
             "pacing": pacing.campaign_pacing_stats(campaign),
             "timeline": campaign_timeline(campaign),
+            "variants": abtest.variant_results(campaign),
+            "languages": campaign_counts_by(campaign, "locale"),
         }
         return Response(CampaignStatsSerializer(body).data)
 
