@@ -16,6 +16,7 @@ from devices.delivery import caps
 from devices.delivery.messages import MAX_TTL_SECONDS
 from devices.models import DeliveryStatus, Platform, Priority
 
+
 class VariantSerializer(StrictSerializer):
     key = serializers.ChoiceField(choices=["B", "C", "D", "E"])
     split_percent = serializers.IntegerField(min_value=1, max_value=99)
