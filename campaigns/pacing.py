@@ -31,6 +31,7 @@ from campaigns.durations import duration_words
 from campaigns.models import (
     Campaign,
     CampaignExclusion,
+    CampaignMessage,
     CampaignSlice,
     ExclusionReason,
     FrequencyCapMode,
@@ -156,7 +157,7 @@ def slice_held(campaign: Campaign, slice_: CampaignSlice, now: datetime) -> bool
     # Deliveries written later must outlive their message by no more than
     # retention expects (devices.delivery.retention).
     Message.objects.filter(
-        pk=campaign.message_id, expires_at__lt=slice_.expires_at
+        pk__in=_messages_of(campaign), expires_at__lt=slice_.expires_at
     ).update(expires_at=slice_.expires_at)
     return True
 
@@ -191,7 +192,7 @@ def chunk_sendable(
     if slice_.skipping:
         have = set(
             Delivery.objects.filter(
-                message_id=campaign.message_id,
+                message_id__in=_messages_of(campaign),
                 device_id__in=in_values(list(ids), "uuid"),
             ).values_list("device_id", flat=True)
         )
@@ -204,7 +205,7 @@ def chunk_sendable(
         return list(ids)
     caps.devices_lock(ids)
     capped = caps.capped_devices(
-        ids, cap=cap, now=now, message_ids=[campaign.message_id]
+        ids, cap=cap, now=now, message_ids=_messages_of(campaign)
     )
     _exclude(campaign, sorted(capped), ExclusionReason.CAPPED, now)
     return [i for i in ids if i not in capped]
@@ -226,6 +227,14 @@ def chunk_sent(
         CampaignSlice.objects.filter(pk=slice_.pk).update(
             deferred=F("deferred") + len(targets)
         )
+
+
+def _messages_of(campaign: Campaign) -> QuerySet:
+    """The ids of every message the campaign sent (one per variant, language
+    and content: campaigns.content), as a subquery."""
+    return CampaignMessage.objects.filter(campaign_id=campaign.pk).values(
+        "message_id"
+    )
 
 
 def _exclude(

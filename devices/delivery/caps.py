@@ -100,11 +100,12 @@ def capped_devices(
     *,
     cap: FrequencyCap,
     now: datetime,
-    message_ids: Iterable[UUID] = (),
+    message_ids: Iterable[UUID] | QuerySet = (),
 ) -> set[UUID]:
     """The devices that already had `cap.limit` counted pushes in the window
     ending at `now`; one query. Devices that already have one of
-    `message_ids` are left out: they were sent it, not capped."""
+    `message_ids` (ids, or a subquery of them) are left out: they were
+    sent it, not capped."""
     if not device_ids:
         return set()
     return set(capped_query(device_ids, cap=cap, now=now, message_ids=message_ids))
@@ -115,7 +116,7 @@ def capped_query(
     *,
     cap: FrequencyCap,
     now: datetime,
-    message_ids: Iterable[UUID] = (),
+    message_ids: Iterable[UUID] | QuerySet = (),
 ) -> QuerySet:
     """capped_devices' query: per device, an index-only range scan of
     (device_id, sent_at) for the window, grouped and counted."""
@@ -123,8 +124,9 @@ def capped_query(
     rows = CappedPush.objects.filter(
         device_id__in=ids, sent_at__gt=now - cap.window, sent_at__lte=now
     )
-    message_ids = list(message_ids)
-    if message_ids:
+    if not isinstance(message_ids, QuerySet):
+        message_ids = list(message_ids)
+    if isinstance(message_ids, QuerySet) or message_ids:
         # Through the unique (device, message) index of deliveries.
         rows = rows.exclude(
             device_id__in=Delivery.objects.filter(
