@@ -21,6 +21,11 @@ from devices.models import Platform
 from devices.registry.audience import LIST_KEYS
 
 UTC = zoneinfo.ZoneInfo("UTC")
+PLACEHOLDER_HELP = (
+    'Placeholders: {{ first_name|default:"there" }} is filled from each '
+    "device (alias, locale, platform, app_version, timezone, or an attribute); "
+    "filters: default, upper, lower, title, capfirst, truncate:N."
+)
 
 LIST_FIELDS = {
     "tags_any": "Tags: any of",
@@ -151,6 +156,7 @@ class CampaignForm(forms.ModelForm):
             "quiet_hours_mode": forms.RadioSelect,
             "quiet_hours_action": forms.RadioSelect,
         }
+        help_texts = {"title": PLACEHOLDER_HELP}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -14,16 +14,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from campaigns import preview, saved_templates
-from campaigns.forms import DataField, audience_spec
+from campaigns.forms import PLACEHOLDER_HELP, DataField, audience_spec
 from campaigns.models import MessageTemplate
 from devices.admin import GuardedModelAdmin
 from devices.models import App
-
-PLACEHOLDER_HELP = (
-    'Placeholders: {{ first_name|default:"there" }} is filled from each '
-    "device (alias, locale, platform, app_version, timezone, or an attribute); "
-    "filters: default, upper, lower, title, capfirst, truncate:N."
-)
 
 
 class MessageTemplateForm(forms.ModelForm):

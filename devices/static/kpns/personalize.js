@@ -30,6 +30,9 @@
     }
 
     function show(content) {
+      const app = form.elements["app"];
+      const name = panelName();
+      if (app && app.selectedIndex > 0 && name) name.textContent = app.options[app.selectedIndex].text;
       $("preview-title").textContent = content.title || "Title";
       $("preview-body").textContent = content.body || "";
       const list = $("preview-data");
@@ -49,6 +52,8 @@
       image.hidden = !content.image;
       if (content.image) image.src = content.image; else image.removeAttribute("src");
     }
+
+    function panelName() { return document.querySelector("#kpns-preview .kpns-app-name"); }
 
     function update() {
       const ticket = ++asked;
