@@ -26,7 +26,13 @@ from campaigns import console, lifecycle, pacing, saved_templates, sender
 from campaigns import template_admin as template_admin  # registers it
 from campaigns.durations import duration_words
 from campaigns.forms import CampaignForm, SendTestForm, audience_spec
-from campaigns.models import AudienceKind, Campaign, CampaignStatus, MessageTemplate
+from campaigns.models import (
+    AudienceKind,
+    Campaign,
+    CampaignStatus,
+    FrequencyCapMode,
+    MessageTemplate,
+)
 from campaigns.selectors import (
     RESULT_COLUMNS,
     campaign_results,
@@ -60,6 +66,7 @@ OPTIONS = (
     {"fields": ["ttl_seconds", "priority", "collapse_key", "throttle_per_second"]},
 )
 PACING_TITLE = "Frequency cap and quiet hours"
+PACING_READ_ONLY = ["cap_in_words", "quiet_hours_in_words"]
 READ_ONLY_OPTIONS = (
     "Delivery options",
     {"fields": ["expires_after", "priority", "collapse_key", "throttle_per_second"]},
@@ -203,7 +210,7 @@ class CampaignAdmin(GuardedModelAdmin):
                 ("Audience", {"fields": ["audience_kind", "audience_summary"]}),
                 ("Schedule", {"fields": ["send_at", "local_time"]}),
                 READ_ONLY_OPTIONS,
-                self._pacing_fieldset(obj),
+                self._pacing_fieldset(obj, PACING_READ_ONLY),
                 ("State", {"fields": [*STATE_FIELDS, "sent_by", "failure_reason"]}),
             ]
         fieldsets: list[Any] = [
@@ -211,7 +218,7 @@ class CampaignAdmin(GuardedModelAdmin):
             ("Audience", {"fields": AUDIENCE_FIELDS}),
             SCHEDULE,
             OPTIONS,
-            self._pacing_fieldset(obj),
+            self._pacing_fieldset(obj, pacing.PACING_FIELDS),
         ]
         if obj is not None:
             who = "scheduled_by" if obj.status == CampaignStatus.SCHEDULED else None
@@ -227,18 +234,33 @@ class CampaignAdmin(GuardedModelAdmin):
                 *(f.name for f in Campaign._meta.fields if f.name != "id"),
                 "audience_summary",
                 "expires_after",
+                "cap_in_words",
+                "quiet_hours_in_words",
             ]
         return [*STATE_FIELDS, "scheduled_by"]
 
-    def _pacing_fieldset(self, obj: Campaign | None) -> Any:
+    def _pacing_fieldset(self, obj: Campaign | None, fields: list[str]) -> Any:
         note = pacing.pacing_note(
-            obj.app if obj is not None else None, timezone.get_current_timezone()
+            obj.app if obj is not None else None,
+            timezone.get_current_timezone(),
+            campaign=obj,
         )
         return (
             PACING_TITLE,
             # The admin shows a description as HTML: the app's name is text.
-            {"fields": pacing.PACING_FIELDS, "description": escape(note)},
+            {"fields": fields, "description": escape(note)},
         )
+
+    @admin.display(description="frequency cap")
+    def cap_in_words(self, campaign: Campaign) -> str:
+        words = pacing.cap_words(pacing.campaign_cap(campaign))
+        if campaign.frequency_cap_mode == FrequencyCapMode.APP:
+            return f"The app's: {words[0].lower()}{words[1:]}"
+        return words
+
+    @admin.display(description="quiet hours")
+    def quiet_hours_in_words(self, campaign: Campaign) -> str:
+        return pacing.quiet_hours_words(campaign)
 
     @admin.display(description="scheduled by")
     def scheduled_by(self, campaign: Campaign) -> str:

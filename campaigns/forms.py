@@ -117,7 +117,7 @@ class CampaignForm(forms.ModelForm):
         widget=forms.TextInput(attrs={"size": 10}),
     )
     frequency_cap_window_seconds = forms.TypedChoiceField(
-        label="per",
+        label="Per",
         choices=[("", "—"), *caps.WINDOW_CHOICES],
         coerce=int,
         empty_value=None,

@@ -232,9 +232,7 @@ def chunk_sent(
 def _messages_of(campaign: Campaign) -> QuerySet:
     """The ids of every message the campaign sent (one per variant, language
     and content: campaigns.content), as a subquery."""
-    return CampaignMessage.objects.filter(campaign_id=campaign.pk).values(
-        "message_id"
-    )
+    return CampaignMessage.objects.filter(campaign_id=campaign.pk).values("message_id")
 
 
 def _exclude(
@@ -292,17 +290,38 @@ def cap_words(cap: FrequencyCap | None) -> str:
     return f"At most {cap.limit} campaign {pushes} per device per {window}"
 
 
-def pacing_note(app: App | None, viewer: zoneinfo.ZoneInfo) -> str:
-    """The composer's plain words for the app's cap and quiet hours."""
+def quiet_hours_words(campaign: Campaign) -> str:
+    """'22:00-08:00 in each device's zone, then sent' (or 'None')."""
+    window = campaign_quiet_hours(campaign)
+    if window is None:
+        return "None: sent at any hour"
+    then = (
+        "then sent"
+        if campaign.quiet_hours_action == QuietHoursAction.DEFER
+        else "skipped"
+    )
+    whose = "The app's: " if campaign.quiet_hours_mode == QuietHoursMode.APP else ""
+    return f"{whose}{window} in each device's own time zone; devices in them are {then}"
+
+
+def pacing_note(
+    app: App | None, viewer: zoneinfo.ZoneInfo, *, campaign: Campaign | None = None
+) -> str:
+    """The composer's plain words: the app's cap and quiet hours, and the
+    rule with an example in the marketer's zone (the campaign's own window
+    when it has one)."""
     window = app_quiet_hours(app) if app is not None else None
+    if campaign is not None and campaign.quiet_hours_mode == QuietHoursMode.CUSTOM:
+        window = campaign_quiet_hours(campaign) or window
     example = "Quiet hours " + quiet_hours_example(
         window or QuietHours(time(22, 0), time(8, 0)), viewer=viewer
     )
     if app is None:
         return example
     cap = cap_words(caps.app_cap(app))
-    quiet = f"quiet hours {window}" if window else "no quiet hours"
+    quiet = app_quiet_hours(app)
+    quiet_text = f"quiet hours {quiet}" if quiet else "no quiet hours"
     return (
-        f"{app.name}: {cap[0].lower()}{cap[1:]}; {quiet}. Keep the app's "
-        f"settings, give this campaign its own, or turn them off. {example}"
+        f"The app {app.name}: {cap[0].lower()}{cap[1:]}; {quiet_text}. Keep the "
+        f"app's settings, give this campaign its own, or turn them off. {example}"
     )
