@@ -34,7 +34,9 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    async def post(
+        self, path: str, body: bytes, content_type: str = "application/json"
+    ) -> tuple[int, bytes, str]:
         if self.writer is None or self.writer.is_closing():
             self.reader, self.writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT
@@ -43,7 +45,7 @@ class Connection:
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
             f"Authorization: Bearer {self.key}\r\n"
-            "Content-Type: application/json\r\n"
+            f"Content-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         self.writer.write(head.encode() + body)
@@ -51,7 +53,7 @@ class Connection:
         if not status_line:
             raise ConnectionError("server closed the connection")
         status = int(status_line.split()[1])
-        length, close = 0, False
+        length, close, chunked, answer_type = 0, False, False, ""
         while True:
             line = await self.reader.readline()
             if line in (b"\r\n", b""):
@@ -62,10 +64,29 @@ class Connection:
                 length = int(value)
             elif name == "connection" and value.strip().lower() == "close":
                 close = True
-        payload = await self.reader.readexactly(length) if length else b""
+            elif name == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+            elif name == "content-type":
+                answer_type = value.strip()
+        if chunked:
+            payload = await self._chunks()
+        else:
+            payload = await self.reader.readexactly(length) if length else b""
         if close:
             self.writer.close()
-        return status, payload
+        return status, payload, answer_type
+
+    async def _chunks(self) -> bytes:
+        """A chunked body (a streamed answer, e.g. NDJSON results)."""
+        assert self.reader is not None
+        parts = []
+        while True:
+            size = int((await self.reader.readline()).split(b";")[0], 16)
+            if size == 0:
+                await self.reader.readline()  # the empty trailer
+                return b"".join(parts)
+            parts.append(await self.reader.readexactly(size))
+            await self.reader.readline()
 
 
 async def run(plan: dict[str, Any]) -> dict[str, Any]:
@@ -80,16 +101,19 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
 
     async def one(index: int, scheduled: float | None) -> None:
         request = requests[index]
-        body = json.dumps(request["body"]).encode()
+        # "raw": a body sent as it is (an NDJSON stream), with its "type".
+        raw = request.get("raw")
+        body = raw.encode() if raw is not None else json.dumps(request["body"]).encode()
+        content_type = request.get("type", "application/json")
         connection = await pool.get()
         if scheduled is None:
             # Closed loop: a request's latency counts from when it can start.
             scheduled = time.time()
         try:
-            status, payload = await asyncio.wait_for(
-                connection.post(request["path"], body), REQUEST_TIMEOUT
+            status, payload, answer_type = await asyncio.wait_for(
+                connection.post(request["path"], body, content_type), REQUEST_TIMEOUT
             )
-            answer = json.loads(payload) if payload else None
+            answer = _parse(payload, answer_type)
         except (OSError, TimeoutError, ValueError, ConnectionError) as exc:
             status, answer = 0, {"error": repr(exc)}
             if connection.writer is not None:
@@ -114,6 +138,14 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
     await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT * 2 + len(requests) / 100)
     finished = time.time()
     return {"started": started, "finished": finished, "results": results}
+
+
+def _parse(payload: bytes, content_type: str) -> Any:
+    if not payload:
+        return None
+    if content_type.startswith("application/x-ndjson"):
+        return {"lines": [json.loads(line) for line in payload.splitlines() if line]}
+    return json.loads(payload)
 
 
 def main() -> None:

@@ -34,6 +34,9 @@ DATA_SCENARIOS = {
     "anchor": "bench.anchor",
     "retention": "bench.retention",
     "pages": "bench.retention",
+    # bench/pushpath.py: the targeted push path (sequential, offered rate,
+    # concurrent, NDJSON stream), checked against the database.
+    "pushpath": "bench.pushpath",
 }
 
 
@@ -123,6 +126,24 @@ def main() -> None:
         "--batches", type=int, default=40, help="batch: requests of 500 pushes"
     )
     parser.add_argument(
+        "--seq-sends", type=int, default=2000, help="pushpath: sequential pushes"
+    )
+    parser.add_argument(
+        "--push-connections",
+        type=int,
+        default=64,
+        help="pushpath: connections of the concurrent phase",
+    )
+    parser.add_argument(
+        "--ndjson-pushes", type=int, default=0, help="pushpath: streamed pushes"
+    )
+    parser.add_argument(
+        "--ndjson-lines", type=int, default=5000, help="pushpath: lines per stream"
+    )
+    parser.add_argument(
+        "--ndjson-connections", type=int, default=2, help="pushpath: streams at once"
+    )
+    parser.add_argument(
         "--campaigns", type=int, default=5, help="acks: campaigns sent back to back"
     )
     parser.add_argument("--devices", type=int, default=2000)
@@ -152,7 +173,9 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
     parser.add_argument("--label", default="")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the first server (broadcast)"
+        "--profile",
+        action="store_true",
+        help="py-spy the first server (broadcast; pushpath: and gunicorn)",
     )
     args = parser.parse_args()
     scenarios = args.scenario or ["idle", "broadcast", "storm"]
