@@ -3,6 +3,7 @@
 import threading
 from typing import Any
 
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -22,7 +23,7 @@ from devices.api.pushserializers import (
 )
 from devices.api.schema import IDEMPOTENCY_KEY, problem
 from devices.conf import kpns_setting
-from devices.delivery import targeting
+from devices.delivery import groupcommit, targeting
 
 _checkers = threading.local()
 
@@ -56,8 +57,15 @@ class PushView(ServerAPIView):
     )
     @idempotent
     def post(self, request: Request) -> Response:
-        data = push_checker().run_validation(request.data)
-        result = targeting.push_send(app=self.app, **data)
+        if groupcommit.enabled(transaction.get_connection().in_atomic_block):
+            # Concurrent pushes of this process share one commit; this one's
+            # checks run first, on its own (devices/delivery/groupcommit.py).
+            with groupcommit.push_group().arriving() as arrival:
+                data = push_checker().run_validation(request.data)
+                result = targeting.push_send(app=self.app, group=arrival, **data)
+        else:
+            data = push_checker().run_validation(request.data)
+            result = targeting.push_send(app=self.app, **data)
         assert result.message is not None
         return Response(
             {

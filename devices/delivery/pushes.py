@@ -65,18 +65,32 @@ def push_batch(*, app: App, plans: list[tuple[Message, list[Any]]]) -> list[int]
     """Many checked, unsaved messages of one app, each to its own devices:
     saved with their deliveries in one transaction, woken after it commits
     with one layer event per node. Returns each message's targets count."""
+    return push_batch_apps([(app, message, ids) for message, ids in plans])
+
+
+def push_batch_apps(plans: list[tuple[App, Message, list[Any]]]) -> list[int]:
+    """Checked, unsaved messages of any apps, each to its own devices: one
+    transaction (one message INSERT, then one seq UPDATE and one delivery
+    INSERT per app), woken after it commits with one layer event per node
+    (devices.delivery.groupcommit writes concurrent requests' pushes so).
+    Returns each message's targets count, in order."""
     if not plans:
         return []
+    by_app: dict[int, list[tuple[Message, list[Any]]]] = defaultdict(list)
+    for app, message, ids in plans:
+        by_app[app.pk].append((message, ids))
     with transaction.atomic():
-        Message.objects.bulk_create([message for message, _ids in plans])
-        found = deliveries_write(plans)
-        batch = [(messages.push_fields(m), found[m.pk]) for m, _ids in plans]
+        Message.objects.bulk_create([message for _app, message, _ids in plans])
+        found: dict[Any, list[Any]] = {}
+        for app_plans in by_app.values():
+            found.update(deliveries_write(app_plans))
+        batch = [(messages.push_fields(m), found[m.pk]) for _a, m, _ids in plans]
         transaction.on_commit(lambda: wakeups.wake_batch(batch))
     logger.info(
         "push batch committed",
-        extra={"app_id": app.pk, "messages": len(plans)},
+        extra={"apps": sorted(by_app), "messages": len(plans)},
     )
-    return [len(found[message.pk]) for message, _ids in plans]
+    return [len(found[message.pk]) for _app, message, _ids in plans]
 
 
 def push_test(*, devices: Iterable[Device], title: str, body: str = "") -> int:

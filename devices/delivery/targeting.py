@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 
 from devices.conf import kpns_setting
 from devices.delivery import caps, messages, pushes
+from devices.delivery.groupcommit import Arrival
 from devices.models import App, Device, Message
 from devices.registry.audience import audience_devices, audience_validate
 
@@ -79,6 +80,7 @@ def push_send(
     tags: list[str] | None = None,
     audience: dict[str, Any] | None = None,
     respect_frequency_cap: bool = False,
+    group: Arrival | None = None,
     **content: Any,
 ) -> PushResult:
     """Send one message to the devices named by exactly one of device_ids,
@@ -87,6 +89,10 @@ def push_send(
     With respect_frequency_cap, devices at the app's frequency cap are left
     out (counted in `capped`) and the push counts toward the cap; an app
     without a cap sends to all and counts nothing (devices.delivery.caps).
+
+    With `group` (the request's place in devices.delivery.groupcommit) an
+    uncapped message is checked here and written in the group's shared
+    transaction.
 
     At most API_MAX_PUSH_DEVICES devices: a larger audience is a campaign,
     which the scheduler sends in chunks. Naming no device is not an error
@@ -110,6 +116,10 @@ def push_send(
             app=app, device_ids=ids, cap=cap, **content
         )
         return PushResult(message, count, capped=capped)
+    if group is not None:
+        message = messages.message_build(app=app, **content)
+        count = group.send(app=app, message=message, device_ids=ids)
+        return PushResult(message, count)
     message, count = pushes.push_to_devices(app=app, device_ids=ids, **content)
     return PushResult(message, count)
 
