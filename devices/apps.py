@@ -8,7 +8,7 @@ class DevicesConfig(AppConfig):
     name = "devices"
 
     def ready(self) -> None:
-        from devices.models import ApiKey, App
+        from devices.models import ApiKey, App, WebhookEndpoint
 
         # A key or app changed anywhere in this process (admin, shell, API)
         # is not served from the API-key cache (devices.apikeys).
@@ -16,6 +16,13 @@ class DevicesConfig(AppConfig):
         post_delete.connect(_forget_key, sender=ApiKey, dispatch_uid="kpns-key-gone")
         post_save.connect(_forget_keys, sender=App, dispatch_uid="kpns-app-saved")
         post_delete.connect(_forget_keys, sender=App, dispatch_uid="kpns-app-gone")
+        # Likewise the webhook subscriptions receipts look up (devices.webhooks).
+        for signal, uid in ((post_save, "saved"), (post_delete, "gone")):
+            signal.connect(
+                _forget_subscriptions,
+                sender=WebhookEndpoint,
+                dispatch_uid=f"kpns-endpoint-{uid}",
+            )
 
 
 def _forget_key(sender: Any, instance: Any, **kwargs: Any) -> None:
@@ -28,3 +35,9 @@ def _forget_keys(sender: Any, **kwargs: Any) -> None:
     from devices.integrations import apikeys
 
     apikeys.forget_all()
+
+
+def _forget_subscriptions(sender: Any, **kwargs: Any) -> None:
+    from devices.integrations import webhooks
+
+    webhooks.subscriptions_forget()

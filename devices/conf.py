@@ -99,6 +99,9 @@ DEFAULTS: dict[str, Any] = {
     "API_KEY_CACHE_SECONDS": 5.0,
     # Messages in one POST /api/v1/pushes/batch.
     "API_MAX_BATCH": 500,
+    # Which apps subscribe to delivery webhooks, as a receipt flush sees it:
+    # re-read after this long (at once in the process that changed one).
+    "WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS": 1.0,
     # Group commit of concurrent POST /api/v1/pushes in one process
     # (devices.delivery.groupcommit): at most MAX pushes per transaction
     # (1: each its own); a group's leader waits at most WAIT for requests

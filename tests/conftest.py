@@ -19,6 +19,10 @@ def fast_kpns(settings):
         "RECEIPT_FLUSH_SECONDS": 0.02,
         # Every test client is 127.0.0.1: tests/api/test_limits.py tests it.
         "REGISTER_ADDRESS_RATE_PER_MINUTE": 0,
+        # Tests roll their endpoints back without a signal: no cached
+        # subscriptions across tests (tests/api/test_webhook_subscriptions.py
+        # tests the cache).
+        "WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS": 0.0,
     }
     return settings.KPNS
 

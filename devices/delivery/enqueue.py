@@ -18,19 +18,29 @@ messages' counters (devices.delivery.counters) move in the same
 transaction: one more statement per write.
 """
 
+import json
+import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from devices.delivery.counters import Tally
+from devices.delivery.counters import BASE_SHARD, COLUMNS, COUNT_SHARDS, Tally
 from devices.delivery.sqlvalues import id_list_sql, in_values, pg_array
-from devices.models import OPEN_STATUSES, Delivery, DeliveryStatus, Device, Message
+from devices.models import (
+    OPEN_STATUSES,
+    Delivery,
+    DeliveryStatus,
+    Device,
+    Message,
+    MessageCount,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ def deliveries_write(
     *,
     expires_at: datetime | None = None,
     skip_existing: bool = False,
+    new_messages: bool = False,
 ) -> dict[UUID, list[Target]]:
     """Give each plan's saved message to its devices; targets by message id.
 
@@ -61,9 +72,14 @@ def deliveries_write(
     `skip_existing` skips devices that already have the message (a campaign
     chunk written again); messages saved in the caller's transaction cannot
     have any. `expires_at` overrides the messages' own expiry (campaign
-    slices). Must run inside a transaction; wake the targets after it
-    commits.
+    slices). `new_messages`: the messages are checked but unsaved, and are
+    saved here, with their counters (on PostgreSQL in the same statement as
+    their deliveries: one round trip, atomic without a transaction of its
+    own). Otherwise it must run inside a transaction. Wake the targets after
+    the commit.
     """
+    if new_messages:
+        return _write_new(plans)
     found: dict[UUID, list[Target]] = {message.pk: [] for message, _ids in plans}
     # Callers pass UUIDs or their text (an SDK's device id): one form, so
     # that the devices the database returns match the ones asked for.
@@ -103,68 +119,166 @@ def _with_rows(message_ids: list[UUID]) -> set[UUID]:
     }
 
 
+def _write_new(plans: Sequence[Plan]) -> dict[UUID, list[Target]]:
+    """Unsaved messages, their deliveries and their counters."""
+    if not plans:
+        return {}
+    now = timezone.now()
+    for message, _ids in plans:
+        message.created_at = now  # auto_now_add, as a save would set it
+    pk = Device._meta.pk
+    assert pk is not None
+    todo = [(m, list(dict.fromkeys(pk.to_python(i) for i in ids))) for m, ids in plans]
+    if len({m.app_id for m, _ids in todo}) != 1:
+        raise ValueError("the messages of one write belong to one app")
+    if connection.vendor == "postgresql" and not any(m.collapse_key for m, _ in todo):
+        found = _write_arrays(todo, None, skip_existing=False, new_messages=True)
+    else:
+        Message.objects.bulk_create([m for m, _ids in todo])
+        found = deliveries_write(todo)
+        return found
+    for message, _ids in todo:
+        message._state.adding = False
+        message._state.db = connection.alias
+    return found
+
+
 def _write_arrays(
     plans: list[tuple[Message, list[UUID]]],
     expires_at: datetime | None,
     skip_existing: bool,
+    new_messages: bool = False,
 ) -> dict[UUID, list[Target]]:
-    """PostgreSQL: every message of the write in two statements."""
+    """PostgreSQL: every message of the write in one statement: the seq
+    UPDATE feeds the delivery INSERT (each row's seq is its device's new
+    last_seq - its count + its rank in plan order); with `new_messages` the
+    message rows and their counter rows are inserted by the same statement."""
     if skip_existing:
         plans = _without_existing(plans)
     counts: dict[UUID, int] = defaultdict(int)
-    for _message, ids in plans:
+    rows: list[tuple[Message, UUID, int]] = []
+    for message, ids in plans:
         for device_id in ids:
             counts[device_id] += 1
+            rows.append((message, device_id, counts[device_id]))
     found: dict[UUID, list[Target]] = {m.pk: [] for m, _ in plans}
-    if not counts:
+    if not counts and not new_messages:
         return found
-    device_table = connection.ops.quote_name(Device._meta.db_table)
-    delivery_table = connection.ops.quote_name(Delivery._meta.db_table)
     ordered = sorted(counts)  # one lock order for every writer
+    ctes, params = [], []
+    if new_messages:
+        sql, values = _messages_cte(plans)
+        ctes.append(sql)
+        params += values
+    device_table = _table(Device)
+    delivery_table = _table(Delivery)
+    # Only quoted table names and placeholders are interpolated.
+    ctes.append(
+        f"bumped AS (UPDATE {device_table} d SET last_seq = d.last_seq + c.n "  # noqa: S608
+        "FROM (SELECT unnest(%s::uuid[]) AS id, unnest(%s::int[]) AS n) c "
+        "WHERE d.id = c.id AND d.app_id = %s AND d.is_active "
+        "RETURNING d.id, d.last_seq, d.node, c.n)"
+    )
+    params += [pg_array(ordered), pg_array(counts[i] for i in ordered)]
+    params.append(plans[0][0].app_id)
+    ctes.append(
+        f"ins AS (INSERT INTO {delivery_table} "  # noqa: S608
+        "(message_id, device_id, seq, status, created_at, expires_at) "
+        "SELECT r.m, r.d, b.last_seq - b.n + r.k, %s, %s, r.e FROM unnest("
+        "%s::uuid[], %s::uuid[], %s::int[], %s::timestamptz[]) AS r(m, d, k, e) "
+        "JOIN bumped b ON b.id = r.d "
+        "RETURNING id, message_id, device_id, seq)"
+    )
+    params += [
+        DeliveryStatus.PENDING.value,
+        timezone.now(),
+        pg_array(m.pk for m, _d, _k in rows),
+        pg_array(d for _m, d, _k in rows),
+        pg_array(k for _m, _d, k in rows),
+        pg_array(expires_at or m.expires_at for m, _d, _k in rows),
+    ]
+    if new_messages:
+        sql, values = _counters_cte([m.pk for m, _ids in plans])
+        ctes.append(sql)
+        params += values
+    statement = (
+        "WITH " + ", ".join(ctes) + " SELECT i.id, i.message_id, i.device_id, "  # noqa: S608
+        "i.seq, b.node FROM ins i JOIN bumped b ON b.id = i.device_id"
+    )
     with connection.cursor() as cursor:
-        # Only quoted table names and placeholders are interpolated.
-        cursor.execute(
-            f"UPDATE {device_table} d SET last_seq = d.last_seq + c.n "  # noqa: S608
-            "FROM (SELECT unnest(%s::uuid[]) AS id, unnest(%s::int[]) AS n) c "
-            "WHERE d.id = c.id AND d.app_id = %s AND d.is_active "
-            "RETURNING d.id, d.last_seq, d.node",
-            [
-                pg_array(ordered),
-                pg_array(counts[i] for i in ordered),
-                plans[0][0].app_id,
-            ],
-        )
-        bumped = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
-        # Seqs handed out in plan order: last_seq - n + 1 ... last_seq.
-        next_seq = {i: last - counts[i] + 1 for i, (last, _node) in bumped.items()}
-        rows: list[tuple[Message, UUID, int]] = []
-        for message, ids in plans:
-            for device_id in ids:
-                if device_id in next_seq:
-                    rows.append((message, device_id, next_seq[device_id]))
-                    next_seq[device_id] += 1
-        if not rows:
-            return found
-        cursor.execute(
-            f"INSERT INTO {delivery_table} "  # noqa: S608
-            "(message_id, device_id, seq, status, created_at, expires_at) "
-            "SELECT m, d, s, %s, %s, e FROM unnest("
-            "%s::uuid[], %s::uuid[], %s::bigint[], %s::timestamptz[]) AS r(m, d, s, e) "
-            "RETURNING id, message_id, device_id, seq",
-            [
-                DeliveryStatus.PENDING.value,
-                timezone.now(),
-                pg_array(m.pk for m, _d, _s in rows),
-                pg_array(d for _m, d, _s in rows),
-                pg_array(s for _m, _d, s in rows),
-                pg_array(expires_at or m.expires_at for m, _d, _s in rows),
-            ],
-        )
-        for row_id, message_id, device_id, seq in cursor.fetchall():
-            found[message_id].append(
-                Target(device_id, seq, row_id, node=bumped[device_id][1])
-            )
+        cursor.execute(statement, params)
+        for row_id, message_id, device_id, seq, node in cursor.fetchall():
+            found[message_id].append(Target(device_id, seq, row_id, node=node))
     return found
+
+
+# The message columns a write of new messages inserts, with their array types.
+_MESSAGE_COLUMNS = (
+    ("id", "uuid"),
+    ("app_id", "bigint"),
+    ("title", "text"),
+    ("body", "text"),
+    ("url", "text"),
+    ("image", "text"),
+    ("data", "jsonb"),
+    ("priority", "text"),
+    ("collapse_key", "text"),
+    ("created_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+)
+
+
+def _messages_cte(plans: list[tuple[Message, list[UUID]]]) -> tuple[str, list[Any]]:
+    """The INSERT of new messages, one array per column."""
+    encoder = Message._meta.get_field("data").encoder  # type: ignore[attr-defined]
+    messages = [message for message, _ids in plans]
+    params: list[Any] = []
+    for name, sql_type in _MESSAGE_COLUMNS:
+        column = [getattr(message, name) for message in messages]
+        if sql_type == "jsonb":
+            params.append([json.dumps(value, cls=encoder) for value in column])
+        elif sql_type in ("uuid", "timestamptz", "bigint"):
+            params.append(pg_array(column))
+        else:
+            params.append(column)
+    names = ", ".join(name for name, _type in _MESSAGE_COLUMNS)
+    # jsonb travels as text, cast per element.
+    holes = ", ".join(
+        f"%s::{'text' if sql_type == 'jsonb' else sql_type}[]"
+        for _name, sql_type in _MESSAGE_COLUMNS
+    )
+    selects = ", ".join(
+        f"{name}::jsonb" if sql_type == "jsonb" else name
+        for name, sql_type in _MESSAGE_COLUMNS
+    )
+    # Only quoted names of ours are interpolated.
+    sql = (
+        f"msg AS (INSERT INTO {_table(Message)} ({names}) "  # noqa: S608
+        f"SELECT {selects} FROM unnest({holes}) AS v({names}))"
+    )
+    return sql, params
+
+
+def _counters_cte(message_ids: list[UUID]) -> tuple[str, list[Any]]:
+    """New messages' counters: a base row each, and a shard row with the
+    count of the rows inserted (devices.delivery.counters)."""
+    columns = ", ".join(COLUMNS)
+    zeros = ", ".join(["0"] * (len(COLUMNS) - 1))
+    # targeted is the first counter column; only our names are interpolated.
+    assert COLUMNS[0] == "targeted"
+    sql = (
+        f"cnt AS (INSERT INTO {_table(MessageCount)} "  # noqa: S608
+        f"(message_id, shard, {columns}) "
+        f"SELECT m, {BASE_SHARD}, 0, {zeros} FROM unnest(%s::uuid[]) AS m "
+        f"UNION ALL SELECT message_id, %s, count(*), {zeros} FROM ins "
+        "GROUP BY message_id)"
+    )
+    shard = random.randrange(COUNT_SHARDS)  # noqa: S311 - spreading, not secrets
+    return sql, [pg_array(sorted(message_ids, key=str)), shard]
+
+
+def _table(model: Any) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
 
 
 def _without_existing(

@@ -46,6 +46,24 @@ def _running_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+# Sends started and not finished (submit): past it a caller waits for a
+# slot, so a Redis that stops answering slows requests down rather than
+# piling up coroutines (each send is bounded by its own timeout).
+MAX_IN_FLIGHT = 1000
+_in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+
+
+def submit(coroutine: Coroutine[Any, Any, Any], timeout: float) -> bool:
+    """Start ``coroutine`` on the layer loop without waiting for it; False
+    (and not started) if no slot freed up within ``timeout``."""
+    if not _in_flight.acquire(timeout=timeout):
+        coroutine.close()
+        return False
+    future = asyncio.run_coroutine_threadsafe(coroutine, _running_loop())
+    future.add_done_callback(lambda _f: _in_flight.release())
+    return True
+
+
 def run(coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
     """Run ``coroutine`` on the process's layer loop; wait at most ``timeout``."""
     future = asyncio.run_coroutine_threadsafe(coroutine, _running_loop())

@@ -92,6 +92,22 @@ def wake_batch(batch: Sequence[tuple[dict[str, Any], Iterable[Target]]]) -> int:
     return _sync(awake_batch([(push, list(t)) for push, t in batch]))
 
 
+def wake_batch_soon(batch: Sequence[tuple[dict[str, Any], Iterable[Target]]]) -> None:
+    """wake_batch without waiting for Redis where the process has a layer
+    loop of its own (an API process): the pushes are committed, so the
+    request is answered at once and the send runs meanwhile. Elsewhere (a
+    Daphne process, whose local nodes are handed events on its own loop)
+    as wake_batch."""
+    coroutine = awake_batch([(push, list(t)) for push, t in batch])
+    if _own_loop:
+        # Lost only if no slot frees within the timeout: then the sweep
+        # delivers, as for a send that failed.
+        if not layerloop.submit(coroutine, SEND_TIMEOUT * 2):
+            logger.warning("wake-up not sent: the layer loop's sends are full")
+        return
+    _sync(coroutine)
+
+
 async def aclose_devices(node: str, items: list[list[Any]], code: int) -> int:
     """Close sockets on a node: one event for [[device id, connection id or
     None], ...] (a connection id closes only that connection)."""

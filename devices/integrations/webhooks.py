@@ -20,6 +20,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -143,16 +144,44 @@ def signature_verify(
 def subscriptions(events: Iterable[str]) -> dict[int, set[str]]:
     """App id -> which of these events it has an active endpoint for.
 
-    One small query (endpoints are few): receipt batches call it once, and
-    with no subscriber they do no further webhook work.
+    One small query (endpoints are few), kept for
+    KPNS_WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS: every receipt flush of every
+    node asked it (20 times a second, 18% of a receipt write's time,
+    docs/benchmarks.md). An endpoint saved or deleted in this process is
+    seen at once, in others within that time; which endpoints get the
+    events is read again when they are written (events_emit).
     """
     wanted = set(events)
     found: dict[int, set[str]] = defaultdict(set)
-    for app_id, subscribed in WebhookEndpoint.objects.filter(
-        is_active=True
-    ).values_list("app_id", "events"):
+    for app_id, subscribed in _active_endpoints():
         found[app_id] |= wanted & set(subscribed or [])
     return {app_id: names for app_id, names in found.items() if names}
+
+
+_endpoints_lock = threading.Lock()
+_endpoints: tuple[float, list[tuple[int, list[str]]]] | None = None
+
+
+def _active_endpoints() -> list[tuple[int, list[str]]]:
+    global _endpoints
+    ttl = float(kpns_setting("WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS"))
+    now = time.monotonic()
+    cached = _endpoints
+    if cached is not None and now - cached[0] < ttl:
+        return cached[1]
+    rows = list(
+        WebhookEndpoint.objects.filter(is_active=True).values_list("app_id", "events")
+    )
+    with _endpoints_lock:
+        _endpoints = (now, rows)
+    return rows
+
+
+def subscriptions_forget() -> None:
+    """Read the subscriptions again next time (an endpoint changed here)."""
+    global _endpoints
+    with _endpoints_lock:
+        _endpoints = None
 
 
 def event_emit(

@@ -60,3 +60,23 @@ def test_async_to_sync_wakeups_open_a_connection_each(redis_layer, connects):
     wake-up from a thread without a loop opens a Redis connection."""
     wake(f"wsgi-{uuid.uuid4().hex[:8]}", 5)
     assert len(connects) >= 5, len(connects)
+
+
+def test_wsgi_push_wakeups_are_sent_without_holding_the_request(
+    redis_layer, monkeypatch
+):
+    """wake_batch_soon returns before Redis answers (the pushes are
+    committed); the event still reaches the node's channel, in order."""
+    monkeypatch.setattr(wakeups, "_own_loop", True)
+    node = f"soon-{uuid.uuid4().hex[:8]}"
+    for seq in range(1, PUSHES + 1):
+        target = Target(device_id=uuid.uuid4(), seq=seq, delivery_id=seq, node=node)
+        assert wakeups.wake_batch_soon([({"id": f"m{seq}"}, [target])]) is None
+    layer = get_channel_layer()
+    received = [
+        layerloop.run(layer.receive(node_channel(node)), 5) for _ in range(PUSHES)
+    ]
+    assert sorted(event["pushes"][0]["push"]["id"] for event in received) == sorted(
+        f"m{seq}" for seq in range(1, PUSHES + 1)
+    )
+    assert all(event["type"] == "node.deliver_batch" for event in received)
