@@ -1,6 +1,6 @@
 from django.urls import path
 
-from devices.api import pushes, views
+from devices.api import pushes, pushstream, views
 
 urlpatterns = [
     # Device SDKs (client key, device token).
@@ -11,6 +11,9 @@ urlpatterns = [
     # Integrators' servers (API key).
     path("pushes", pushes.PushView.as_view(), name="api-pushes"),
     path("pushes/batch", pushes.PushBatchView.as_view(), name="api-pushes-batch"),
+    path(
+        "pushes/stream", pushstream.PushStreamView.as_view(), name="api-pushes-stream"
+    ),
     path("devices", views.DeviceCollectionView.as_view(), name="api-devices"),
     path("devices/<uuid:device_id>", views.DeviceItemView.as_view(), name="api-device"),
     path("presence", views.PresenceView.as_view(), name="api-presence"),

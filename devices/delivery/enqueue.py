@@ -230,7 +230,7 @@ _MESSAGE_COLUMNS = (
 
 def _messages_cte(plans: list[tuple[Message, list[UUID]]]) -> tuple[str, list[Any]]:
     """The INSERT of new messages, one array per column."""
-    encoder = Message._meta.get_field("data").encoder  # type: ignore[attr-defined]
+    encoder = Message._meta.get_field("data").encoder
     messages = [message for message, _ids in plans]
     params: list[Any] = []
     for name, sql_type in _MESSAGE_COLUMNS:
