@@ -89,10 +89,16 @@ def push_batch_apps(plans: list[tuple[App, Message, list[Any]]]) -> list[int]:
         batch = [(messages.push_fields(m), found[m.pk]) for _a, m, _ids in plans]
         # Run at once when there is no transaction (the statement committed).
         transaction.on_commit(lambda: wakeups.wake_batch_soon(batch))
-    logger.info(
-        "push batch committed",
-        extra={"apps": sorted(by_app), "messages": len(plans)},
-    )
+    if logger.isEnabledFor(logging.INFO):
+        for app, message, _ids in plans:
+            logger.info(
+                "push committed",
+                extra={
+                    "message_id": str(message.pk),
+                    "app_id": app.pk,
+                    "targets": len(found[message.pk]),
+                },
+            )
     return [len(found[message.pk]) for _app, message, _ids in plans]
 
 
