@@ -3,6 +3,7 @@
 
 import logging
 import threading
+import time
 import uuid
 
 import pytest
@@ -201,3 +202,28 @@ def test_redis_counts_are_atomic_and_expire(settings, redis_url, fresh_limiter):
         client.delete(f"kpns:{key}")
     finally:
         client.close()
+
+
+def test_api_key_requests_are_claimed_in_blocks_never_past_the_limit(monkeypatch):
+    """1% of the limit per round trip to the shared counter; exactly the
+    limit granted in a window, then the wait until the window ends."""
+    claims = []
+    count = throttling._count
+
+    def counted(key, limit_name, by=1):
+        claims.append(by)
+        return count(key, limit_name, by)
+
+    monkeypatch.setattr(throttling, "_count", counted)
+    for _attempt in range(2):  # again if a minute's window ended meanwhile
+        claims.clear()
+        window = int(time.time() // 60)
+        key = f"test-blocks-{uuid.uuid4().hex}"
+        granted = [throttling._over_in_blocks(key, 250, "api_key") for _ in range(260)]
+        if int(time.time() // 60) == window:
+            break
+    allowed = [wait for wait in granted if wait is None]
+    assert len(allowed) == 250
+    assert all(wait is not None and 0 < wait <= 60 for wait in granted[250:])
+    # 125 claims of 2 for the 250 requests, then one refused claim per request.
+    assert claims == [2] * 135
