@@ -20,6 +20,7 @@ from devices.api.pushserializers import (
     BatchSerializer,
     PushAcceptedSerializer,
     PushSerializer,
+    push_plain,
 )
 from devices.api.schema import IDEMPOTENCY_KEY, problem
 from devices.conf import kpns_setting
@@ -104,7 +105,8 @@ class PushBatchView(ServerAPIView):
         parsed: list[tuple[dict[str, Any] | None, Any]] = []
         for item in items:
             try:
-                parsed.append((checker.run_validation(item), None))
+                plain = push_plain(item) if isinstance(item, dict) else None
+                parsed.append((plain or checker.run_validation(item), None))
             except ValidationError as exc:
                 parsed.append((None, exc.detail))
         valid = [data for data, _errors in parsed if data is not None]

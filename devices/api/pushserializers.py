@@ -1,5 +1,8 @@
 """What the push endpoints take and answer (POST /pushes, /pushes/batch)."""
 
+from typing import Any
+from uuid import UUID
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -95,3 +98,59 @@ class BatchItemResultSerializer(serializers.Serializer):
 
 class BatchResultSerializer(serializers.Serializer):
     results = BatchItemResultSerializer(many=True)
+
+
+# The plain shape of most pushes in bulk, checked without DRF (its field
+# machinery was most of a streamed line's CPU, docs/benchmarks.md).
+_PLAIN_FIELDS = frozenset(
+    {"device_ids", "title", "body", "data", "ttl_seconds", "priority", "collapse_key"}
+)
+_TEXT_LIMITS = {"title": 200, "body": 4096, "collapse_key": 64}
+
+
+def push_plain(item: dict[str, Any]) -> dict[str, Any] | None:
+    """PushSerializer's validated data for a push of the plain shape
+    (device_ids and content, every value already in its final form), or
+    None: then the serializer decides, with its error messages. Whatever
+    this accepts, the serializer accepts with the same result
+    (tests/api/test_push_plain.py checks it on generated pushes)."""
+    if not item.keys() <= _PLAIN_FIELDS or "title" not in item:
+        return None
+    ids = item.get("device_ids")
+    if not isinstance(ids, list) or not 0 < len(ids) <= MAX_TARGET_LIST:
+        return None
+    try:
+        parsed = {"device_ids": [UUID(hex=value) for value in ids]}
+    except (TypeError, ValueError, AttributeError):
+        return None
+    for name, limit in _TEXT_LIMITS.items():
+        if name in item and not _plain_text(item[name], limit, blank=name != "title"):
+            return None
+    data = item.get("data")
+    if data is not None and not isinstance(data, dict):
+        return None
+    ttl = item.get("ttl_seconds")
+    if ttl is not None and (type(ttl) is not int or not 0 <= ttl <= MAX_TTL_SECONDS):
+        return None
+    if "priority" in item and item["priority"] not in Priority.values:
+        return None
+    for name in item:
+        if name != "device_ids":
+            parsed[name] = item[name]
+    if "data" in parsed and data is None:
+        return None  # null is the serializer's to refuse
+    return parsed
+
+
+def _plain_text(value: Any, limit: int, *, blank: bool) -> bool:
+    """A string the CharField keeps as it is: trimmed already, within the
+    limit, encodable (no lone surrogates), and not blank unless allowed."""
+    if type(value) is not str or len(value) > limit or value != value.strip():
+        return False
+    if not value and not blank:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value

@@ -30,6 +30,7 @@ from rest_framework.request import Request
 from devices.api.base import ServerAPIView
 from devices.api.problems import problem_body
 from devices.api.pushes import push_checker
+from devices.api.pushserializers import push_plain
 from devices.conf import kpns_setting
 from devices.delivery import targeting
 from devices.integrations import idempotency
@@ -98,6 +99,7 @@ def _results(app: App, api_key: ApiKey, lines: Iterator[tuple[int, bytes | None]
     chunk_size = int(kpns_setting("API_STREAM_CHUNK"))
     most = int(kpns_setting("API_STREAM_MAX_LINES"))
     chunk: list[Line] = []
+    valid = 0
     for number, raw in lines:
         if number > most:
             if chunk:
@@ -110,11 +112,12 @@ def _results(app: App, api_key: ApiKey, lines: Iterator[tuple[int, bytes | None]
         if line is None:
             continue  # a blank line
         chunk.append(line)
-        if sum(1 for c in chunk if c.result is None) >= chunk_size:
+        valid += line.result is None
+        if valid >= chunk_size:
             yield from _flush(app, api_key, chunk)
             if any(c.result and c.result["status"] == 503 for c in chunk):
                 return  # the database failed: nothing further is read
-            chunk = []
+            chunk, valid = [], 0
     if chunk:
         yield from _flush(app, api_key, chunk)
 
@@ -152,7 +155,7 @@ def _parse(number: int, raw: bytes | None) -> Line | None:
                 raise ValidationError(
                     {KEY_FIELD: [f"1-{idempotency.MAX_KEY_LENGTH} characters."]}
                 ) from exc
-        line.item = push_checker().run_validation(item)
+        line.item = push_plain(item) or push_checker().run_validation(item)
     except ValidationError as exc:
         line.result = _invalid(number, "See errors.", errors=exc.detail)
         return line

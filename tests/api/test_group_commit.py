@@ -76,14 +76,15 @@ def test_concurrent_pushes_share_one_transaction(app, long_window):
     groups_before, pushes_before = group.groups, group.pushes
 
     def send(index: int, arrival: Any) -> tuple[Any, int, int]:
-        message, targets = targeting.push_send(
+        result = targeting.push_send(
             app=app,
             device_ids=[str(devices[index].pk)],
             title=f"to {index}",
             group=arrival,
         )
+        message_id = result.message.pk
         # Answered only once committed: another connection sees the row.
-        return message.pk, targets, committed_elsewhere(message.pk)
+        return message_id, result.targets, committed_elsewhere(message_id)
 
     results, errors = run_together(THREADS, send)
     assert errors == [None] * THREADS
@@ -104,10 +105,10 @@ def test_a_push_failing_its_checks_does_not_fail_the_others(app, long_window):
 
     def send(index: int, arrival: Any) -> Any:
         title = "" if index == 3 else f"to {index}"  # a title is required
-        message, _targets = targeting.push_send(
+        result = targeting.push_send(
             app=app, device_ids=[str(devices[index].pk)], title=title, group=arrival
         )
-        return message.pk
+        return result.message.pk
 
     results, errors = run_together(THREADS, send)
     assert isinstance(errors[3], ValidationError)
@@ -121,7 +122,9 @@ def test_a_push_failing_its_checks_does_not_fail_the_others(app, long_window):
 
 def test_a_push_failing_in_the_database_does_not_fail_the_others(app, long_window):
     devices = [make_device(app)[0] for _ in range(THREADS)]
-    taken = targeting.push_send(app=app, device_ids=[str(devices[0].pk)], title="x")[0]
+    taken = targeting.push_send(
+        app=app, device_ids=[str(devices[0].pk)], title="x"
+    ).message
     group = groupcommit.push_group()
     pushes_before = group.pushes
 
@@ -156,7 +159,7 @@ def test_a_group_wakes_each_node_once(app, long_window):
     def send(index: int, arrival: Any) -> Any:
         return targeting.push_send(
             app=app, device_ids=[str(devices[index].pk)], title="w", group=arrival
-        )[0].pk
+        ).message.pk
 
     results, errors = run_together(THREADS, send)
     assert errors == [None] * THREADS
