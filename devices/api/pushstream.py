@@ -11,21 +11,26 @@ Outside the OpenAPI document: OpenAPI 3.0 cannot describe a stream of
 JSON lines (tests/api/test_push_stream.py tests it instead).
 """
 
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import (
+    APIException,
+    ParseError,
     UnsupportedMediaType,
     ValidationError,
 )
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
 
 from devices.api.base import ServerAPIView
 from devices.api.problems import problem_body
@@ -35,11 +40,21 @@ from devices.conf import kpns_setting
 from devices.delivery import targeting
 from devices.integrations import idempotency
 from devices.models import ApiKey, App, IdempotencyRecord
-from kpns_site.bodylimit import PayloadTooLarge, body_limit
-from kpns_site.jsonbody import check_no_nul, too_deep
 
 NDJSON = "application/x-ndjson"
 KEY_FIELD = "idempotency_key"
+
+
+class StreamTooLarge(APIException):
+    status_code = 413
+    default_detail = "The stream is too large."
+
+
+def line_limit() -> int:
+    """Bytes of one line: what one request body may hold."""
+    return int(getattr(settings, "KPNS_MAX_REQUEST_BODY_BYTES", 0)) or (
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2**31
+    )
 
 
 @dataclass
@@ -70,7 +85,7 @@ class PushStreamView(ServerAPIView):
         except ValueError:
             length = -1
         if length < 0 or length > limit:
-            raise PayloadTooLarge(f"Streams are limited to {limit} bytes.")
+            raise StreamTooLarge(f"Streams are limited to {limit} bytes.")
         lines = _read_lines(request._request)
         return StreamingHttpResponse(
             _results(self.app, self.api_key, lines), content_type=NDJSON
@@ -79,7 +94,7 @@ class PushStreamView(ServerAPIView):
 
 def _read_lines(stream: Any) -> Iterator[tuple[int, bytes | None]]:
     """(line number, bytes), None for a line over the per-line limit."""
-    most = body_limit()
+    most = line_limit()
     number = 0
     while True:
         raw = stream.readline(most + 1)
@@ -129,22 +144,21 @@ def _flush(app: App, api_key: ApiKey, chunk: list[Line]) -> Iterator[bytes]:
 
 def _parse(number: int, raw: bytes | None) -> Line | None:
     if raw is None:
-        return Line(number, result=_invalid(number, f"Over {body_limit()} bytes."))
+        return Line(number, result=_invalid(number, f"Over {line_limit()} bytes."))
     if not raw.strip():
         return None
     line = Line(number)
+    # The API's own JSON parser (its depth, NUL and strictness rules).
+    parser = api_settings.DEFAULT_PARSER_CLASSES[0]()
     try:
-        if too_deep(raw):
-            raise ValueError("JSON nested too deep.")
-        item = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        line.result = _invalid(number, f"Not a JSON object: {exc}")
+        item = parser.parse(io.BytesIO(raw))
+    except (ParseError, ValidationError) as exc:
+        line.result = _invalid(number, "Not a valid JSON object.", errors=exc.detail)
         return line
     if not isinstance(item, dict):
         line.result = _invalid(number, "Not a JSON object.")
         return line
     try:
-        check_no_nul(item)
         key = item.pop(KEY_FIELD, None)
         if key is not None:
             if not isinstance(key, str):
