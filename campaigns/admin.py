@@ -8,21 +8,28 @@ import csv
 import json
 import zoneinfo
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 
-from campaigns import console, lifecycle, pacing, saved_templates, sender
+from campaigns import abtest, console, lifecycle, pacing, saved_templates, sender
+from campaigns import forms as forms_module
 from campaigns import template_admin as template_admin  # registers it
 from campaigns.durations import duration_words
 from campaigns.forms import CampaignForm, SendTestForm, audience_spec
@@ -35,6 +42,8 @@ from campaigns.models import (
 )
 from campaigns.selectors import (
     RESULT_COLUMNS,
+    campaign_counts_by,
+    campaign_platforms,
     campaign_results,
     campaign_stats,
     campaign_timeline,
@@ -67,6 +76,19 @@ OPTIONS = (
 )
 PACING_TITLE = "Frequency cap and quiet hours"
 PACING_READ_ONLY = ["cap_in_words", "quiet_hours_in_words"]
+AB_TEST = (
+    "A/B test",
+    {
+        "fields": forms_module.AB_FIELDS,
+        "description": "Variant A is the content above; add variants B to E "
+        "and language versions below. With a test group, the variants go to "
+        "that share of the audience first and the winner to the rest.",
+    },
+)
+READ_ONLY_AB_TEST = (
+    "A/B test",
+    {"fields": ["split_percent", "test_percent", "winner_metric", "winner_after"]},
+)
 READ_ONLY_OPTIONS = (
     "Delivery options",
     {"fields": ["expires_after", "priority", "collapse_key", "throttle_per_second"]},
@@ -207,6 +229,7 @@ class CampaignAdmin(GuardedModelAdmin):
         if obj is not None and obj.status not in lifecycle.EDITABLE:
             return [
                 CONTENT,
+                READ_ONLY_AB_TEST,
                 ("Audience", {"fields": ["audience_kind", "audience_summary"]}),
                 ("Schedule", {"fields": ["send_at", "local_time"]}),
                 READ_ONLY_OPTIONS,
@@ -215,6 +238,7 @@ class CampaignAdmin(GuardedModelAdmin):
             ]
         fieldsets: list[Any] = [
             CONTENT,
+            AB_TEST,
             ("Audience", {"fields": AUDIENCE_FIELDS}),
             SCHEDULE,
             OPTIONS,
@@ -236,6 +260,7 @@ class CampaignAdmin(GuardedModelAdmin):
                 "expires_after",
                 "cap_in_words",
                 "quiet_hours_in_words",
+                "winner_after",
             ]
         return [*STATE_FIELDS, "scheduled_by"]
 
@@ -270,6 +295,10 @@ class CampaignAdmin(GuardedModelAdmin):
     def expires_after(self, campaign: Campaign) -> str:
         return duration_words(campaign.ttl_seconds)
 
+    @admin.display(description="choose the winner after")
+    def winner_after(self, campaign: Campaign) -> str:
+        return duration_words(campaign.winner_window_seconds)
+
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         """?template=ID: a new campaign starts with that template's content."""
         initial = super().get_changeform_initial_data(request)
@@ -284,11 +313,16 @@ class CampaignAdmin(GuardedModelAdmin):
         self, request: HttpRequest, obj: Campaign, form: Any, change: bool
     ) -> None:
         fields = {name: getattr(obj, name) for name in lifecycle.CAMPAIGN_UPDATABLE}
+        # The variants and languages sub-forms (None: not posted, kept).
+        content = {"variants": form.variants, "languages": form.languages}
         if change:
-            lifecycle.campaign_update(campaign=obj, **fields)
+            lifecycle.campaign_update(campaign=obj, **fields, **content)
             return
         created = lifecycle.campaign_create(
-            app=obj.app, created_by=request.user, **fields
+            app=obj.app,
+            created_by=request.user,
+            **fields,
+            **{name: rows or [] for name, rows in content.items()},
         )
         obj.pk, obj.created_by = created.pk, created.created_by
         obj.created_at, obj.updated_at = created.created_at, created.updated_at
@@ -346,6 +380,11 @@ class CampaignAdmin(GuardedModelAdmin):
         # Only a draft offers Delete: a campaign that was scheduled or sent
         # keeps its record (an app's deletion still takes its campaigns).
         context["show_delete"] = obj is not None and obj.status == CampaignStatus.DRAFT
+        adminform = context.get("adminform")
+        form = getattr(adminform, "form", None)
+        if form is not None and hasattr(form, "variant_forms"):
+            context["variant_forms"] = form.variant_forms
+            context["language_forms"] = form.language_forms
         return super().render_change_form(
             request, context, add=add, change=change, form_url=form_url, obj=obj
         )
@@ -367,6 +406,15 @@ class CampaignAdmin(GuardedModelAdmin):
             extra["pacing_stats"] = pacing.campaign_pacing_stats(campaign)
             extra["zones_waiting"] = _zones_waiting(campaign)
             extra["campaign"] = campaign
+            extra["variants"] = list(campaign.variants.all())
+            extra["languages"] = list(campaign.languages.all())
+            if campaign.status != CampaignStatus.DRAFT:
+                extra.update(_breakdowns(campaign))
+                extra["can_pick_winner"] = (
+                    abtest.awaits_winner(campaign)
+                    and campaign.status == CampaignStatus.SENDING
+                    and (self._may_change(request))
+                )
             if campaign.status not in lifecycle.EDITABLE:
                 extra["title"] = f"{campaign.get_status_display()} campaign"
         return super().change_view(request, object_id, form_url, extra)
@@ -389,6 +437,11 @@ class CampaignAdmin(GuardedModelAdmin):
                 "<int:pk>/results.csv",
                 self._view(self.results_view),
                 name="campaign-results",
+            ),
+            path(
+                "<int:pk>/winner/",
+                self._view(self.winner_view),
+                name="campaign-winner",
             ),
         ]
         return own + super().get_urls()
@@ -431,6 +484,29 @@ class CampaignAdmin(GuardedModelAdmin):
                 "timeline": campaign_timeline(campaign),
             }
         )
+
+    def winner_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The marketer picks the A/B test's winner before its window ends."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self._may_change(request):
+            raise PermissionDenied
+        campaign = get_object_or_404(Campaign, pk=pk)
+        key = request.POST.get("variant", "")
+        try:
+            abtest.winner_pick(campaign=campaign, key=key, by=request.user)
+        except ValidationError as exc:
+            self.message_user(
+                request, f"{campaign}: {'; '.join(exc.messages)}", messages.ERROR
+            )
+        else:
+            self.message_user(request, f"{campaign}: variant {key} goes to the rest.")
+        return redirect(_change_url(campaign))
+
+    def _may_change(self, request: HttpRequest) -> bool:
+        # The model's permission: a sending campaign's page is read-only
+        # (has_change_permission(obj) is False), its test still decidable.
+        return super().has_change_permission(request)
 
     def results_view(self, request: HttpRequest, pk: int) -> StreamingHttpResponse:
         campaign = self._readable(request, pk)
@@ -553,6 +629,48 @@ _SERVICES: dict[str, Callable[..., Campaign]] = {
     "unschedule": lifecycle.campaign_unschedule,
     "cancel": lifecycle.campaign_cancel,
 }
+
+
+def _breakdowns(campaign: Campaign) -> dict[str, Any]:
+    """The campaign page's A/B results and breakdowns (the platform one
+    counts the campaign's rows: here only, never in the list)."""
+    results = abtest.variant_results(campaign)
+    window = timedelta(seconds=campaign.winner_window_seconds)
+    return {
+        "variant_results": [_shown(r) for r in results] if len(results) > 1 else [],
+        "winner_window_words": duration_words(campaign.winner_window_seconds),
+        "winner_due_at": campaign.started_at and campaign.started_at + window,
+        "language_breakdown": [
+            (locale or "default (fallback)", _rates(counts))
+            for locale, counts in campaign_counts_by(campaign, "locale").items()
+        ],
+        "platform_breakdown": [
+            (platform, _rates(counts))
+            for platform, counts in campaign_platforms(campaign).items()
+        ],
+    }
+
+
+def _shown(result: abtest.VariantResult) -> dict[str, Any]:
+    difference = result.difference
+    return {
+        "key": result.key,
+        "split_percent": result.split_percent,
+        "sent": result.sent,
+        "delivered_pct": _percent(result.delivered_rate),
+        "opened_pct": _percent(result.opened_rate),
+        "difference": "—" if difference is None else f"{difference * 100:+.1f} points",
+        "verdict": result.verdict,
+    }
+
+
+def _rates(counts: dict[str, int]) -> dict[str, Any]:
+    targeted, delivered = counts["targeted"], counts["delivered"]
+    return {
+        **counts,
+        "delivered_pct": _percent(delivered / targeted if targeted else None),
+        "opened_pct": _percent(counts["opened"] / delivered if delivered else None),
+    }
 
 
 def _percent(rate: float | None) -> str:

@@ -12,10 +12,11 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from campaigns import lifecycle
+from campaigns import lifecycle, variant_forms
 from campaigns.durations import duration_format, duration_parse
 from campaigns.models import AudienceKind, Campaign
 from campaigns.pacing import PACING_FIELDS
+from campaigns.variant_forms import content_formsets
 from devices.delivery import caps
 from devices.models import Platform
 from devices.registry.audience import LIST_KEYS
@@ -26,6 +27,9 @@ PLACEHOLDER_HELP = (
     "device (alias, locale, platform, app_version, timezone, or an attribute); "
     "filters: default, upper, lower, title, capfirst, truncate:N."
 )
+# The A/B test's own fields (campaigns.abtest); its variants and languages
+# are sub-forms (campaigns.variant_forms).
+AB_FIELDS = ["split_percent", "test_percent", "winner_metric", "winner_window_seconds"]
 
 LIST_FIELDS = {
     "tags_any": "Tags: any of",
@@ -116,6 +120,13 @@ class CampaignForm(forms.ModelForm):
         help_text="Offline devices get it until then: 7d, 12h, 30m, 1d 12h.",
         widget=forms.TextInput(attrs={"size": 10}),
     )
+    winner_window_seconds = DurationField(
+        label="Choose the winner after",
+        required=False,
+        initial=2 * 3600,
+        help_text="From the start, with a test group: 2h, 30m, 1d.",
+        widget=forms.TextInput(attrs={"size": 10}),
+    )
     frequency_cap_window_seconds = forms.TypedChoiceField(
         label="Per",
         choices=[("", "—"), *caps.WINDOW_CHOICES],
@@ -148,6 +159,7 @@ class CampaignForm(forms.ModelForm):
             "collapse_key",
             "throttle_per_second",
             *PACING_FIELDS,
+            *AB_FIELDS,
         ]
         widgets = {
             "quiet_hours_start": forms.TimeInput(attrs={"type": "time"}),
@@ -174,6 +186,15 @@ class CampaignForm(forms.ModelForm):
                 self.fields[name].required = False
         if spec.get("attributes"):
             self.fields["attributes"].initial = json.dumps(spec["attributes"])
+        # A/B variants and language versions: sub-forms checked with it.
+        self.variant_forms, self.language_forms = content_formsets(
+            self.instance, self.data if self.is_bound else None
+        )
+        self.variants: list[dict[str, Any]] | None = None
+        self.languages: list[dict[str, Any]] | None = None
+        for name in AB_FIELDS:
+            if name in self.fields:
+                self.fields[name].required = False
 
     def clean_attributes(self) -> list[Any]:
         text = self.cleaned_data.get("attributes", "").strip()
@@ -202,6 +223,38 @@ class CampaignForm(forms.ModelForm):
         value = self.cleaned_data.get("data")
         return {} if value in (None, "") else value
 
+    def clean_split_percent(self) -> int:
+        return self._clean_default("split_percent")
+
+    def clean_winner_metric(self) -> str:
+        return self._clean_choice("winner_metric")
+
+    def clean_winner_window_seconds(self) -> int:
+        return self._clean_default("winner_window_seconds")
+
+    def _clean_default(self, name: str) -> Any:
+        value = self.cleaned_data.get(name)
+        if value is None:
+            return Campaign._meta.get_field(name).get_default()
+        return value
+
+    def _clean_content_forms(self) -> bool:
+        """Read the posted sub-forms; False when one has an error."""
+        valid = True
+        for formset, attribute in (
+            (self.variant_forms, "variants"),
+            (self.language_forms, "languages"),
+        ):
+            if not variant_forms.posted(formset):
+                continue  # not on the post: the stored rows stay
+            if formset.is_valid():
+                setattr(self, attribute, variant_forms.rows(formset))
+            else:
+                valid = False
+        if not valid:
+            self.add_error(None, "Correct the variants and languages below.")
+        return valid
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if cleaned.get("local_time") and cleaned.get("send_at"):
@@ -214,7 +267,13 @@ class CampaignForm(forms.ModelForm):
                 setattr(self.instance, name, cleaned[name])
         if "app" not in cleaned:
             return cleaned
-        checks = [lambda: lifecycle.campaign_validate(self.instance)]
+        if not self._clean_content_forms():
+            return cleaned
+        checks = [
+            lambda: lifecycle.campaign_validate(
+                self.instance, variants=self.variants, languages=self.languages
+            )
+        ]
         if "send_at" in cleaned:
             checks.append(
                 lambda: lifecycle.send_at_check(
@@ -248,6 +307,8 @@ class CampaignForm(forms.ModelForm):
                 # "tags_any: ..." from the audience belongs to its box.
                 key = message.split(":", 1)[0]
                 target = field if field in self.fields else None
+                if field in ("variants", "languages"):
+                    message = f"{field.capitalize()}: {message}"
                 if field == "audience" and key in LIST_KEYS and key in self.fields:
                     target = key
                 if target in self.errors:

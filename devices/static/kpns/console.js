@@ -70,7 +70,11 @@
   function startPreview(form) {
     const panel = $("kpns-preview");
     if (!panel) return;
-    const value = (name) => (form && form.elements[name]) ? form.elements[name].value : (panel.dataset[name] || "");
+    const value = function (name) {
+      // The variant and language chosen above the preview (variants.js).
+      if (form && window.kpnsContent) return window.kpnsContent(form)[name] || "";
+      return (form && form.elements[name]) ? form.elements[name].value : (panel.dataset[name] || "");
+    };
     function render() {
       $("preview-title").textContent = value("title") || "Title";
       $("preview-body").textContent = value("body");

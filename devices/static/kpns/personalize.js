@@ -20,6 +20,13 @@
         const field = form.elements[name];
         if (field && field.value) params.set(name, field.value);
       }
+      // The variant and language chosen above the preview (variants.js).
+      if (window.kpnsContent) {
+        const content = window.kpnsContent(form);
+        for (const name of ["title", "body", "url", "image", "data"]) {
+          if (content[name]) params.set(name, content[name]); else params.delete(name);
+        }
+      }
       form.querySelectorAll('input[name="platforms"]:checked')
         .forEach((box) => params.append("platforms", box.value));
       const typed = $("preview-device").value.trim();
