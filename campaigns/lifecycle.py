@@ -8,6 +8,7 @@ made under the campaign's row lock, so two clicks, two admins or two
 schedulers can never move a campaign twice (a double "Send now" sends once).
 """
 
+import json
 import zoneinfo
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from campaigns.models import AudienceKind, Campaign, CampaignSlice, CampaignStat
 from campaigns.selectors import campaign_delivery_stats, campaign_message_ids
 from devices.delivery import messages, pushes, receipts
 from devices.integrations import webhooks
-from devices.models import DeliveryStatus, Message, WebhookEvent
+from devices.models import DeliveryStatus, Device, Message, WebhookEvent
 from devices.registry.audience import audience_devices, audience_validate
 
 TRANSITIONS: dict[str, set[str]] = {
@@ -300,18 +301,33 @@ def campaign_duplicate(*, campaign: Campaign, by: Any = None) -> Campaign:
 def campaign_send_test(
     *, campaign: Campaign, device_ids: Iterable[Any]
 ) -> tuple[Message, int]:
-    """Send the campaign's content to chosen devices; not counted in its stats."""
-    return pushes.push_to_devices(
-        app=campaign.app,
-        device_ids=list(device_ids),
-        title=f"[Test] {campaign.title}"[:200],
-        body=campaign.body,
-        url=campaign.url,
-        image=campaign.image,
-        data=campaign.data,
-        priority=campaign.priority,
-        ttl_seconds=min(campaign.ttl_seconds, 86400),
-    )
+    """Send the campaign's content to chosen devices, rendered for each as
+    the campaign will render it (placeholders filled); devices with the same
+    rendered content share a message. Not counted in its stats. Returns the
+    first message and how many devices were sent one."""
+    ids = list(device_ids)
+    groups: dict[str, tuple[dict[str, Any], list[Any]]] = {}
+    own = personalize.content_of(campaign)
+    for device in Device.objects.filter(app_id=campaign.app_id, pk__in=ids):
+        fields = personalize.render(own, device)
+        key = json.dumps(fields, sort_keys=True, default=str)
+        groups.setdefault(key, (fields, []))[1].append(device.pk)
+    first, sent = None, 0
+    for fields, group in groups.values() or [(own, ids)]:
+        message, count = pushes.push_to_devices(
+            app=campaign.app,
+            device_ids=group,
+            title=f"[Test] {fields['title']}"[:200],
+            body=fields["body"],
+            url=fields["url"],
+            image=fields["image"],
+            data=fields["data"],
+            priority=campaign.priority,
+            ttl_seconds=min(campaign.ttl_seconds, 86400),
+        )
+        first, sent = first or message, sent + count
+    assert first is not None
+    return first, sent
 
 
 def campaign_start(*, campaign_id: int, now: datetime) -> Campaign:

@@ -5,6 +5,7 @@ from django.contrib.auth.models import Group, User
 
 from campaigns import saved_templates
 from campaigns.models import Campaign, MessageTemplate
+from devices.models import Delivery
 from tests.admin.test_campaign_admin import campaign_form
 from tests.factories import make_app, make_device
 
@@ -167,3 +168,34 @@ def test_preview_needs_a_campaign_or_template_view_permission(client):
     app = make_app()
     response = client.get(PREVIEW, {"app": app.pk, "title": HI})
     assert response.status_code == 403
+
+
+def test_a_test_send_is_rendered_for_each_chosen_device(client, marketer):
+    app = make_app()
+    make_device(app, alias="amelie", attributes={"first_name": "Amélie"})
+    make_device(app, alias="bare")
+    campaign = Campaign.objects.get(
+        pk=client.post(
+            "/admin/campaigns/campaign/add/",
+            campaign_form(app, title=HI, body="{{ alias }}"),
+        )["Location"].split("/")[-3]
+    )
+    response = client.post(
+        "/admin/campaigns/campaign/",
+        {
+            "action": "send_test",
+            "_selected_action": [campaign.pk],
+            "apply": "1",
+            "devices": "amelie, bare",
+        },
+        follow=True,
+    )
+    assert "test sent to 2 device(s)" in response.content.decode()
+    sent = {
+        d.device.alias: (d.message.title, d.message.body)
+        for d in Delivery.objects.select_related("device", "message")
+    }
+    assert sent == {
+        "amelie": ("[Test] Hi Amélie", "amelie"),
+        "bare": ("[Test] Hi there", "bare"),
+    }
