@@ -5,6 +5,7 @@ one selector, and reports the result.
 """
 
 import csv
+import itertools
 import json
 import zoneinfo
 from collections.abc import Callable, Iterator
@@ -510,9 +511,12 @@ class CampaignAdmin(GuardedModelAdmin):
 
     def results_view(self, request: HttpRequest, pk: int) -> StreamingHttpResponse:
         campaign = self._readable(request, pk)
-        response = StreamingHttpResponse(
-            _csv_rows(campaign_results(campaign)), content_type="text/csv"
+        # Devices left out by the cap or quiet hours follow, one row each.
+        rows = itertools.chain(
+            campaign_results(campaign),
+            pacing.exclusion_results(campaign, RESULT_COLUMNS),
         )
+        response = StreamingHttpResponse(_csv_rows(rows), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="campaign-{pk}.csv"'
         return response
 

@@ -18,7 +18,7 @@ campaign is sent, chunk by chunk (campaigns.sender):
 """
 
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, time, timedelta
 from typing import Any
 from uuid import UUID
@@ -265,6 +265,26 @@ def campaign_pacing_stats(campaign: Campaign) -> dict[str, int]:
         "skipped": counts.get(ExclusionReason.SKIPPED, 0),
         "deferred": deferred,
     }
+
+
+def exclusion_results(
+    campaign: Campaign, columns: Sequence[str]
+) -> Iterator[tuple[Any, ...]]:
+    """A results row per device left out (status `capped` or `skipped`,
+    no seq or times), in the results' columns, streamed."""
+    rows = (
+        campaign.exclusions.order_by("device_id")
+        .values_list("device_id", "device__alias", "device__platform", "reason")
+        .iterator(chunk_size=2000)
+    )
+    for device_id, alias, platform, reason in rows:
+        known = {
+            "device_id": device_id,
+            "alias": alias or "",
+            "platform": platform or "",
+            "status": reason,
+        }
+        yield tuple(known.get(column, "") for column in columns)
 
 
 def zones_waiting(campaign: Campaign, now: datetime | None = None) -> list[Any]:

@@ -192,3 +192,33 @@ def test_a_custom_cap_without_a_number_is_an_error_at_the_field(client, marketer
     errors = response.context["adminform"].form.errors
     assert "frequency_cap_count" in errors
     assert Campaign.objects.count() == 0
+
+
+def test_csv_and_stats_json_count_a_capped_device(client, marketer):
+    from datetime import timedelta
+
+    from campaigns import lifecycle, sender
+    from devices.delivery import caps
+    from devices.models import App
+
+    app = make_app()
+    App.objects.filter(pk=app.pk).update(frequency_cap_count=1)
+    sent, _ = make_device(app, alias="user-1")
+    capped, _ = make_device(app, alias="user-2")
+    now = timezone.now()
+    caps.pushes_record([capped.pk], now=now - timedelta(hours=1))
+    campaign = lifecycle.campaign_create(app=app, name="c", title="t")
+    lifecycle.campaign_schedule_now(campaign=campaign, now=now)
+    sender.send_due(now=now)
+    stats = client.get(f"/admin/campaigns/campaign/{campaign.pk}/stats.json").json()
+    assert stats["pacing"] == {"capped": 1, "skipped": 0, "deferred": 0}
+    assert stats["stats"]["targeted"] == 1
+    csv_text = b"".join(
+        client.get(
+            f"/admin/campaigns/campaign/{campaign.pk}/results.csv"
+        ).streaming_content
+    ).decode()
+    lines = csv_text.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[1].startswith(f"{sent.pk},user-1,android,1,pending")
+    assert lines[2].startswith(f"{capped.pk},user-2,android,,capped,,")

@@ -117,7 +117,7 @@ def test_a_custom_cap_without_its_numbers_is_a_422(api, app):
         "/api/v1/campaigns",
         {"name": "x", "title": "x", "frequency_cap_mode": "custom"},
     )
-    assert response.status_code in (400, 422)
+    assert response.status_code == 400
     assert "frequency_cap_count" in response.json()["errors"]
 
 
@@ -132,5 +132,5 @@ def test_quiet_hours_that_end_when_they_start_are_refused(api, app):
             "quiet_hours_end": "08:00",
         },
     )
-    assert response.status_code in (400, 422)
+    assert response.status_code == 400
     assert "quiet_hours_end" in response.json()["errors"]

@@ -312,3 +312,43 @@ def test_the_campaign_page_example_names_both_zones():
     assert "08:00 JST" in text
     assert "in your zone (Europe/Paris)" in text
     assert Campaign  # the example is pure: no campaign needed
+
+
+def test_two_campaigns_sent_at_once_respect_a_cap_of_one():
+    """Two schedulers send two campaigns to the same devices at the same
+    time: the devices' row locks order the cap checks, so each device gets
+    exactly one of them and is capped by the other."""
+    import threading
+
+    from django.db import connection
+
+    app = set_app(make_app(), frequency_cap_count=1, frequency_cap_window_seconds=86400)
+    devices = {make_device(app)[0].pk for _ in range(40)}
+    campaigns = [make_campaign(app, name=name) for name in ("a", "b")]
+    for campaign in campaigns:
+        lifecycle.campaign_schedule_now(campaign=campaign, now=T0)
+    start = threading.Barrier(2)
+    errors = []
+
+    def scheduler(campaign):
+        try:
+            start.wait(timeout=10)
+            while sender.send_next_chunk(now=T0, chunk_size=7, campaign_id=campaign.pk):
+                pass
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=scheduler, args=(c,)) for c in campaigns]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    first, second = (got(c) for c in campaigns)
+    assert first | second == devices
+    assert first & second == set()
+    capped = [pacing.campaign_pacing_stats(c)["capped"] for c in campaigns]
+    assert sum(capped) == len(devices)
+    assert CappedPush.objects.count() == len(devices)
