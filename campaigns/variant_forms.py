@@ -17,6 +17,15 @@ VARIANT_CHOICES = [(key, key) for key in "BCDE"]
 LANGUAGE_VARIANTS = [(key, f"Variant {key}") for key in "ABCDE"]
 
 
+class _DataField(forms.JSONField):
+    """A JSON object; empty shows empty (not "null")."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if value in (None, {}, ""):
+            return ""
+        return super().prepare_value(value)
+
+
 class VariantForm(forms.Form):
     key = forms.ChoiceField(choices=VARIANT_CHOICES, label="Variant")
     split_percent = forms.IntegerField(
@@ -29,7 +38,7 @@ class VariantForm(forms.Form):
     body = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     url = forms.URLField(required=False, max_length=1000, label="URL")
     image = forms.URLField(required=False, max_length=1000, label="Image URL")
-    data = forms.JSONField(required=False, widget=forms.Textarea(attrs={"rows": 1}))
+    data = _DataField(required=False, widget=forms.Textarea(attrs={"rows": 1}))
 
     def clean_data(self) -> Any:
         value = self.cleaned_data.get("data")
