@@ -2,7 +2,7 @@
 
 Bench only, loaded by bench/asgi.py when KPNS_BENCH_TRACEMALLOC=1. SIGUSR2
 takes a snapshot; the second and later ones are compared with the first and
-written as JSON next to KPNS_BENCH_TRACEMALLOC_OUT (the `memory` scenario,
+written as JSON to snapshot_path() (the `memory` scenario,
 bench/scenarios.py, sends the signals around a reconnect of every socket).
 """
 
@@ -11,6 +11,7 @@ import gc
 import json
 import os
 import signal
+import tempfile
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,9 @@ def _stat(diff: Any, frames: int) -> dict[str, Any]:
     }
 
 
+def snapshot_path(pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"kpns-memsnap-{pid}.json"
+
+
 def _write(data: dict[str, Any]) -> None:
-    out = Path(os.environ["KPNS_BENCH_TRACEMALLOC_OUT"])
-    path = out.with_name(f"{out.stem}-{os.getpid()}.json")
-    path.write_text(json.dumps(data, indent=1))
+    snapshot_path(os.getpid()).write_text(json.dumps(data, indent=1))

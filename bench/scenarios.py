@@ -617,14 +617,13 @@ def scenario_memory(platform: Platform, args: argparse.Namespace) -> dict[str, A
     import os
     import signal
 
-    from bench.memsnap import TOP
+    from bench.memsnap import TOP, snapshot_path
 
     if os.environ.get("KPNS_BENCH_TRACEMALLOC") != "1":
         print("memory: skipped, run with KPNS_BENCH_TRACEMALLOC=1", file=sys.stderr)
         return {"skipped": "KPNS_BENCH_TRACEMALLOC is not 1", "checks": {}}
     pid = platform.server_pids()[0]
-    out = platform.tmp / "memsnap.json"
-    path = out.with_name(f"memsnap-{pid}.json")
+    path = snapshot_path(pid)
     platform.close_clients()
     platform.wait_offline()
     time.sleep(2)

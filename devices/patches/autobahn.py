@@ -1,8 +1,10 @@
-"""autobahn: debug-log arguments and per-message events nobody observes.
+"""autobahn: debug-log arguments and per-message events nobody observes,
+small whole frames read without the general frame parser.
 
-Written for autobahn 26.11.1 (WRITTEN_FOR); both patches are optimisations.
+Written for autobahn 26.11.1 (WRITTEN_FOR); every patch is an optimisation.
 """
 
+import inspect
 from typing import Any
 
 import autobahn.twisted.websocket as autobahn_twisted
@@ -82,6 +84,121 @@ def _apply_message_end() -> None:
     WebSocketProtocol.onMessageEnd = _message_end_unobserved  # type: ignore[method-assign]
 
 
+_STATE_OPEN = autobahn_protocol.WebSocketProtocol.STATE_OPEN
+_data_received = autobahn_protocol.WebSocketProtocol._dataReceived
+# A final (FIN) text or binary frame, no RSV bits, then a masked length
+# under 126: the whole header of a device's ack or ping is 6 bytes.
+_TEXT, _BINARY = 0x81, 0x82
+_MASKED_SMALL = range(0x80, 0x80 + 126)
+
+
+def small_messages(data: bytes) -> list[tuple[bytes, bool]] | None:
+    """The messages of `data` if it is only whole, small, masked, final text
+    or binary frames with valid UTF-8 text; None for anything else.
+
+    Per RFC 6455 section 5: FIN set, RSV clear, opcode 1 or 2, MASK set,
+    a 7-bit length, the 4-byte key, the payload XORed with the key.
+    """
+    messages = []
+    end_of_data = len(data)
+    at = 0
+    while at < end_of_data:
+        if end_of_data - at < 6:
+            return None
+        first, second = data[at], data[at + 1]
+        if (first != _TEXT and first != _BINARY) or second not in _MASKED_SMALL:
+            return None
+        length = second & 0x7F
+        start = at + 6
+        end = start + length
+        if end > end_of_data:
+            return None
+        key = int.from_bytes((data[at + 2 : start] * (length // 4 + 1))[:length])
+        payload = (int.from_bytes(data[start:end]) ^ key).to_bytes(length)
+        if first == _TEXT:
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                return None  # autobahn's parser fails the connection (1007)
+        messages.append((payload, first == _BINARY))
+        at = end
+    return messages
+
+
+def _small_frames_first(self: Any, data: bytes) -> None:
+    """Bytes read from a device: whole small frames handed on at once.
+
+    A device's acks are 40-90 byte text frames that arrive whole. autobahn
+    parses each one in a dozen Python calls, with a masker object and an
+    incremental UTF-8 validator per frame: about a quarter of a broadcast's
+    samples (docs/benchmarks.md). Here a read made only of such frames, on
+    an open socket between messages, goes straight to `_onMessage`, as
+    autobahn's parser would end; anything else (a partial or larger frame,
+    a control frame, a fragment, bad UTF-8, an unmasked frame, extensions,
+    logging or timing) takes autobahn's own path, which also gives every
+    protocol error its close code.
+    """
+    if (
+        self.state != _STATE_OPEN
+        or self.data
+        or self.current_frame is not None
+        or self.inside_message
+        or self._perMessageCompress is not None
+        or self.logOctets
+        or self.logFrames
+        or self.trackedTimings
+        or 0 < self.maxFramePayloadSize < 126
+        or 0 < self.maxMessagePayloadSize < 126
+    ):
+        _data_received(self, data)
+        return
+    messages = small_messages(data)
+    if messages is None:
+        _data_received(self, data)
+        return
+    self.trafficStats.incomingOctetsWireLevel += len(data)
+    for payload, binary in messages:
+        self._onMessage(payload, binary)
+
+
+# Instance attributes the fast path reads: each must still be assigned in
+# autobahn's protocol source (they are set per connection, not on a class).
+_READ_ATTRIBUTES = (
+    "state",
+    "data",
+    "current_frame",
+    "inside_message",
+    "_perMessageCompress",
+    "logOctets",
+    "logFrames",
+    "trackedTimings",
+    "maxFramePayloadSize",
+    "maxMessagePayloadSize",
+    "trafficStats",
+)
+
+
+def _check_small_frames() -> list[str]:
+    source = inspect.getsource(autobahn_protocol)
+    unassigned = [
+        f"autobahn.websocket.protocol no longer assigns self.{name}"
+        for name in _READ_ATTRIBUTES
+        if f"self.{name} = " not in source and f'"{name}",' not in source
+    ]
+    return (
+        unassigned
+        + members(
+            autobahn_protocol.WebSocketProtocol,
+            {"_dataReceived": ("data",), "STATE_OPEN": None},
+        )
+        + members(WebSocketProtocol, {"_onMessage": ("payload", "isBinary")})
+    )
+
+
+def _apply_small_frames() -> None:
+    WebSocketProtocol._dataReceived = _small_frames_first  # type: ignore[method-assign]
+
+
 PATCHES = [
     Patch("autobahn-unstyled-debug-args", LIBRARY, _check_unstyled, _apply_unstyled),
     Patch(
@@ -89,5 +206,11 @@ PATCHES = [
         LIBRARY,
         _check_message_end,
         _apply_message_end,
+    ),
+    Patch(
+        "autobahn-small-frames-fast-path",
+        LIBRARY,
+        _check_small_frames,
+        _apply_small_frames,
     ),
 ]

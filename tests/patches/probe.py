@@ -2,7 +2,7 @@
 
 Before the command installs the patches, the probe wraps, to count calls:
 autobahn's debug-argument formatters (hltype, hlval, pformat), its "message"
-event (ObservableMixin.fire), and Twisted's registration of a socket for a
+event (ObservableMixin.fire), its frame parser (processData), and Twisted's registration of a socket for a
 buffered write (FileDescriptor.startWriting on server connections). A patch
 that works keeps a counter still; with KPNS_PATCHES=off they move.
 
@@ -56,6 +56,14 @@ def wrap_library() -> None:
         return fire(self, event, *args, **kwargs)
 
     ObservableMixin.fire = counted_fire  # type: ignore[method-assign]
+
+    process_data = autobahn_protocol.WebSocketProtocol.processData
+
+    def counted_process_data(self: Any) -> Any:
+        calls["process_data"] += 1
+        return process_data(self)
+
+    autobahn_protocol.WebSocketProtocol.processData = counted_process_data  # type: ignore[method-assign]
 
     start_writing = abstract.FileDescriptor.startWriting
 

@@ -32,6 +32,7 @@ SOCKETS = 60
 PINGS = 50
 METRICS_TOKEN = "patch-test-metrics-token"
 OPTIONAL = {
+    "autobahn-small-frames-fast-path",
     "autobahn-unobserved-message-events",
     "autobahn-unstyled-debug-args",
     "daphne-changed-connections-checks",
@@ -171,6 +172,9 @@ async def test_each_patch_changes_a_real_server(mode, tmp_path):
         # autobahn-unobserved-message-events: no "message" event per frame.
         fired = calls.get("message_event", 0) - was.get("message_event", 0)
         assert (fired == 0) if on else (fired >= PINGS), (fired, after)
+        # autobahn-small-frames-fast-path: whole small frames skip the parser.
+        parsed = calls.get("process_data", 0) - was.get("process_data", 0)
+        assert (parsed < PINGS // 5) if on else (parsed >= PINGS), (parsed, after)
         # twisted-eager-tcp-write: a pong to an idle socket is sent at once,
         # never registered for a later write.
         buffered = calls.get("start_writing", 0) - was.get("start_writing", 0)
