@@ -37,6 +37,7 @@ from devices.delivery.protocol import (
     token_from_subprotocols,
 )
 from devices.delivery.session import Session
+from devices.patches.directwrite import websocket_writer
 from devices.registry.origins import origin_allowed
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
+        # Pushes written straight to Daphne's protocol where the server is
+        # Daphne (devices.patches.daphne); None elsewhere.
+        self._write = websocket_writer(send)
         try:
             while True:
                 await self.dispatch(await receive())
@@ -341,6 +345,11 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         # traceback when a device pinged right after a 4429 close. What was
         # not written stays open in the database and is replayed.
         if getattr(self, "_closing", False):
+            return
+        write = self._write
+        if write is not None:
+            if not write(data):
+                self._closing = True
             return
         message: dict[str, Any] = {"type": "websocket.send"}
         message["bytes" if isinstance(data, bytes) else "text"] = data

@@ -15,6 +15,7 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
+from devices.patches import directwrite
 from devices.patches.guard import Library, Patch, members
 
 LIBRARY = Library("daphne", frozenset({"4.2.3"}))
@@ -244,6 +245,26 @@ def _apply_checkers() -> None:
     ChangedConnectionsChecker.visit_changed_only = True
 
 
+def _check_direct_writes() -> list[str]:
+    return members(Server, {"handle_reply": ("protocol", "message")}) + members(
+        WebSocketProtocol,
+        {
+            "sendMessage": (
+                "payload",
+                "isBinary",
+                "fragmentSize",
+                "sync",
+                "doNotCompress",
+            ),
+            "STATE_OPEN": None,
+        },
+    )
+
+
+def _apply_direct_writes() -> None:
+    directwrite.enable(Server.handle_reply, WebSocketProtocol)
+
+
 def _check_drain() -> list[str]:
     """What devices.server's DrainingServer relies on: no patch, a subclass."""
     problems = members(
@@ -272,5 +293,11 @@ PATCHES = [
     Patch("daphne-release-upgraded-requests", LIBRARY, _check_release, _apply_release),
     Patch(
         "daphne-changed-connections-checks", LIBRARY, _check_checkers, _apply_checkers
+    ),
+    Patch(
+        "daphne-direct-websocket-writes",
+        LIBRARY,
+        _check_direct_writes,
+        _apply_direct_writes,
     ),
 ]

@@ -2,9 +2,11 @@
 
 Before the command installs the patches, the probe wraps, to count calls:
 autobahn's debug-argument formatters (hltype, hlval, pformat), its "message"
-event (ObservableMixin.fire), its frame parser (processData), and Twisted's registration of a socket for a
-buffered write (FileDescriptor.startWriting on server connections). A patch
-that works keeps a counter still; with KPNS_PATCHES=off they move.
+event (ObservableMixin.fire), its frame parser (processData), Daphne's
+`send` of WebSocket messages (Server.handle_reply), and Twisted's
+registration of a socket for a buffered write (FileDescriptor.startWriting
+on server connections). A patch that works keeps a counter still; with
+KPNS_PATCHES=off they move.
 
 On SIGUSR1 it writes a JSON report to KPNS_PATCH_REPORT: the counters, the
 cyclic garbage a full collection finds, what the server tracks, how many
@@ -56,6 +58,15 @@ def wrap_library() -> None:
         return fire(self, event, *args, **kwargs)
 
     ObservableMixin.fire = counted_fire  # type: ignore[method-assign]
+
+    handle_reply = daphne.server.Server.handle_reply
+
+    async def counted_handle_reply(self: Any, protocol: Any, message: Any) -> Any:
+        if message.get("type") == "websocket.send":
+            calls["daphne_send"] += 1
+        return await handle_reply(self, protocol, message)
+
+    daphne.server.Server.handle_reply = counted_handle_reply  # type: ignore[method-assign]
 
     process_data = autobahn_protocol.WebSocketProtocol.processData
 

@@ -36,6 +36,7 @@ OPTIONAL = {
     "autobahn-unobserved-message-events",
     "autobahn-unstyled-debug-args",
     "daphne-changed-connections-checks",
+    "daphne-direct-websocket-writes",
     "daphne-release-upgraded-requests",
     "daphne-trim-open-sockets",
     "prometheus-client-bulk-observe",
@@ -175,6 +176,9 @@ async def test_each_patch_changes_a_real_server(mode, tmp_path):
         # autobahn-small-frames-fast-path: whole small frames skip the parser.
         parsed = calls.get("process_data", 0) - was.get("process_data", 0)
         assert (parsed < PINGS // 5) if on else (parsed >= PINGS), (parsed, after)
+        # daphne-direct-websocket-writes: pongs skip Daphne's send coroutine.
+        dispatched = calls.get("daphne_send", 0) - was.get("daphne_send", 0)
+        assert (dispatched == 0) if on else (dispatched >= PINGS), (dispatched, after)
         # twisted-eager-tcp-write: a pong to an idle socket is sent at once,
         # never registered for a later write.
         buffered = calls.get("start_writing", 0) - was.get("start_writing", 0)
