@@ -606,22 +606,21 @@ def scenario_acks(platform: Platform, args: argparse.Namespace) -> dict[str, Any
 
 
 def scenario_memory(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
-    """What an idle socket holds, by allocation site and by object type.
+    """What an idle socket holds, by object type (bench/memsnap.py).
 
-    Needs KPNS_BENCH_TRACEMALLOC=1 (bench/memsnap.py): the first server
-    snapshots its heap with every socket closed, then again once all have
-    reconnected and said hello; the difference divided by its sockets is
-    the memory of one idle socket as Python allocated it.
+    Needs KPNS_BENCH_MEMSNAP=1: the first server counts its objects with
+    every socket closed, then again once all have reconnected and said
+    hello; the difference divided by its sockets is one idle socket.
     """
     import json
     import os
     import signal
 
-    from bench.memsnap import TOP, snapshot_path
+    from bench.memsnap import snapshot_path
 
-    if os.environ.get("KPNS_BENCH_TRACEMALLOC") != "1":
-        print("memory: skipped, run with KPNS_BENCH_TRACEMALLOC=1", file=sys.stderr)
-        return {"skipped": "KPNS_BENCH_TRACEMALLOC is not 1", "checks": {}}
+    if os.environ.get("KPNS_BENCH_MEMSNAP") != "1":
+        print("memory: skipped, run with KPNS_BENCH_MEMSNAP=1", file=sys.stderr)
+        return {"skipped": "KPNS_BENCH_MEMSNAP is not 1", "checks": {}}
     pid = platform.server_pids()[0]
     path = snapshot_path(pid)
     platform.close_clients()
@@ -639,28 +638,25 @@ def scenario_memory(platform: Platform, args: argparse.Namespace) -> dict[str, A
         return data
 
     snapshot()
+    rss_before = platform.server_rss()
     platform.connect_all()
     time.sleep(3)
     data = snapshot()
+    rss_after = platform.server_rss()
     held = platform.wait_online(args.devices, 5)
     per_server = held / max(1, platform.server_count)
-    per_socket = {
-        "python_heap_kb": round(data["size_diff"] / per_server / 1024, 2),
-        "by_line": [
-            {**d, "bytes_per_socket": round(d["size_diff"] / per_server)}
-            for d in data["by_line"][:TOP]
-        ],
-        "by_traceback": [
-            {**d, "bytes_per_socket": round(d["size_diff"] / per_server)}
-            for d in data["by_traceback"][:TOP]
-        ],
-        "objects_per_socket": [
-            [name, round(count / per_server, 2)] for name, count in data["types"]
-        ],
-    }
     return {
         "sockets": held,
-        "sockets_on_profiled_server": per_server,
-        **per_socket,
+        "sockets_on_counted_server": per_server,
+        "rss_per_socket_kb": round((rss_after - rss_before) / max(1, held) / 1024, 2),
+        "objects_kb_per_socket": round(data["size_diff"] / per_server / 1024, 2),
+        "by_type": [
+            {
+                "type": entry["type"],
+                "bytes_per_socket": round(entry["bytes"] / per_server),
+                "objects_per_socket": round(entry["objects"] / per_server, 2),
+            }
+            for entry in data["by_type"]
+        ],
         "checks": {"all online": held == args.devices},
     }
