@@ -69,11 +69,14 @@ def _on_signal(sig: int, frame: Any) -> None:
         _first.update(counts=counts, sizes=sizes)
         _write({"baseline": True})
         return
+    protocols = [o for o in gc.get_objects() if type(o).__name__ == "WebSocketProtocol"]
+    attributes = len(vars(protocols[0])) if protocols else 0
     counts.subtract(_first["counts"])
     sizes.subtract(_first["sizes"])
     _write(
         {
             "size_diff": sum(sizes.values()),
+            "protocol_attributes": attributes,
             "by_type": [
                 {"type": name, "bytes": size, "objects": counts[name]}
                 for name, size in sizes.most_common(TOP)

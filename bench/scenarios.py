@@ -650,6 +650,7 @@ def scenario_memory(platform: Platform, args: argparse.Namespace) -> dict[str, A
         "sockets_on_counted_server": per_server,
         "rss_per_socket_kb": round((rss_after - rss_before) / max(1, held) / 1024, 2),
         "objects_kb_per_socket": round(data["size_diff"] / per_server / 1024, 2),
+        "protocol_attributes": data.get("protocol_attributes"),
         "by_type": [
             {
                 "type": entry["type"],

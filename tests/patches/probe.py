@@ -124,6 +124,9 @@ def report(signum: int, frame: object) -> None:
                 "opening": len(server._opening),
                 "open_sockets": len(sockets),
                 "kept_handshake": sum(_kept_handshake(p) for p in sockets),
+                "input_queues": collections.Counter(
+                    type(p.application_queue).__name__ for p in sockets
+                ),
                 "installed": patches.installed(),
                 "delay_backoff": AttemptWithBackoff.DELAY_BACKOFF,
                 "bulk_observe": prometheus_client.enabled,

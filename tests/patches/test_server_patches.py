@@ -37,6 +37,7 @@ OPTIONAL = {
     "autobahn-unstyled-debug-args",
     "daphne-changed-connections-checks",
     "daphne-direct-websocket-writes",
+    "daphne-socket-input-queue",
     "daphne-release-upgraded-requests",
     "daphne-trim-open-sockets",
     "prometheus-client-bulk-observe",
@@ -156,6 +157,9 @@ async def test_each_patch_changes_a_real_server(mode, tmp_path):
         assert before["open_sockets"] == SOCKETS
         # daphne-trim-open-sockets: open sockets forgot their handshake.
         assert before["kept_handshake"] == (0 if on else SOCKETS)
+        # daphne-socket-input-queue: no asyncio.Queue per socket.
+        queue = "SocketInputQueue" if on else "Queue"
+        assert before["input_queues"] == {queue: SOCKETS}, before
         # daphne-changed-connections-checks: open sockets are due no visit.
         assert before["settling"] == before["opening"] == 0
         # autobahn-unstyled-debug-args: no debug argument formatted.
