@@ -199,6 +199,66 @@ def _apply_small_frames() -> None:
     WebSocketProtocol._dataReceived = _small_frames_first  # type: ignore[method-assign]
 
 
+_server_connection_made = autobahn_protocol.WebSocketServerProtocol._connectionMade
+
+
+def _options_on_a_class(self: Any) -> None:
+    """A new connection: the factory's protocol options on a class, not on it.
+
+    autobahn copies about 30 options of its factory into every protocol's
+    attributes unless the protocol (or its class) has them already: with
+    them, a Daphne socket's attribute dict held 99 entries and took 3.3 KB
+    (a dict of 86 to 170 entries); without, 1.6 KB (docs/benchmarks.md,
+    the memory census). The socket is given a subclass holding the
+    factory's current values, made once per factory and made again if
+    they change; values set on a protocol itself still win, as in
+    autobahn.
+    """
+    cls = type(self)
+    if not cls.__dict__.get("_kpns_factory_options", False):
+        factory = self.factory
+        names = self.CONFIG_ATTRS
+        values = [getattr(factory, name) for name in names]
+        made = factory.__dict__.get("_kpns_options_class")
+        if made is None or made[0] is not cls or made[1] != values:
+            # A function option (perMessageCompressionAccept) must not
+            # become a method of the class.
+            options = {
+                name: staticmethod(value) if inspect.isfunction(value) else value
+                for name, value in zip(names, values, strict=True)
+            }
+            shared = type(
+                cls.__name__,
+                (cls,),
+                {
+                    **options,
+                    "_kpns_factory_options": True,
+                    "__module__": cls.__module__,
+                },
+            )
+            made = factory._kpns_options_class = (cls, values, shared)
+        self.__class__ = made[2]
+    _server_connection_made(self)
+
+
+def _check_options_on_a_class() -> list[str]:
+    problems = members(
+        autobahn_protocol.WebSocketServerProtocol,
+        {"_connectionMade": (), "CONFIG_ATTRS": None},
+    )
+    source = inspect.getsource(autobahn_protocol.WebSocketProtocol._connectionMade)
+    if "if not hasattr(self, configAttr):" not in source:
+        problems.append(
+            "autobahn WebSocketProtocol._connectionMade no longer copies only "
+            "the options a protocol lacks"
+        )
+    return problems
+
+
+def _apply_options_on_a_class() -> None:
+    WebSocketProtocol._connectionMade = _options_on_a_class  # type: ignore[method-assign]
+
+
 PATCHES = [
     Patch("autobahn-unstyled-debug-args", LIBRARY, _check_unstyled, _apply_unstyled),
     Patch(
@@ -206,6 +266,12 @@ PATCHES = [
         LIBRARY,
         _check_message_end,
         _apply_message_end,
+    ),
+    Patch(
+        "autobahn-options-on-a-class",
+        LIBRARY,
+        _check_options_on_a_class,
+        _apply_options_on_a_class,
     ),
     Patch(
         "autobahn-small-frames-fast-path",

@@ -124,6 +124,10 @@ def report(signum: int, frame: object) -> None:
                 "opening": len(server._opening),
                 "open_sockets": len(sockets),
                 "kept_handshake": sum(_kept_handshake(p) for p in sockets),
+                "copied_options": sum(
+                    name in vars(p) for p in sockets for name in p.CONFIG_ATTRS
+                ),
+                "options": len(WebSocketProtocol.CONFIG_ATTRS),
                 "input_queues": collections.Counter(
                     type(p.application_queue).__name__ for p in sockets
                 ),

@@ -32,6 +32,7 @@ SOCKETS = 60
 PINGS = 50
 METRICS_TOKEN = "patch-test-metrics-token"
 OPTIONAL = {
+    "autobahn-options-on-a-class",
     "autobahn-small-frames-fast-path",
     "autobahn-unobserved-message-events",
     "autobahn-unstyled-debug-args",
@@ -157,6 +158,9 @@ async def test_each_patch_changes_a_real_server(mode, tmp_path):
         assert before["open_sockets"] == SOCKETS
         # daphne-trim-open-sockets: open sockets forgot their handshake.
         assert before["kept_handshake"] == (0 if on else SOCKETS)
+        # autobahn-options-on-a-class: no socket holds a copy of the options.
+        copies = before["options"] * SOCKETS
+        assert before["copied_options"] == (0 if on else copies), before
         # daphne-socket-input-queue: no asyncio.Queue per socket.
         queue = "SocketInputQueue" if on else "Queue"
         assert before["input_queues"] == {queue: SOCKETS}, before
