@@ -123,6 +123,8 @@ class MessageTemplateAdmin(GuardedModelAdmin):
             attributes = json.loads(query.get("attributes") or "[]")
         except json.JSONDecodeError:
             return JsonResponse({"errors": {"data": ["Not valid JSON."]}})
+        if data is None:
+            data = {}  # an empty JSON box renders as null
         if not isinstance(data, dict):
             return JsonResponse({"errors": {"data": ["Must be a JSON object."]}})
         fields = {name: query.get(name, "") for name in ("title", "body", "url")}

@@ -134,6 +134,8 @@ def test_preview_says_what_is_wrong_instead_of_rendering(client, marketer):
     app = make_app()
     answer = client.get(PREVIEW, {"app": app.pk, "title": "{{ x|nope }}"}).json()
     assert "unknown filter 'nope'" in answer["errors"]["title"][0]
+    empty = client.get(PREVIEW, {"app": app.pk, "title": "t", "data": "null"}).json()
+    assert empty["content"]["data"] == {}
     answer = client.get(PREVIEW, {"app": app.pk, "title": "t", "data": "[1]"}).json()
     assert answer["errors"] == {"data": ["Must be a JSON object."]}
     missing = client.get(PREVIEW, {"app": app.pk, "title": HI, "device": "ghost"})

@@ -123,3 +123,28 @@ def test_a_campaign_starts_from_a_saved_template(console, orm):
     assert page.inner_text("#kpns-preview .kpns-app-name") == "Shop app"
     assert page_width(page) <= WIDTH
     shot(page, "console-from-template")
+
+
+@pytest.mark.timeout(150)
+def test_the_preview_renders_the_variant_and_language_chosen(console, orm):
+    app = orm(world)
+    page = console
+    page.login()
+    page.goto(f"{page.base}/admin/campaigns/campaign/add/")
+    page.select_option("#id_app", str(app.pk))
+    page.fill("#id_title", HI)
+    page.click("#add-variant")
+    page.fill('[name="variants-0-title"]', "Psst {{ first_name|upper }}")
+    page.fill("#preview-device", "amelie")
+    preview_shows(page, "Hi Amélie")
+    page.select_option("#preview-variant", "B")
+    preview_shows(page, "Psst AMÉLIE")
+    page.click("#add-language")  # a language version of B, the variant shown
+    page.fill('[name="languages-0-locale"]', "fr")
+    page.fill('[name="languages-0-title"]', 'Bonjour {{ first_name|default:"toi" }}')
+    page.select_option("#preview-language", "fr")
+    preview_shows(page, "Bonjour Amélie")
+    page.fill("#preview-device", "bare")
+    preview_shows(page, "Bonjour toi")
+    assert not page.is_visible("#preview-errors")
+    shot(page, "console-personalisation-variants")

@@ -22,6 +22,13 @@
       }
       // The variant and language chosen above the preview (variants.js).
       if (window.kpnsContent) {
+        const chosen = window.kpnsContent(form);
+        for (const name of ["title", "body", "url", "image", "data"]) {
+          if (chosen[name]) params.set(name, chosen[name]); else params.delete(name);
+        }
+      }
+      // The variant and language chosen above the preview (variants.js).
+      if (window.kpnsContent) {
         const content = window.kpnsContent(form);
         for (const name of ["title", "body", "url", "image", "data"]) {
           if (content[name]) params.set(name, content[name]); else params.delete(name);
