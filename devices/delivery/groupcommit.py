@@ -7,9 +7,10 @@ this process has joined, at most KPNS_PUSH_GROUP_WAIT_SECONDS and
 KPNS_PUSH_GROUP_MAX pushes, then writes them all in one transaction
 (devices.delivery.pushes.push_batch: one message INSERT, one seq UPDATE
 and one delivery INSERT per app) and sends one wake-up per node after the
-commit. Each request is answered only after that commit. A request that
-arrives while a group is being written starts the next group, so groups
-pipeline instead of queueing behind one another.
+commit. Each request is answered only after that commit. Requests that
+arrive while a group is being written form the next group, written as soon
+as that one is done: under load groups grow instead of every request
+committing on its own.
 
 A lone request waits for nobody (no other push request is in flight), so
 one sender's pushes one after another pay no window. If a group's
@@ -30,6 +31,10 @@ from devices.models import App, Message
 # A follower waits at most this long for its leader (who writes within
 # the database's own timeouts): then it gets an error, never a false 202.
 FOLLOWER_TIMEOUT = 60.0
+# Groups of one process written at once. One: the next group waits for the
+# one being written and gathers meanwhile (a group is one statement, a few
+# milliseconds; a lone request finds nothing in flight and never waits).
+GROUPS_IN_FLIGHT = 1
 
 
 @dataclass(eq=False)
@@ -51,6 +56,8 @@ class PushGroup:
         self._leading = False
         # Push requests between entering the view and joining a group.
         self._arriving = 0
+        # Groups being written now.
+        self._writing = 0
         # Groups written and pushes in them (tests and metrics read these).
         self.groups = 0
         self.pushes = 0
@@ -93,20 +100,29 @@ class PushGroup:
         limit = int(kpns_setting("PUSH_GROUP_MAX"))
         deadline = time.monotonic() + float(kpns_setting("PUSH_GROUP_WAIT_SECONDS"))
         with self._lock:
-            while self._arriving > 0 and len(self._waiting) < limit:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._lock.wait(left)
+            # While a group is being written the next one gathers whatever
+            # arrives: under load the groups grow instead of each request
+            # committing on its own (measured: most groups were of one).
+            while self._writing >= GROUPS_IN_FLIGHT or (
+                self._arriving > 0
+                and len(self._waiting) < limit
+                and time.monotonic() < deadline
+            ):
+                if self._writing >= GROUPS_IN_FLIGHT:
+                    self._lock.wait()
+                else:
+                    self._lock.wait(max(0.0, deadline - time.monotonic()))
             group, self._waiting = self._waiting[:limit], self._waiting[limit:]
-            # The next arrival (or one left over) leads the next group while
-            # this one commits.
+            self._writing += 1
+            # The next arrival (or one left over) leads the next group,
+            # gathering while this one commits.
             self._leading = False
             self._lock.notify_all()
         try:
             _write(group)
         finally:
             with self._lock:
+                self._writing -= 1
                 self.groups += 1
                 self.pushes += len(group)
                 for push in group:

@@ -2,6 +2,7 @@
 each answered after that commit, each failing on its own."""
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -221,3 +222,50 @@ def test_concurrent_requests_are_each_answered_with_their_own_push(app):
         assert list(
             Delivery.objects.filter(message=message).values_list("device_id", flat=True)
         ) == [devices[index].pk]
+
+
+def test_pushes_arriving_while_a_group_is_written_form_the_next_group(app):
+    """One group in flight per process: the first push's write is held by
+    a row lock; four pushes arriving meanwhile wait and share one group."""
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks held by another connection need PostgreSQL")
+    devices = [make_device(app)[0] for _ in range(5)]
+    group = groupcommit.push_group()
+    groups_before, pushes_before = group.groups, group.pushes
+    errors: list[BaseException] = []
+
+    def send(device: Device) -> None:
+        try:
+            targeting.push_send(
+                app=app,
+                device_ids=[str(device.pk)],
+                title="q",
+                group=group.arriving().__enter__(),
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        # Hold the first device's row: the first group's UPDATE waits on it.
+        Device.objects.select_for_update().filter(pk=devices[0].pk).exists()
+        first = threading.Thread(target=send, args=(devices[0],))
+        first.start()
+        deadline = time.monotonic() + 10
+        while group._writing == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert group._writing == 1
+        others = [threading.Thread(target=send, args=(d,)) for d in devices[1:]]
+        for thread in others:
+            thread.start()
+        while len(group._waiting) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(group._waiting) == 4  # waiting for the group in flight
+    for thread in [first, *others]:
+        thread.join(30)
+    assert errors == []
+    assert (group.groups - groups_before, group.pushes - pushes_before) == (2, 5)
+    assert Delivery.objects.count() == 5
