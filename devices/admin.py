@@ -8,6 +8,7 @@ admin URL and action is in tests/security/access_matrix.csv.
 import functools
 from collections.abc import Callable
 from datetime import time
+from types import SimpleNamespace
 from typing import Any
 
 from django import forms
@@ -120,6 +121,12 @@ def _confirmation_page(
     return TemplateResponse(request, "admin/kpns/action_confirmation.html", context)
 
 
+PACING_FIELDS = [
+    "frequency_cap_count",
+    "frequency_cap_window_seconds",
+    "quiet_hours_start",
+    "quiet_hours_end",
+]
 PACING_HELP = (
     "Campaign pushes a device gets at most, and the hours of its own night in "
     "which they wait (or are skipped, as each campaign chooses). Campaigns may "
@@ -153,8 +160,15 @@ class AppForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        # The instance gets the cleaned values only after clean().
+        typed = SimpleNamespace(
+            **{
+                name: cleaned.get(name, getattr(self.instance, name))
+                for name in PACING_FIELDS
+            }
+        )
         try:
-            quiethours.app_pacing_check(self.instance)
+            quiethours.app_pacing_check(typed)
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
                 for error in errors:

@@ -134,3 +134,28 @@ def test_quiet_hours_that_end_when_they_start_are_refused(api, app):
     )
     assert response.status_code == 400
     assert "quiet_hours_end" in response.json()["errors"]
+
+
+def test_the_schema_documents_caps_and_quiet_hours(client):
+    raw = client.get("/api/schema/?format=json").json()
+    parts = raw["components"]["schemas"]
+    assert "respect_frequency_cap" in parts["PushRequest"]["properties"]
+    assert "capped" in parts["PushAccepted"]["properties"]
+    assert set(parts["PacingCounts"]["properties"]) == {
+        "capped",
+        "deferred",
+        "skipped",
+    }
+    assert "pacing" in parts["CampaignStats"]["properties"]
+    campaign_write = parts["CampaignWriteRequest"]["properties"]
+    for name in (
+        "frequency_cap_mode",
+        "frequency_cap_count",
+        "frequency_cap_window_seconds",
+        "quiet_hours_mode",
+        "quiet_hours_start",
+        "quiet_hours_end",
+        "quiet_hours_action",
+    ):
+        assert name in campaign_write
+        assert name in parts["Campaign"]["properties"]
