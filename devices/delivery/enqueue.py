@@ -10,12 +10,13 @@ test checks that every caller produces the rows a simple model predicts, on
 PostgreSQL and on SQLite (tests/unit/test_write_path.py).
 
 Two strategies behind the one function: PostgreSQL writes any number of
-messages in two statements (one UPDATE bumping each device's seq by its count
-of messages, one INSERT from arrays); other databases run an UPDATE ...
+messages in one statement (an UPDATE bumping each device's seq by its count
+of messages, whose RETURNING feeds the INSERT from arrays; new messages'
+rows and counters in the same statement); other databases run an UPDATE ...
 RETURNING and an INSERT ... SELECT per message. Building Delivery objects
 through the ORM cost more than the statements (docs/benchmarks.md). The
 messages' counters (devices.delivery.counters) move in the same
-transaction: one more statement per write.
+transaction: one more statement per write of existing messages.
 """
 
 import json
