@@ -31,6 +31,7 @@ from django.utils.html import escape, format_html
 
 from campaigns import abtest, console, lifecycle, pacing, saved_templates, sender
 from campaigns import forms as forms_module
+from campaigns import segment_admin as segment_admin  # registers it
 from campaigns import template_admin as template_admin  # registers it
 from campaigns.durations import duration_words
 from campaigns.forms import CampaignForm, SendTestForm, audience_spec
@@ -60,14 +61,8 @@ CONTENT = (
 AUDIENCE_FIELDS = [
     "audience_kind",
     "confirm_everyone",
-    "tags_any",
-    "tags_all",
-    "tags_none",
-    "platforms",
-    "locales",
-    "app_versions",
-    "aliases",
-    "attributes",
+    "segment",
+    "audience_json",  # the builder (campaigns.builder); the flat boxes in it
     "device_ids",
 ]
 SCHEDULE = ("Schedule", {"fields": ["send_at", "local_time"]})
@@ -157,7 +152,8 @@ class CampaignAdmin(GuardedModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
-        return console.campaigns_with_figures(super().get_queryset(request))
+        campaigns = super().get_queryset(request).select_related("segment")
+        return console.campaigns_with_figures(campaigns)
 
     # List columns ---------------------------------------------------------
 
@@ -189,6 +185,11 @@ class CampaignAdmin(GuardedModelAdmin):
             parts.append(f"{len(spec['aliases'])} users")
         if spec.get("attributes"):
             parts.append(f"{len(spec['attributes'])} attribute rules")
+        if spec.get("where"):
+            parts.append("conditions")
+        if spec.get("segment"):
+            name = campaign.segment.name if campaign.segment else "a deleted one"
+            parts.insert(0, f"segment {name}")
         summary = "; ".join(parts) or "filter"
         return summary if len(summary) <= 48 else summary[:47] + "…"
 
@@ -463,9 +464,12 @@ class CampaignAdmin(GuardedModelAdmin):
             attributes = json.loads(query.get("attributes") or "[]")
         except json.JSONDecodeError:
             return JsonResponse({"error": "Attributes: not valid JSON."})
-        spec = audience_spec(
-            {**query.dict(), "platforms": query.getlist("platforms")}, attributes
-        )
+        try:
+            spec = audience_spec(
+                {**query.dict(), "platforms": query.getlist("platforms")}, attributes
+            )
+        except ValidationError as exc:
+            return JsonResponse({"error": " ".join(exc.messages)})
         body = console.console_estimate(app, kind, spec)
         if "error" not in body:
             body["total"] = app.devices.filter(is_active=True).count()

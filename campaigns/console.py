@@ -29,9 +29,9 @@ def console_estimate(app: App, kind: str, spec: dict[str, Any]) -> dict[str, Any
     try:
         clean = audience_validate(kind, spec)
         lifecycle.audience_check(kind, clean)
+        counts = audience_estimate(app, kind, clean)  # reads its segment
     except ValidationError as exc:
         return {"error": " ".join(exc.messages)}
-    counts = audience_estimate(app, kind, clean)
     everyone = lifecycle.audience_is_everyone(kind, clean)
     return {**counts, "everyone": everyone}
 

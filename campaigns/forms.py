@@ -13,13 +13,13 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from campaigns import lifecycle, variant_forms
+from campaigns.builder import AudienceBuilderField, builder_spec, builder_text
 from campaigns.durations import duration_format, duration_parse
 from campaigns.models import AudienceKind, Campaign
 from campaigns.pacing import PACING_FIELDS
 from campaigns.variant_forms import content_formsets
 from devices.delivery import caps
-from devices.models import Platform
-from devices.registry.audience import LIST_KEYS
+from devices.models import Platform, Segment
 
 UTC = zoneinfo.ZoneInfo("UTC")
 PLACEHOLDER_HELP = (
@@ -49,13 +49,57 @@ def _split(text: str) -> list[str]:
 def audience_spec(
     cleaned: dict[str, Any], attributes: list[Any] | None = None
 ) -> dict[str, Any]:
-    """The audience filter spec from the form's fields (empty ones left out)."""
+    """The audience spec from the form's fields (empty ones left out): the
+    builder's conditions, the saved segment, and the flat boxes a script
+    may still post (tags_any=vip), all of them applying."""
     spec: dict[str, Any] = {
         name: _split(cleaned.get(name) or "") for name in LIST_FIELDS
     }
     spec["platforms"] = list(cleaned.get("platforms") or [])
     spec["attributes"] = attributes or []
-    return {k: v for k, v in spec.items() if v}
+    spec = {k: v for k, v in spec.items() if v}
+    built = cleaned.get("audience_json") or {}
+    if isinstance(built, str):
+        built = builder_spec(built)
+    twice = sorted(set(spec) & set(built))
+    if twice:
+        raise ValidationError(f"{twice[0]} is given twice: in its box and here.")
+    spec.update(built)
+    segment = cleaned.get("segment")
+    if isinstance(segment, Segment):
+        spec["segment"] = segment.pk
+    elif segment:  # the live count's query
+        if not str(segment).isdigit():
+            raise ValidationError("Choose a saved segment.")
+        spec["segment"] = int(segment)
+    return spec
+
+
+class SegmentChoiceField(forms.ModelChoiceField):
+    """The app's saved segments (each option names its app, for the script
+    that shows only the chosen app's)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            queryset=Segment.objects.select_related("app"),
+            required=False,
+            empty_label="— none —",
+            help_text="Its conditions apply when the campaign sends, with any below.",
+            **kwargs,
+        )
+        self.widget = SegmentSelect()
+
+    def label_from_instance(self, obj: Segment) -> str:
+        return obj.name
+
+
+class SegmentSelect(forms.Select):
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        option = super().create_option(name, value, *args, **kwargs)
+        instance = getattr(value, "instance", None)
+        if instance is not None:
+            option["attrs"]["data-app"] = str(instance.app_id)
+        return option
 
 
 PACING_CHOICES = ("frequency_cap_mode", "quiet_hours_mode", "quiet_hours_action")
@@ -103,6 +147,8 @@ class CampaignForm(forms.ModelForm):
     platforms = forms.MultipleChoiceField(
         choices=Platform.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
+    segment = SegmentChoiceField(label="Saved segment")
+    audience_json = AudienceBuilderField()
     attributes = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
@@ -186,6 +232,13 @@ class CampaignForm(forms.ModelForm):
                 self.fields[name].required = False
         if spec.get("attributes"):
             self.fields["attributes"].initial = json.dumps(spec["attributes"])
+        # The page shows the builder: every condition is in it.
+        self.fields["audience_json"].initial = builder_text(spec)
+        if "segment" in self.fields:  # not on a sent campaign's page
+            self.fields["segment"].initial = spec.get("segment")
+        for name in [*LIST_FIELDS, "attributes"]:
+            if name != "device_ids":
+                self.fields[name].initial = None
         # A/B variants and language versions: sub-forms checked with it.
         self.variant_forms, self.language_forms = content_formsets(
             self.instance, self.data if self.is_bound else None
@@ -261,7 +314,11 @@ class CampaignForm(forms.ModelForm):
             # Taken as written: 09:00 means 09:00 in each device's zone.
             wall = timezone.make_naive(cleaned["send_at"])
             cleaned["send_at"] = timezone.make_aware(wall, UTC)
-        self.instance.audience = audience_spec(cleaned, cleaned.get("attributes"))
+        try:
+            self.instance.audience = audience_spec(cleaned, cleaned.get("attributes"))
+        except ValidationError as exc:
+            self.add_error("audience_json", exc)
+            return cleaned
         for name in self.Meta.fields:
             if name in cleaned:
                 setattr(self.instance, name, cleaned[name])
@@ -304,13 +361,13 @@ class CampaignForm(forms.ModelForm):
     def _add_service_errors(self, exc: ValidationError) -> None:
         for field, messages in exc.message_dict.items():
             for message in messages:
-                # "tags_any: ..." from the audience belongs to its box.
-                key = message.split(":", 1)[0]
                 target = field if field in self.fields else None
                 if field in ("variants", "languages"):
                     message = f"{field.capitalize()}: {message}"
-                if field == "audience" and key in LIST_KEYS and key in self.fields:
-                    target = key
+                if field == "audience":
+                    # The builder shows every condition (the flat boxes a
+                    # script posts included); device ids have their box.
+                    target = "device_ids" if "device id" in message else "audience_json"
                 if target in self.errors:
                     continue  # the field's own error says it already
                 self.add_error(target, message)

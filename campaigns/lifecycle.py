@@ -20,7 +20,7 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
-from campaigns import content, pacing, personalize
+from campaigns import content, pacing, personalize, segments
 from campaigns import variants as variant_rules
 from campaigns.models import AudienceKind, Campaign, CampaignSlice, CampaignStatus
 from campaigns.selectors import campaign_delivery_stats, campaign_message_ids
@@ -155,6 +155,7 @@ def campaign_validate(
     try:
         campaign.audience = audience_validate(campaign.audience_kind, campaign.audience)
         audience_check(campaign.audience_kind, campaign.audience)
+        segments.campaign_segment_check(campaign)
     except ValidationError as exc:
         errors.update(exc.message_dict)
     try:
@@ -292,6 +293,7 @@ def campaign_duplicate(*, campaign: Campaign, by: Any = None) -> Campaign:
         created_by=by,
     )
     copy.name = f"{campaign.name} (copy)"[:200]
+    copy.segment_id = campaign.segment_id
     with transaction.atomic():
         copy.save()
         variant_rules.variants_copy(campaign, copy)

@@ -65,6 +65,16 @@ class Campaign(models.Model):
         max_length=10, choices=AudienceKind.choices, default=AudienceKind.ALL
     )
     audience = models.JSONField(default=dict, blank=True)
+    # The saved segment audience["segment"] names, kept in step with it by
+    # campaigns.segments: a segment a campaign will still send to cannot
+    # be deleted (the database refuses too).
+    segment = models.ForeignKey(
+        "devices.Segment",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="campaigns",
+    )
     # Schedule: send_at is absolute, unless local_time is set, in which case
     # its wall-clock date and time apply in each device's own time zone.
     send_at = models.DateTimeField(null=True, blank=True)

@@ -1,5 +1,5 @@
-"""Roles: the Marketer group manages campaigns and views devices and stats,
-but not apps, API keys or users."""
+"""Roles: the Marketer group manages campaigns and saved segments and views
+devices and stats, but not apps, API keys or users."""
 
 from typing import Any
 
@@ -15,6 +15,10 @@ MARKETER_PERMISSIONS = [
     ("campaigns", "change_messagetemplate"),
     ("campaigns", "delete_messagetemplate"),
     ("campaigns", "view_messagetemplate"),
+    ("devices", "add_segment"),
+    ("devices", "change_segment"),
+    ("devices", "delete_segment"),
+    ("devices", "view_segment"),
     ("devices", "view_device"),
     ("devices", "view_message"),
     ("devices", "view_delivery"),

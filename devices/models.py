@@ -7,6 +7,7 @@ frame leaves a server. Design: docs/architecture.md.
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -75,6 +76,11 @@ class Device(models.Model):
     locale = models.CharField(max_length=16, blank=True)
     timezone = models.CharField(max_length=64, blank=True)
     app_version = models.CharField(max_length=32, blank=True)
+    # app_version as text that sorts as versions do (1.10 after 1.9), for
+    # audiences comparing versions; "" when it is not a version.
+    app_version_key = models.CharField(
+        max_length=64, blank=True, default="", db_default="", editable=False
+    )
     attributes = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -107,6 +113,40 @@ class Device(models.Model):
     @property
     def online(self) -> bool:
         return self.node is not None
+
+
+class Segment(models.Model):
+    """A saved audience of an app, used by campaigns and pushes by its id.
+
+    Read when used: a campaign sends to its segment as the segment is when
+    the campaign sends (docs/api.md, "Segments"). It lives beside the
+    devices because direct pushes resolve it too; campaigns.segments holds
+    the rules that involve campaigns (no deletion while one will send).
+    """
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="segments")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    spec = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["app", "name"], name="uniq_segment_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class DeviceTag(models.Model):

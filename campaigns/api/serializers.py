@@ -14,7 +14,7 @@ from campaigns.models import (
 from devices.api.serializers import DeliveryCountsSerializer, StrictSerializer
 from devices.delivery import caps
 from devices.delivery.messages import MAX_TTL_SECONDS
-from devices.models import DeliveryStatus, Platform, Priority
+from devices.models import DeliveryStatus, Platform, Priority, Segment
 
 
 class VariantSerializer(StrictSerializer):
@@ -91,6 +91,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "data",
             "audience_kind",
             "audience",
+            "segment",
             "send_at",
             "local_time",
             "ttl_seconds",
@@ -145,7 +146,14 @@ class CampaignWriteSerializer(StrictSerializer):
         choices=AudienceKind.choices, required=False
     )
     audience = serializers.DictField(
-        required=False, help_text="The filter spec; see the docs."
+        required=False, help_text="The audience spec; see the docs."
+    )
+    segment = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="A saved segment's id, written into audience.segment (null "
+        "removes it). Without audience_kind, the audience becomes a filter.",
     )
     send_at = serializers.DateTimeField(required=False, allow_null=True)
     local_time = serializers.BooleanField(required=False)
@@ -330,4 +338,36 @@ class CampaignResultSerializer(serializers.Serializer):
     variant = serializers.CharField(help_text="A to E.")
     language = serializers.CharField(
         help_text='The language version sent; "" for the variant\'s own.'
+    )
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    audience = serializers.JSONField(
+        source="spec", help_text="The audience spec (docs/api.md, Audiences)."
+    )
+
+    class Meta:
+        model = Segment
+        fields = ["id", "name", "description", "audience", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class SegmentWriteSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000
+    )
+    audience = serializers.DictField(
+        help_text="An audience spec with at least one condition and no segment."
+    )
+
+
+class SegmentEstimateSerializer(serializers.Serializer):
+    matching = serializers.IntegerField(help_text="Active devices in it now.")
+    online = serializers.IntegerField(help_text="Of those, connected now.")
+
+
+class SegmentListQuerySerializer(serializers.Serializer):
+    name = serializers.CharField(
+        required=False, max_length=100, help_text="Only the segment of this name."
     )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from campaigns.api import templates, views
+from campaigns.api import segments, templates, views
 
 urlpatterns = [
     path(
@@ -48,5 +48,16 @@ urlpatterns = [
         "campaigns/<int:campaign_id>/results",
         views.CampaignResultsView.as_view(),
         name="api-campaign-results",
+    ),
+    path("segments", segments.SegmentCollectionView.as_view(), name="api-segments"),
+    path(
+        "segments/<int:segment_id>",
+        segments.SegmentItemView.as_view(),
+        name="api-segment",
+    ),
+    path(
+        "segments/<int:segment_id>/estimate",
+        segments.SegmentEstimateView.as_view(),
+        name="api-segment-estimate",
     ),
 ]

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns import abtest, lifecycle, pacing, sender
+from campaigns.api.segments import with_segment
 from campaigns.api.serializers import (
     CampaignListQuerySerializer,
     CampaignResultSerializer,
@@ -90,6 +91,7 @@ class CampaignCollectionView(ServerAPIView):
         incoming = CampaignWriteSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         fields = content_from_template(self.app, incoming.validated_data)
+        fields = with_segment(fields, {})
         campaign = lifecycle.campaign_create(app=self.app, **fields)
         return Response(CampaignSerializer(campaign).data, status=201)
 
@@ -112,10 +114,10 @@ class CampaignItemView(ServerAPIView):
         campaign = _campaign(self, campaign_id)
         incoming = CampaignWriteSerializer(data=request.data, partial=True)
         incoming.is_valid(raise_exception=True)
+        fields = with_segment(dict(incoming.validated_data), campaign.audience)
         with _state_conflicts():
             campaign = lifecycle.campaign_update(
-                campaign=campaign,
-                **content_from_template(self.app, incoming.validated_data),
+                campaign=campaign, **content_from_template(self.app, fields)
             )
         return Response(CampaignSerializer(campaign).data)
 

@@ -46,7 +46,7 @@ class PushView(ServerAPIView):
     @extend_schema(
         summary="Send a push",
         description="Queues one message for the devices named by exactly one of "
-        "device_ids, aliases, tags or audience, and answers at once with its "
+        "device_ids, aliases, tags, audience or segment, and answers at once with its "
         "id. Devices online get it within milliseconds; the others when they "
         "reconnect, until `ttl_seconds` pass. At most KPNS_API_MAX_PUSH_DEVICES "
         "(10,000) devices: larger audiences are campaigns. Not frequency-capped "

@@ -14,8 +14,8 @@ from devices.models import Priority
 
 
 class PushSerializer(StrictSerializer):
-    """A push: exactly one of device_ids, aliases, tags or audience, then the
-    content and delivery options."""
+    """A push: exactly one of device_ids, aliases, tags, audience or segment,
+    then the content and delivery options."""
 
     device_ids = serializers.ListField(
         child=serializers.UUIDField(),
@@ -39,9 +39,17 @@ class PushSerializer(StrictSerializer):
     )
     audience = serializers.DictField(
         required=False,
-        help_text="An audience filter as for campaigns: tags_any, tags_all, "
-        "tags_none, platforms, locales, app_versions, aliases, attributes, "
-        "device_ids. {} is every device of the app.",
+        help_text="An audience spec as for campaigns (docs/api.md, "
+        '"Audiences"): the flat keys tags_any, tags_all, tags_none, '
+        "platforms, locales, app_versions, aliases, attributes, device_ids, "
+        "a condition tree under `where` and a saved `segment`, all ANDed. {} "
+        "is every device of the app.",
+    )
+    segment = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="The id of a saved segment of the app (GET /segments), "
+        "read when the push is sent.",
     )
     title = serializers.CharField(max_length=200)
     body = serializers.CharField(required=False, allow_blank=True, max_length=4096)

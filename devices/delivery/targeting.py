@@ -20,7 +20,7 @@ from devices.delivery.groupcommit import Arrival
 from devices.models import App, Device, Message
 from devices.registry.audience import audience_devices, audience_validate
 
-TARGET_KINDS = ("device_ids", "aliases", "tags", "audience")
+TARGET_KINDS = ("device_ids", "aliases", "tags", "audience", "segment")
 MAX_TARGET_LIST = 1000
 MAX_TARGET_TAGS = 50
 # A batch writes its messages in one statement; the cap is checked per push.
@@ -44,7 +44,8 @@ def push_targets(*, app: App, targets: dict[str, Any]) -> QuerySet[Device]:
     """The active devices of the app that a push names.
 
     ``targets`` has exactly one of: device_ids, aliases, tags (any of them),
-    or audience (a campaigns.audience filter spec; {} is every device).
+    audience (an audience spec; {} is every device) or segment (the id of
+    a saved segment of the app, read now).
     """
     given = [kind for kind in TARGET_KINDS if targets.get(kind) is not None]
     if len(given) != 1:
@@ -53,12 +54,13 @@ def push_targets(*, app: App, targets: dict[str, Any]) -> QuerySet[Device]:
         )
     kind = given[0]
     values = targets[kind]
-    if kind == "audience":
+    if kind in ("audience", "segment"):
+        spec = values if kind == "audience" else {"segment": values}
         try:
-            spec = audience_validate("filter", values)
+            spec = audience_validate("filter", spec)
+            return audience_devices(app, "filter" if spec else "all", spec)
         except ValidationError as exc:
-            raise ValidationError({"audience": exc.messages}) from exc
-        return audience_devices(app, "filter" if spec else "all", spec)
+            raise ValidationError({kind: exc.messages}) from exc
     limit = MAX_TARGET_TAGS if kind == "tags" else MAX_TARGET_LIST
     if not isinstance(values, list) or not values or len(values) > limit:
         raise ValidationError({kind: [f"A list of 1 to {limit} values."]})
@@ -79,12 +81,13 @@ def push_send(
     aliases: list[str] | None = None,
     tags: list[str] | None = None,
     audience: dict[str, Any] | None = None,
+    segment: int | None = None,
     respect_frequency_cap: bool = False,
     group: Arrival | None = None,
     **content: Any,
 ) -> PushResult:
     """Send one message to the devices named by exactly one of device_ids,
-    aliases, tags or audience. Returns it and the number of devices.
+    aliases, tags, audience or segment. Returns it and the number of devices.
 
     With respect_frequency_cap, devices at the app's frequency cap are left
     out (counted in `capped`) and the push counts toward the cap; an app
@@ -103,6 +106,7 @@ def push_send(
         "aliases": aliases,
         "tags": tags,
         "audience": audience,
+        "segment": segment,
     }
     if _only_device_ids(targets):
         # No lookup: the enqueue itself keeps only the app's active devices

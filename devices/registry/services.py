@@ -22,6 +22,7 @@ from devices.registry.tokens import (
     new_device_token,
     token_prefix,
 )
+from devices.registry.versions import version_key
 
 MAX_TAGS = 50
 MAX_ATTRIBUTES_BYTES = 4096
@@ -64,7 +65,10 @@ def device_update(*, device: Device, **fields: Any) -> Device:
     _apply_fields(device, fields, tags)
     with transaction.atomic():
         if fields:
-            device.save(update_fields=list(fields))
+            update = list(fields)
+            if "app_version" in fields:
+                update.append("app_version_key")
+            device.save(update_fields=update)
         if tags is not None:
             device_set_tags(device=device, tags=tags)
     return device
@@ -208,6 +212,8 @@ def _apply_fields(
         raise ValidationError(errors)
     for name, value in fields.items():
         setattr(device, name, value)
+    if "app_version" in fields:
+        device.app_version_key = version_key(device.app_version)
 
 
 def _clean_tags(tags: Iterable[str]) -> list[str]:

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
 )
 
-from campaigns import lifecycle, saved_templates
+from campaigns import lifecycle, saved_templates, segments
 from devices.delivery import pushes
 from devices.integrations import webhooks
 from kpns_site.jsonbody import MAX_JSON_DEPTH
@@ -98,6 +98,7 @@ def world(db):
     endpoint = webhooks.webhook_endpoint_create(
         app=app, url="https://example.com/h", events=["message.delivered"]
     )
+    segment = segments.segment_create(app=app, name="VIPs", spec={"tags_any": ["vip"]})
     return {
         "client_key": app.client_key,
         "bearer": f"Bearer {make_api_key(app)[1]}",
@@ -110,6 +111,7 @@ def world(db):
             "template_id": saved_templates.template_create(
                 app=app, name="t", title="Hi {{ alias }}"
             ).pk,
+            "segment_id": segment.pk,
         },
     }
 

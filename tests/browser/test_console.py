@@ -112,7 +112,8 @@ def test_live_audience_count_follows_the_conditions(console, orm):
         "document.getElementById('est-matching').textContent === '5'"
     )
     assert "all 5 devices" in page.inner_text("#est-everyone")
-    page.fill("#id_tags_any", "vip")
+    page.click("#kpns-add-group")  # the builder: tag has ...
+    page.fill("#kpns-g0-r0-value", "vip")
     # A condition typed under "All devices" means a filter was meant.
     page.wait_for_function(
         "document.getElementById('est-matching').textContent === '2'"
@@ -120,10 +121,10 @@ def test_live_audience_count_follows_the_conditions(console, orm):
     assert page.input_value("#id_audience_kind") == "filter"
     assert page.inner_text("#est-online") == "1"
     assert not page.is_visible("#est-everyone")
-    page.fill("#id_tags_any", "v i p!")
+    page.fill("#kpns-g0-r0-value", "v i p!")
     page.wait_for_selector("#est-error:not([hidden])")
     assert "no device can have the tag" in page.inner_text("#est-error")
-    page.fill("#id_tags_any", "vip")
+    page.fill("#kpns-g0-r0-value", "vip")
     page.wait_for_function(
         "document.getElementById('est-matching').textContent === '2'"
     )

@@ -81,7 +81,8 @@ def test_marketer_campaign_pops_up_on_the_demo_page(
         page.fill("#id_image", f"{base}/static/kpns/demo-sale.svg")
         page.fill("#id_data", '{"coupon": "FLASH30"}')
         page.select_option("#id_audience_kind", "filter")
-        page.fill("#id_tags_any", TAG)
+        page.click("#kpns-add-group")  # the audience builder: tag has TAG
+        page.fill("#kpns-g0-r0-value", TAG)
         page.select_option("#id_priority", "high")
         page.click("input[name=_save]")
         page.wait_for_selector(".messagelist .success", timeout=10_000)

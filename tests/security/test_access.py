@@ -25,7 +25,7 @@ from django.urls import Resolver404, URLResolver, resolve, reverse
 from django.urls import path as url_path
 from django.utils import timezone
 
-from campaigns import lifecycle, saved_templates
+from campaigns import lifecycle, saved_templates, segments
 from campaigns.models import Campaign
 from campaigns.roles import MARKETER, ROLES
 from devices.delivery import pushes, revocation
@@ -395,6 +395,7 @@ def _matrix_world():
         app=app, url="https://hooks.example.com/k", events=["device.unregistered"]
     )
     webhooks.event_emit(app_id=app.pk, event="device.unregistered", data={})
+    segment = segments.segment_create(app=app, name="Matrix", spec={"tags_any": ["x"]})
     read_scopes = [scope for scope in apikeys.SCOPES if scope.endswith(":read")]
     readonly_key, readonly_secret = make_api_key(app, read_scopes)
     _send_key, send_secret = make_api_key(app, ["push:send"])
@@ -413,6 +414,7 @@ def _matrix_world():
         "messagetemplate": saved_templates.template_create(
             app=app, name="Matrix", title="Hi {{ alias }}"
         ),
+        "segment": segment,
         "user": users["staff"],
         "group": Group.objects.get(name=MARKETER),
     }

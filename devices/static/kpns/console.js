@@ -4,7 +4,7 @@
   "use strict";
   const $ = (id) => document.getElementById(id);
   const CONDITIONS = ["tags_any", "tags_all", "tags_none", "locales", "app_versions",
-                      "aliases", "attributes", "device_ids"];
+                      "aliases", "attributes", "device_ids", "audience_json", "segment"];
 
   // Live audience count -------------------------------------------------
   function audienceQuery(form) {
