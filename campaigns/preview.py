@@ -80,9 +80,9 @@ def _audience(app: App, kind: str, spec: dict[str, Any]) -> QuerySet[Device] | N
     try:
         clean = audience_validate(kind, spec)
         audience_check(kind, clean)
+        return audience_devices(app, kind, clean)  # reads its segment
     except ValidationError:
         return None
-    return audience_devices(app, kind, clean)
 
 
 def _is_uuid(text: str) -> bool:

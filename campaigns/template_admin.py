@@ -129,10 +129,13 @@ class MessageTemplateAdmin(GuardedModelAdmin):
             return JsonResponse({"errors": {"data": ["Must be a JSON object."]}})
         fields = {name: query.get(name, "") for name in ("title", "body", "url")}
         fields.update(image=query.get("image", ""), data=data)
-        spec = audience_spec(
-            {**query.dict(), "platforms": query.getlist("platforms")},
-            attributes if isinstance(attributes, list) else [],
-        )
+        try:
+            spec = audience_spec(
+                {**query.dict(), "platforms": query.getlist("platforms")},
+                attributes if isinstance(attributes, list) else [],
+            )
+        except ValidationError:
+            spec = {}  # not valid yet: a device of the app
         wanted = query.get("device", "")
         device = preview.sample_device(
             app,

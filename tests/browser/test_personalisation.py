@@ -50,7 +50,8 @@ def test_a_placeholder_is_previewed_per_device_and_saved(console, orm):
     page.goto(f"{page.base}/admin/campaigns/campaign/add/")
     page.select_option("#id_app", str(app.pk))
     page.fill("#id_name", "Welcome back")
-    page.fill("#id_tags_any", "vip")
+    page.click("#kpns-add-group")  # the audience builder: tag has vip
+    page.fill("#kpns-g0-r0-value", "vip")
     page.fill("#id_title", HI)
     page.fill("#id_body", 'Your {{ plan|default:"free"|upper }} plan is waiting.')
     page.fill("#id_data", '{"greeting": "{{ first_name|default:\\"friend\\" }}"}')

@@ -6,7 +6,8 @@
   const $ = (id) => document.getElementById(id);
   const CONTENT = ["app", "title", "body", "url", "image", "data"];
   const AUDIENCE = ["audience_kind", "tags_any", "tags_all", "tags_none", "locales",
-                    "app_versions", "aliases", "attributes", "device_ids"];
+                    "app_versions", "aliases", "attributes", "device_ids",
+                    "audience_json", "segment"];
 
   function start(form, sample) {
     let pinned = "";   // the random device shown, kept while typing
