@@ -37,6 +37,8 @@ DATA_SCENARIOS = {
     # bench/pushpath.py: the targeted push path (sequential, offered rate,
     # concurrent, NDJSON stream), checked against the database.
     "pushpath": "bench.pushpath",
+    # bench/abtest.py: a 2-variant A/B campaign with a French version.
+    "abtest": "bench.abtest",
 }
 
 
