@@ -166,6 +166,23 @@ class DeviceTag(models.Model):
         return self.name
 
 
+class DeviceKey(models.Model):
+    """A device's current public key for end-to-end encrypted pushes
+    (docs/e2ee.md): ECDH P-256, the uncompressed point in base64url. A new
+    key replaces the old one (rotation); the device keeps its previous
+    private key so that pushes already queued to it still decrypt."""
+
+    device = models.OneToOneField(
+        Device, on_delete=models.CASCADE, primary_key=True, related_name="key"
+    )
+    kid = models.CharField(max_length=64)
+    public_key = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.kid
+
+
 class Priority(models.TextChoices):
     NORMAL = "normal", "Normal"
     HIGH = "high", "High"
@@ -185,6 +202,9 @@ class Message(models.Model):
         max_length=8, choices=Priority.choices, default=Priority.NORMAL
     )
     collapse_key = models.CharField(max_length=64, blank=True)
+    # An end-to-end encrypted push: {kid, epk, iv, ct} for its one device,
+    # stored and forwarded opaque (docs/e2ee.md). NULL for plain pushes.
+    encrypted = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 

@@ -12,6 +12,26 @@ from devices.delivery.messages import MAX_TTL_SECONDS
 from devices.delivery.targeting import MAX_TARGET_LIST, MAX_TARGET_TAGS
 from devices.models import Priority
 
+_B64URL = r"^[A-Za-z0-9_-]+$"
+
+
+class EncryptedSerializer(StrictSerializer):
+    """An end-to-end encrypted payload (docs/e2ee.md): KPNS stores and
+    forwards it as it is and cannot read it."""
+
+    kid = serializers.RegexField(
+        r"^[A-Za-z0-9_-]{1,64}$", help_text="The device key it is encrypted to."
+    )
+    epk = serializers.RegexField(
+        _B64URL, max_length=88, help_text="Ephemeral P-256 public key (base64url)."
+    )
+    iv = serializers.RegexField(
+        _B64URL, min_length=16, max_length=16, help_text="12-byte nonce (base64url)."
+    )
+    ct = serializers.RegexField(
+        _B64URL, help_text="AES-128-GCM ciphertext and tag (base64url)."
+    )
+
 
 class PushSerializer(StrictSerializer):
     """A push: exactly one of device_ids, aliases, tags, audience or segment,
@@ -51,7 +71,13 @@ class PushSerializer(StrictSerializer):
         help_text="The id of a saved segment of the app (GET /segments), "
         "read when the push is sent.",
     )
-    title = serializers.CharField(max_length=200)
+    title = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        help_text="Required unless `encrypted`: then optional, a generic title "
+        "KPNS and the device's screen may show (it is not encrypted).",
+    )
     body = serializers.CharField(required=False, allow_blank=True, max_length=4096)
     url = serializers.URLField(required=False, allow_blank=True, max_length=1000)
     image = serializers.URLField(required=False, allow_blank=True, max_length=1000)
@@ -69,6 +95,24 @@ class PushSerializer(StrictSerializer):
         "push toward it (default false: API pushes are neither capped nor "
         "counted). Single pushes only, not in a batch.",
     )
+    encrypted = EncryptedSerializer(
+        required=False,
+        help_text="End-to-end encrypted content for the one device in "
+        "device_ids, encrypted to its current key (docs/e2ee.md). Body, url, "
+        "image and data go inside it, not beside it.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "encrypted" not in attrs:
+            if "title" not in attrs:
+                raise serializers.ValidationError(
+                    {"title": ["This field is required."]}
+                )
+            if not attrs["title"]:
+                raise serializers.ValidationError(
+                    {"title": ["This field may not be blank."]}
+                )
+        return attrs
 
 
 class PushAcceptedSerializer(serializers.Serializer):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from devices.api import pushes, pushstream, views
+from devices.api import keys, pushes, pushstream, views
 
 urlpatterns = [
     # Device SDKs (client key, device token).
@@ -8,6 +8,7 @@ urlpatterns = [
         "devices/register", views.DeviceRegisterView.as_view(), name="device-register"
     ),
     path("device", views.DeviceSelfView.as_view(), name="device-self"),
+    path("device/key", keys.DeviceKeyView.as_view(), name="device-key"),
     # Integrators' servers (API key).
     path("pushes", pushes.PushView.as_view(), name="api-pushes"),
     path("pushes/batch", pushes.PushBatchView.as_view(), name="api-pushes-batch"),
@@ -15,6 +16,7 @@ urlpatterns = [
         "pushes/stream", pushstream.PushStreamView.as_view(), name="api-pushes-stream"
     ),
     path("devices", views.DeviceCollectionView.as_view(), name="api-devices"),
+    path("device-keys", keys.KeyDirectoryView.as_view(), name="api-device-keys"),
     path("devices/<uuid:device_id>", views.DeviceItemView.as_view(), name="api-device"),
     path("presence", views.PresenceView.as_view(), name="api-presence"),
     path(

@@ -224,6 +224,7 @@ _MESSAGE_COLUMNS = (
     ("data", "jsonb"),
     ("priority", "text"),
     ("collapse_key", "text"),
+    ("encrypted", "jsonb"),
     ("created_at", "timestamptz"),
     ("expires_at", "timestamptz"),
 )
@@ -237,7 +238,10 @@ def _messages_cte(plans: list[tuple[Message, list[UUID]]]) -> tuple[str, list[An
     for name, sql_type in _MESSAGE_COLUMNS:
         column = [getattr(message, name) for message in messages]
         if sql_type == "jsonb":
-            params.append([json.dumps(value, cls=encoder) for value in column])
+            # None stays SQL NULL (a plain push has no `encrypted`).
+            params.append(
+                [None if v is None else json.dumps(v, cls=encoder) for v in column]
+            )
         elif sql_type in ("uuid", "timestamptz", "bigint"):
             params.append(pg_array(column))
         else:

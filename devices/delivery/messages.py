@@ -26,7 +26,7 @@ MAX_TTL_SECONDS = 90 * 86400
 def message_create(
     *,
     app: App,
-    title: str,
+    title: str = "",
     body: str = "",
     url: str = "",
     image: str = "",
@@ -34,6 +34,7 @@ def message_create(
     priority: str = Priority.NORMAL,
     collapse_key: str = "",
     ttl_seconds: int | None = None,
+    encrypted: dict[str, str] | None = None,
 ) -> Message:
     message = message_build(
         app=app,
@@ -45,6 +46,7 @@ def message_create(
         priority=priority,
         collapse_key=collapse_key,
         ttl_seconds=ttl_seconds,
+        encrypted=encrypted,
     )
     message.save()
     return message
@@ -53,7 +55,7 @@ def message_create(
 def message_build(
     *,
     app: App,
-    title: str,
+    title: str = "",
     body: str = "",
     url: str = "",
     image: str = "",
@@ -61,6 +63,7 @@ def message_build(
     priority: str = Priority.NORMAL,
     collapse_key: str = "",
     ttl_seconds: int | None = None,
+    encrypted: dict[str, str] | None = None,
 ) -> Message:
     """A checked, unsaved message (message_create saves it; batches bulk-insert)."""
     ttl = kpns_setting("DEFAULT_TTL_SECONDS") if ttl_seconds is None else ttl_seconds
@@ -73,6 +76,7 @@ def message_build(
         data={} if data is None else data,
         priority=priority,
         collapse_key=collapse_key,
+        encrypted=encrypted,
         expires_at=timezone.now() + timedelta(seconds=ttl),
     )
     if not 0 <= ttl <= MAX_TTL_SECONDS:
@@ -96,13 +100,21 @@ def push_fields(message: Message) -> dict[str, Any]:
         "collapse_key": message.collapse_key or None,
         "sent_at": ms(message.created_at or timezone.now()),
         "expires_at": ms(message.expires_at),
+        "enc": message.encrypted,
     }
 
 
 def message_validate(message: Message) -> None:
     """Check content and payload size; ValidationError names the field."""
     errors: dict[str, list[str]] = {}
-    if not message.title.strip():
+    if message.encrypted is not None:
+        # The content is in the ciphertext; only a generic title may show.
+        for name in ("body", "url", "image"):
+            if getattr(message, name):
+                errors[name] = ["Not allowed in an encrypted push: encrypt it."]
+        if message.data:
+            errors["data"] = ["Not allowed in an encrypted push: encrypt it."]
+    elif not message.title.strip():
         errors["title"] = ["A title is required."]
     if not isinstance(message.data, dict):
         errors["data"] = ["Must be a JSON object."]

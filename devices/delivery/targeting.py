@@ -19,6 +19,7 @@ from devices.delivery import caps, messages, pushes
 from devices.delivery.groupcommit import Arrival
 from devices.models import App, Device, Message
 from devices.registry.audience import audience_devices, audience_validate
+from devices.registry.keys import encrypted_push_check
 
 TARGET_KINDS = ("device_ids", "aliases", "tags", "audience", "segment")
 MAX_TARGET_LIST = 1000
@@ -114,6 +115,7 @@ def push_send(
         ids: list[Any] = _named_device_ids(device_ids or [])
     else:
         ids = _target_ids(app, targets)
+    _check_encrypted(app, targets, ids, content)
     cap = caps.app_cap(app) if respect_frequency_cap else None
     if cap is not None:
         message, count, capped = pushes.push_to_devices_capped(
@@ -146,6 +148,7 @@ def push_send_batch(*, app: App, items: list[dict[str, Any]]) -> list[PushResult
                 ids = _named_device_ids(targets["device_ids"] or [])
             else:
                 ids = _target_ids(app, targets)
+            _check_encrypted(app, targets, ids, content)
             message = messages.message_build(app=app, **content)
         except ValidationError as exc:
             results[index] = PushResult(None, 0, _errors(exc))
@@ -155,6 +158,21 @@ def push_send_batch(*, app: App, items: list[dict[str, Any]]) -> list[PushResult
     for (index, message, _ids), count in zip(plans, counts, strict=True):
         results[index] = PushResult(message, count)
     return [result for result in results if result is not None]
+
+
+def _check_encrypted(
+    app: App, targets: dict[str, Any], ids: list[Any], content: dict[str, Any]
+) -> None:
+    """An encrypted push goes to one device named by id, at its current key
+    (devices.registry.keys); plain pushes pass untouched."""
+    encrypted = content.get("encrypted")
+    if encrypted is None:
+        return
+    if targets.get("device_ids") is None:
+        raise ValidationError(
+            {"device_ids": ["An encrypted push names its one device by id."]}
+        )
+    encrypted_push_check(app=app, device_ids=ids, kid=encrypted["kid"])
 
 
 def _target_ids(app: App, targets: dict[str, Any]) -> list[Any]:

@@ -11,6 +11,7 @@ from devices.delivery.protocol.fields import (
     _CLIENT,
     _FIELDS,
     _SERVER,
+    TRAILING_OPTIONAL,
     _build,
     _is_int,
     _utf8,
@@ -105,7 +106,7 @@ class Codec:
 class _JsonCodec(Codec):
     def _encode(self, frame: Frame, values: list[Any]) -> str:
         obj: dict[str, Any] = {"type": frame.TYPE}
-        for field, value in zip(_FIELDS[type(frame)], values, strict=True):
+        for field, value in zip(_FIELDS[type(frame)], values, strict=False):
             if not (value is None and field.default is None):  # Ping.t, Error.ref
                 obj[field.name] = value
         return _dumps(obj)
@@ -143,7 +144,7 @@ class _JsonCodec(Codec):
 
     def _template(self, push: Push, values: list[Any]) -> PushTemplate:
         # "seq" goes right after "type" so the rest can be encoded once.
-        rest = {f.name: v for f, v in zip(_FIELDS[Push], values, strict=True)}
+        rest = {f.name: v for f, v in zip(_FIELDS[Push], values, strict=False)}
         del rest["seq"]
         return PushTemplate('{"type":"push","seq":', "," + _dumps(rest)[1:], str)
 
@@ -168,7 +169,9 @@ class _KmppCodec(Codec):
         if not isinstance(values, list):
             raise ProtocolError(BAD_FRAME, "frame body must be an array", cls.TYPE)
         spec = _FIELDS[cls]
-        if len(values) != len(spec):  # no omitted trailing fields, no extras
+        if len(values) == len(spec) - 1 and spec[-1].name in TRAILING_OPTIONAL:
+            values.append(None)  # a 1.2 field left out: the frame does not use it
+        if len(values) != len(spec):  # no other omitted fields, no extras
             names = ", ".join(f.name for f in spec)
             message = f"expected {len(spec)} fields ({names}), got {len(values)}"
             raise ProtocolError(INVALID_FIELD, message, cls.TYPE)

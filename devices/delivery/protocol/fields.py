@@ -81,6 +81,19 @@ def _is_json_object(value: Any) -> bool:
     return True
 
 
+_ENC_KEYS = frozenset({"kid", "epk", "iv", "ct"})
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _is_enc(value: Any) -> bool:
+    # Opaque to the server, but of a fixed shape: four base64url strings.
+    return (
+        isinstance(value, dict)
+        and value.keys() == _ENC_KEYS
+        and all(isinstance(v, str) and v and set(v) <= _B64URL for v in value.values())
+    )
+
+
 class _Check(NamedTuple):
     test: Callable[[Any], bool]
     expected: str
@@ -110,7 +123,12 @@ _CHECKS: dict[str, _Check] = {
     "ref": _Check(_is_text, "a string or null", True),
     "data": _Check(_is_json_object, f"a JSON object at most {MAX_DATA_DEPTH} deep"),
     "priority": _Check(lambda v: v in ("normal", "high"), '"normal" or "high"'),
+    "enc": _Check(_is_enc, "an object of base64url kid, epk, iv and ct", True),
 }
+# Fields added after 1.0 at the end of a frame: left out of the wire when
+# null (JSON key absent, KMPP array one shorter), so older peers never see
+# them on frames that do not use them.
+TRAILING_OPTIONAL = frozenset({"enc"})
 # fmt: on
 
 
@@ -146,7 +164,8 @@ def _build(cls: type[Any], values: Iterable[Any]) -> Any:
 
 
 def _values(frame: Any, skip: str = "") -> list[Any]:
-    """The frame's field values in wire order, checked like the peer will."""
+    """The frame's field values in wire order, checked like the peer will;
+    a trailing optional field that is null is left out."""
     if type(frame) not in _FIELDS:
         raise TypeError(f"not a protocol frame: {type(frame).__name__}")
     fields = _FIELDS[type(frame)]
@@ -158,4 +177,6 @@ def _values(frame: Any, skip: str = "") -> list[Any]:
     except ProtocolError as exc:
         # Our own frame is invalid: a bug in the caller, not in the peer.
         raise ValueError(str(exc)) from None
+    if values and values[-1] is None and fields[-1].name in TRAILING_OPTIONAL:
+        values.pop()
     return values

@@ -5,7 +5,9 @@ from typing import Any, ClassVar, TypeAlias
 
 PROTOCOL_VERSION = 1
 # 1.1 added ack_upto (cumulative acknowledgement); 1.0 clients are unaffected.
-PROTOCOL_REVISION = "1.1"
+# 1.2 added the optional push field enc (end-to-end encrypted payload), sent
+# only on encrypted pushes: plain pushes are byte for byte as in 1.1.
+PROTOCOL_REVISION = "1.2"
 SUBPROTOCOL_JSON = "kpns.json.v1"
 SUBPROTOCOL_KMPP = "kmpp.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "kpns.token."  # noqa: S105 - a prefix, not a secret
@@ -100,6 +102,9 @@ class Push:
     collapse_key: str | None
     sent_at: int  # ms since epoch
     expires_at: int  # ms since epoch
+    # Protocol 1.2: {kid, epk, iv, ct} of an end-to-end encrypted push
+    # (docs/e2ee.md); absent from the wire when None (a trailing field).
+    enc: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
