@@ -84,6 +84,19 @@ async def device_update(
     )
 
 
+async def device_key_set(
+    http: httpx.AsyncClient, server: str, token: str, *, kid: str, public_key: str
+) -> Any:
+    """PUT /api/v1/device/key: this device's public key for encrypted pushes."""
+    return await request(
+        http,
+        "PUT",
+        f"{server}/api/v1/device/key",
+        json={"kid": kid, "public_key": public_key},
+        authorization=f"Device {token}",
+    )
+
+
 async def send_push(
     http: httpx.AsyncClient,
     server: str,

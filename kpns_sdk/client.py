@@ -7,10 +7,14 @@ and are acked once it returns, ``last_seq`` is kept in a store and sent in
 Acks are cumulative (protocol 1.1): one ``ack_upto`` with the highest seq
 handled, at most every ``ack_delay`` seconds or once ``ack_batch`` pushes
 wait, and before a clean stop; ``ack_each=True`` acks every push with ``ack``.
+End-to-end encrypted pushes (docs/e2ee.md): ``enable_encryption()`` keeps a
+key pair in the store and registers its public key; encrypted pushes reach
+the handler decrypted, or the ``undecryptable`` listeners when they cannot be.
 """
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -28,6 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from kpns_sdk import api
+from kpns_sdk.e2ee import CONTENT_FIELDS, DecryptError, DeviceKey, decrypt_with
 from kpns_sdk.protocol import (
     TOKEN_SUBPROTOCOL_PREFIX,
     Ack,
@@ -199,6 +204,9 @@ class _Listeners:
     error: list[Handler] = field(default_factory=list)
     resync: list[Handler] = field(default_factory=list)
     welcome: list[Handler] = field(default_factory=list)
+    # (push, DecryptError): an encrypted push this device cannot read. It is
+    # acked all the same (a retry could not help) and not given to `push`.
+    undecryptable: list[Handler] = field(default_factory=list)
 
 
 class Client:
@@ -320,6 +328,33 @@ class Client:
         self._stored["profile"] = {**(self._stored.get("profile") or {}), **wanted}
         self._save()
         return body
+
+    async def enable_encryption(self, *, rotate: bool = False) -> str:
+        """Keep a key pair for end-to-end encrypted pushes and register its
+        public key; returns its kid. `rotate` makes a new pair: the previous
+        private key is kept (one generation) so that pushes already queued to
+        it still decrypt (docs/e2ee.md, "Key rotation")."""
+        _, token = await self.register()
+        assert self._stored is not None
+        stored = list(self._stored.get("e2ee_keys") or [])
+        if rotate or not stored:
+            stored = [DeviceKey.generate().stored(), *stored][:2]
+        current = DeviceKey.from_stored(stored[0])
+        async with _http() as http:
+            await api.device_key_set(
+                http,
+                self.server,
+                token,
+                kid=current.kid,
+                public_key=current.public_key,
+            )
+        self._stored["e2ee_keys"] = stored
+        self._save()
+        return current.kid
+
+    def _device_keys(self) -> list[DeviceKey]:
+        stored = (self._stored or {}).get("e2ee_keys") or []
+        return [DeviceKey.from_stored(text) for text in stored]
 
     def start(self) -> "asyncio.Task[str]":
         """Run in a background task (see run())."""
@@ -603,6 +638,14 @@ class Client:
             self.stats.duplicates += 1
             await self._acknowledge(push, acks)
             return
+        if push.enc is not None:
+            try:
+                push = _decrypted(push, decrypt_with(self._device_keys(), push.enc))
+            except DecryptError as exc:
+                await self._emit("undecryptable", (push, exc))
+                self._handled(push)
+                await self._acknowledge(push, acks)
+                return
         for handler in list(self.listeners.push):
             try:
                 result = handler(push)
@@ -615,10 +658,13 @@ class Client:
                 # and the push counts as handled.
                 logger.exception("push handler failed")
                 await self._emit("error", exc)
+        self._handled(push)
+        await self._acknowledge(push, acks)
+
+    def _handled(self, push: Push) -> None:
         self.stats.pushes += 1
         self.last_seq = push.seq
         self._save_seq()
-        await self._acknowledge(push, acks)
 
     async def _acknowledge(self, push: Push, acks: _Acks) -> None:
         if acks is not self._acks:
@@ -716,6 +762,18 @@ async def _http() -> AsyncIterator[httpx.AsyncClient]:
     # Registration and token checks are rare: one short-lived client each.
     async with httpx.AsyncClient(timeout=api.DEFAULT_TIMEOUT) as http:
         yield http
+
+
+def _decrypted(push: Push, payload: dict[str, Any]) -> Push:
+    """The push with its content from the decrypted payload; `enc` stays,
+    so the handler can tell it travelled end-to-end encrypted."""
+    content: dict[str, Any] = {
+        name: payload[name]
+        for name in CONTENT_FIELDS
+        if name in payload
+        and isinstance(payload[name], dict if name == "data" else str)
+    }
+    return dataclasses.replace(push, **content)
 
 
 def _canonical(value: Any) -> str:

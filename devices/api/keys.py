@@ -91,6 +91,8 @@ class KeyDirectoryView(ServerAPIView):
     """The current public keys of the app's devices."""
 
     scopes = {"GET": "devices:read"}
+    query_serializer = KeyDirectoryQuerySerializer
+    pagination_class = KeysetPagination
 
     @extend_schema(
         summary="Key directory",

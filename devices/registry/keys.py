@@ -34,10 +34,11 @@ def _point(public_key: Any) -> bytes:
         r"[A-Za-z0-9_-]+", public_key
     ):
         raise error
-    raw = base64.urlsafe_b64decode(public_key + "=" * (-len(public_key) % 4))
-    if len(raw) != POINT_BYTES or raw[0] != 4:
-        raise error
-    try:  # on the curve: a point off it would leak the key of an ECDH peer
+    try:  # binascii.Error (a ValueError): a length base64 cannot have
+        raw = base64.urlsafe_b64decode(public_key + "=" * (-len(public_key) % 4))
+        if len(raw) != POINT_BYTES or raw[0] != 4:
+            raise error
+        # On the curve: a point off it would leak the key of an ECDH peer.
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
     except ValueError as exc:
         raise error from exc
