@@ -414,11 +414,20 @@ class DeviceAdmin(GuardedModelAdmin):
         )
 
 
+def e2ee_summary(encrypted: dict[str, str] | None) -> str:
+    """ "end-to-end encrypted, N bytes" (the ciphertext's size), or ""."""
+    if not encrypted:
+        return ""
+    size = len(encrypted.get("ct", "")) * 3 // 4  # unpadded base64url
+    return f"end-to-end encrypted, {size:,} bytes (key {encrypted.get('kid', '?')})"
+
+
 @admin.register(Message)
 class MessageAdmin(GuardedModelAdmin):
     list_display = [
         "title",
         "app",
+        "content",
         "priority",
         "collapse_key",
         "created_at",
@@ -426,7 +435,16 @@ class MessageAdmin(GuardedModelAdmin):
     ]
     list_filter = ["app", "priority"]
     search_fields = ["=id", "title"]
-    readonly_fields = [f.name for f in Message._meta.fields]
+    # An encrypted push's ciphertext is never shown as if it were text: only
+    # what it is and its size (docs/e2ee.md).
+    readonly_fields = [
+        *(f.name for f in Message._meta.fields if f.name != "encrypted"),
+        "content",
+    ]
+
+    @admin.display(description="content")
+    def content(self, message: Message) -> str:
+        return e2ee_summary(message.encrypted) or "plain"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -17,9 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.db import connections
 
-from devices.delivery import messages, revocation
+from devices.delivery import messages, revocation, targeting
 from devices.delivery.pushes import push_batch, push_to_devices
-from devices.models import Delivery, Device
+from devices.models import Delivery, Device, DeviceKey
+from kpns_sdk.e2ee import encrypt_for_device
 
 
 def _push(body: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +66,20 @@ def _deliveries(query: dict[str, list[str]]) -> dict[str, Any]:
     return {str(d.device_id): {"status": d.status, "seq": d.seq} for d in rows}
 
 
+def _encrypted_push(body: dict[str, Any]) -> dict[str, Any]:
+    """What an integrator's backend does: encrypt `payload` to the device's
+    current key (the directory's row) and send it through the push service."""
+    key = DeviceKey.objects.select_related("device__app").get(
+        device_id=body["device_id"]
+    )
+    encrypted = encrypt_for_device(key.public_key, body["payload"], kid=key.kid)
+    result = targeting.push_send(
+        app=key.device.app, device_ids=[key.device_id], encrypted=encrypted
+    )
+    assert result.message is not None
+    return {"message_id": str(result.message.pk), "encrypted": encrypted}
+
+
 def _revoke(body: dict[str, Any]) -> dict[str, Any]:
     revocation.device_revoke(device=Device.objects.get(pk=body["device_id"]))
     return {"revoked": body["device_id"]}
@@ -81,7 +96,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
-        action = {"/push": _push, "/burst": _burst, "/revoke": _revoke}.get(self.path)
+        action = {
+            "/push": _push,
+            "/burst": _burst,
+            "/revoke": _revoke,
+            "/encrypted-push": _encrypted_push,
+        }.get(self.path)
         if action is None:
             self._reply(404, {"error": "not found"})
         else:

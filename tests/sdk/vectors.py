@@ -90,6 +90,23 @@ def _server_frames() -> list[Any]:
                 expires_at=1780086400000 + index,
             )
         )
+    # Protocol 1.2: an end-to-end encrypted push carries enc as its last field.
+    frames.append(
+        Push(
+            id="msg-enc",
+            seq=99,
+            title="",
+            body="",
+            url="",
+            image="",
+            data={},
+            priority="high",
+            collapse_key=None,
+            sent_at=1780000000000,
+            expires_at=1780086400000,
+            enc={"kid": "k1", "epk": "BA", "iv": "AAECAwQFBgcICQoL", "ct": "q-_0"},
+        )
+    )
     for text in STRINGS:
         frames.append(Error(code="e", message=text, ref=None))
     return frames

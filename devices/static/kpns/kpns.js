@@ -8,7 +8,7 @@
 export const SUBPROTOCOL_JSON = "kpns.json.v1";
 export const SUBPROTOCOL_KMPP = "kmpp.v1";
 export const TOKEN_SUBPROTOCOL_PREFIX = "kpns.token.";
-export const VERSION = "1.1.0";
+export const VERSION = "1.2.0";
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const MAX_DEPTH = 64; // frames nest data at most 32 deep (docs/protocol.md)
@@ -259,14 +259,18 @@ const FRAMES = {
   ping: [0x04, ["t"]],
   welcome: [0x11, ["device_id", "last_seq", "heartbeat", "max_frame"]],
   push: [0x12, ["id", "seq", "title", "body", "url", "image", "data", "priority",
-                "collapse_key", "sent_at", "expires_at"]],
+                "collapse_key", "sent_at", "expires_at", "enc"]], // enc: 1.2, trailing
   pong: [0x13, ["t"]],
   error: [0x14, ["code", "message", "ref"]],
   resync: [0x15, ["reason", "last_seq"]],
 };
 const BY_CODE = new Map(Object.entries(FRAMES).map(([type, [code, fields]]) => [code, [type, fields]]));
 const SERVER_TYPES = new Set(["welcome", "push", "pong", "error", "resync"]);
-const OPTIONAL = new Set(["t", "ref", "collapse_key"]); // may be null or absent in JSON
+const OPTIONAL = new Set(["t", "ref", "collapse_key", "enc"]); // may be null or absent in JSON
+// Added after 1.0 at a frame's end: a KMPP array may leave it out (docs/protocol.md).
+const TRAILING_OPTIONAL = new Set(["enc"]);
+const ENC_KEYS = ["ct", "epk", "iv", "kid"];
+const isBase64Url = (v) => typeof v === "string" && /^[A-Za-z0-9_-]+$/.test(v);
 
 const isInt = (v, min) => Number.isSafeInteger(v) && v >= min;
 const isText = (v) => typeof v === "string";
@@ -284,6 +288,8 @@ const CHECKS = {
   priority: (v) => v === "normal" || v === "high",
   collapse_key: (v) => v === null || isText(v),
   ref: (v) => v === null || isText(v),
+  enc: (v) => v === null || (v !== null && typeof v === "object" && !Array.isArray(v)
+    && Object.keys(v).sort().join() === ENC_KEYS.join() && ENC_KEYS.every((k) => isBase64Url(v[k]))),
 };
 
 /** A frame was not valid: `code` is the protocol's error code. */
@@ -369,6 +375,9 @@ class KmppCodec extends Codec {
     } catch (err) {
       throw new ProtocolError("bad_frame", `not valid msgpack (${err.message})`);
     }
+    if (Array.isArray(values) && values.length === fields.length - 1 && TRAILING_OPTIONAL.has(fields.at(-1))) {
+      values.push(null); // a 1.2 field the frame does not use
+    }
     if (!Array.isArray(values) || values.length !== fields.length) {
       throw new ProtocolError("invalid_field", `${type} expects ${fields.length} fields`);
     }
@@ -416,6 +425,120 @@ function defaultStorage() {
     // localStorage exists but is blocked (private mode, sandboxed frame).
   }
   return new MemoryStorage();
+}
+
+// ---------------------------------------------------------------------------
+// End-to-end encrypted pushes, KPNS-E2EE-1 (docs/e2ee.md): ECDH P-256,
+// HKDF-SHA256, AES-128-GCM, all WebCrypto. The private key is a
+// non-extractable CryptoKey: page script (this SDK included) can use it to
+// derive, never read its bytes. It lives in IndexedDB, which stores CryptoKey
+// objects as they are; localStorage holds strings only.
+
+const E2EE_INFO = utf8Encoder.encode("KPNS-E2EE-1");
+const P256 = { name: "ECDH", namedCurve: "P-256" };
+
+function b64url(bytes) {
+  let text = "";
+  for (const byte of new Uint8Array(bytes)) text += String.fromCharCode(byte);
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** A device key: { kid, publicKey (base64url point), privateKey (CryptoKey) }. */
+export async function e2eeKeyFrom(privateKey, publicPoint) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", publicPoint));
+  return { kid: b64url(digest.subarray(0, 16)), publicKey: b64url(publicPoint), privateKey };
+}
+
+/** A new key pair whose private half cannot be exported. */
+export async function e2eeGenerateKey() {
+  const pair = await crypto.subtle.generateKey(P256, false, ["deriveBits"]);
+  const point = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  return e2eeKeyFrom(pair.privateKey, point);
+}
+
+/** The content object of a push's `enc`, with the device key it names. */
+export async function e2eeDecrypt(keys, enc) {
+  const key = keys.find((k) => k.kid === enc.kid);
+  if (!key) throw new Error(`no key with kid ${enc.kid} on this device`);
+  const epk = base64UrlBytes(enc.epk);
+  const devicePoint = base64UrlBytes(key.publicKey);
+  const sender = await crypto.subtle.importKey("raw", epk, P256, false, []);
+  const shared = await crypto.subtle.deriveBits({ name: "ECDH", public: sender }, key.privateKey, 256);
+  const ikm = await crypto.subtle.importKey("raw", shared, "HKDF", false, ["deriveKey"]);
+  const salt = new Uint8Array(epk.length + devicePoint.length);
+  salt.set(epk);
+  salt.set(devicePoint, epk.length);
+  const aes = await crypto.subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt, info: E2EE_INFO }, ikm, { name: "AES-GCM", length: 128 }, false, ["decrypt"]);
+  const plain = await crypto.subtle.decrypt(
+    { name: "AES-GCM", iv: base64UrlBytes(enc.iv), additionalData: utf8Encoder.encode(enc.kid) }, aes, base64UrlBytes(enc.ct));
+  const payload = JSON.parse(utf8Decoder.decode(plain));
+  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) throw new Error("the plaintext is not a JSON object");
+  return payload;
+}
+
+/** Keys in IndexedDB (browsers): values are kept by structured clone, CryptoKeys included. */
+export class IndexedDbKeyStore {
+  constructor(name = "kpns-keys") {
+    this.name = name;
+  }
+  _db() {
+    return new Promise((resolve, reject) => {
+      const request = indexedDB.open(this.name, 1);
+      request.onupgradeneeded = () => request.result.createObjectStore("keys");
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+  }
+  async _run(mode, work) {
+    const db = await this._db();
+    try {
+      return await new Promise((resolve, reject) => {
+        const tx = db.transaction("keys", mode);
+        const request = work(tx.objectStore("keys"));
+        tx.oncomplete = () => resolve(request.result);
+        tx.onerror = () => reject(tx.error);
+        tx.onabort = () => reject(tx.error);
+      });
+    } finally {
+      db.close();
+    }
+  }
+  get(name) {
+    return this._run("readonly", (store) => store.get(name));
+  }
+  set(name, value) {
+    return this._run("readwrite", (store) => store.put(value, name));
+  }
+}
+
+/** Keys in memory (Node, tests): lost when the process ends. */
+export class MemoryKeyStore {
+  constructor() {
+    this.items = new Map();
+  }
+  get(name) {
+    return this.items.get(name);
+  }
+  set(name, value) {
+    this.items.set(name, value);
+  }
+}
+
+function defaultKeyStore() {
+  return globalThis.indexedDB ? new IndexedDbKeyStore() : new MemoryKeyStore();
+}
+
+const CONTENT_FIELDS = ["title", "body", "url", "image", "data"];
+
+function decryptedPush(push, payload) {
+  const out = { ...push };
+  for (const name of CONTENT_FIELDS) {
+    const value = payload[name];
+    const ok = name === "data" ? value !== null && typeof value === "object" && !Array.isArray(value) : typeof value === "string";
+    if (ok) out[name] = value;
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -492,6 +615,7 @@ export class KpnsClient {
     if (this.device && !this.device.platform) this.device.platform = location ? "web" : "other";
     this.storage = options.storage || defaultStorage();
     this.storageKey = options.storageKey || `kpns:${this.clientKey}`;
+    this.keyStore = options.keyStore || defaultKeyStore();
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
     this.fetch = options.fetch || (globalThis.fetch && globalThis.fetch.bind(globalThis));
     if (!this.WebSocket) throw new Error("KpnsClient: no WebSocket; pass one (e.g. the `ws` package) as options.WebSocket");
@@ -522,6 +646,7 @@ export class KpnsClient {
     this._seenAhead = new Set();
     this._swListener = null;
     this._registering = null;
+    this._e2eeKeys = null;
     this._wake = null;
     this._onlineHandler = null;
     for (const [event, key] of [["push", "onPush"], ["state", "onState"], ["error", "onError"], ["resync", "onResync"]]) {
@@ -725,6 +850,28 @@ export class KpnsClient {
     return { deviceId: this._stored.deviceId, token: this._stored.token };
   }
 
+  /**
+   * End-to-end encrypted pushes (docs/e2ee.md): keep a non-extractable key
+   * pair and register its public key; returns its kid. `rotate` makes a new
+   * pair and keeps the previous one, so pushes queued to it still decrypt.
+   */
+  async enableEncryption(options = {}) {
+    const { token } = await this.register();
+    const name = `${this.storageKey}:e2ee`;
+    let keys = (await this.keyStore.get(name)) || [];
+    if (options.rotate || keys.length === 0) keys = [await e2eeGenerateKey(), ...keys].slice(0, 2);
+    const current = keys[0];
+    await this._http("PUT", "/api/v1/device/key", { kid: current.kid, public_key: current.publicKey }, token);
+    await this.keyStore.set(name, keys);
+    this._e2eeKeys = keys;
+    return current.kid;
+  }
+
+  async _decrypted(push) {
+    if (!this._e2eeKeys) this._e2eeKeys = (await this.keyStore.get(`${this.storageKey}:e2ee`)) || [];
+    return decryptedPush(push, await e2eeDecrypt(this._e2eeKeys, push.enc));
+  }
+
   /** Change this device's fields (PATCH /api/v1/device); `tags` replaces the set. */
   async update(fields) {
     await this.register();
@@ -925,6 +1072,19 @@ export class KpnsClient {
       if (push.seq > this.lastSeq) await this._advance(push.seq);
       this._acknowledge(push, acks);
       return;
+    }
+    if (push.enc) {
+      let opened;
+      try {
+        opened = await this._decrypted(push);
+      } catch (error) {
+        // Acked all the same (a retry cannot help), never shown as ciphertext.
+        this._emit("undecryptable", { push, error });
+        await this._advance(push.seq);
+        this._acknowledge(push, acks);
+        return;
+      }
+      push = opened;
     }
     await this._deliver({ ...push, channel: "socket" });
     await this._advance(push.seq);

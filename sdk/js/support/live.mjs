@@ -25,6 +25,8 @@ async function control(method, path, body) {
 export const push = (deviceIds, fields = {}) =>
   control("POST", "/push", { device_ids: deviceIds, title: "Hello", ...fields });
 export const deliveries = (messageId) => control("GET", `/deliveries?message=${messageId}`);
+export const encryptedPush = (deviceId, payload) =>
+  control("POST", "/encrypted-push", { device_id: deviceId, payload });
 export const revoke = (deviceId) => control("POST", "/revoke", { device_id: deviceId });
 /** `count` pushes to one device committed at once; returns { message_ids }. */
 export const burst = (deviceId, count) => control("POST", "/burst", { device_id: deviceId, count });

@@ -20,7 +20,7 @@ const hex = (bytes) => Buffer.from(bytes).toString("hex");
 const bytes = (text) => new Uint8Array(Buffer.from(text, "hex"));
 const FIELDS = {
   welcome: ["device_id", "last_seq", "heartbeat", "max_frame"],
-  push: ["id", "seq", "title", "body", "url", "image", "data", "priority", "collapse_key", "sent_at", "expires_at"],
+  push: ["id", "seq", "title", "body", "url", "image", "data", "priority", "collapse_key", "sent_at", "expires_at", "enc"],
   pong: ["t"],
   error: ["code", "message", "ref"],
   resync: ["reason", "last_seq"],
@@ -56,6 +56,8 @@ describe("reference vectors", { skip }, () => {
     // generic encoder must choose the same smallest forms as msgpack-python.
     for (const v of vectors.server) {
       const values = FIELDS[v.frame.type].map((name) => v.frame[name]);
+      // A trailing null enc (protocol 1.2) is left out of the array.
+      if (v.frame.type === "push" && v.frame.enc === null) values.pop();
       assert.equal(hex(msgpackEncode(values)), v.kmpp.slice(2), v.frame.type);
     }
   });
