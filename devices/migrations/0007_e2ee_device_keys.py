@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("devices", "0005_pacing_caps_quiet_hours"),
+        ("devices", "0006_segments_version_key"),
     ]
 
     operations = [
