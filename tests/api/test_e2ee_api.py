@@ -180,3 +180,15 @@ def test_a_batch_carries_one_encrypted_push_per_device(api, app, keyed):
     assert statuses == [202, 202, 400]  # the third is encrypted to another key
     stored = Message.objects.filter(encrypted__isnull=False).order_by("created_at")
     assert {m.encrypted["kid"] for m in stored} == {key.kid, key2.kid}
+
+
+def test_an_encrypted_push_over_the_payload_limit_is_a_400(api, keyed):
+    """docs/e2ee.md, "Limits": about 2,760 bytes of plaintext fit in 4,096."""
+    device, _token, key = keyed
+    for size, expected in ((2_500, 202), (3_200, 400)):
+        encrypted = encrypt_for_device(key.public_key, {"body": "x" * size})
+        answer = api.post(
+            "/api/v1/pushes", {"device_ids": [str(device.pk)], "encrypted": encrypted}
+        )
+        assert answer.status_code == expected, (size, answer.content)
+    assert "the limit is 4096" in json.dumps(answer.json()["errors"])

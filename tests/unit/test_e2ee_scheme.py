@@ -116,6 +116,12 @@ def test_the_kmpp_bytes_of_a_small_encrypted_push_are_as_documented():
         "129ca26d3107a0a0a0a080a66e6f726d616cc00102"
         "84a36b6964a26b31a365706ba24151a26976a24167a26374a24177"
     )
+    assert JSON.encode(_push(enc)) == (
+        '{"type":"push","seq":7,"id":"m1","title":"","body":"","url":"",'
+        '"image":"","data":{},"priority":"normal","collapse_key":null,'
+        '"sent_at":1,"expires_at":2,'
+        '"enc":{"kid":"k1","epk":"AQ","iv":"Ag","ct":"Aw"}}'
+    )
 
 
 @pytest.mark.parametrize(
