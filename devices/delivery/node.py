@@ -46,6 +46,8 @@ CLOSE_SERVICE_RESTART = 1012
 # The layer's BLPOP waits up to 5 s; a receive that hangs past this is dead.
 LAYER_RECEIVE_TIMEOUT = 30.0
 DB_TIMEOUT = 10.0
+# How long a closing consumer waits for its presence write (see detach).
+DETACH_WAIT_SECONDS = 2.0
 WATCHDOG_SECONDS = 2.0
 STOP_TIMEOUT = 2.0
 METRICS_SECONDS = 1.0
@@ -169,10 +171,18 @@ class Node:
             # 6 s, and a full process could not drain in its bound.
             return
         try:
+            # The write goes on in its batch past this wait; the consumer
+            # must finish first. Waiting as long as Daphne's 10 s
+            # application_close_timeout, consumers of a mass disconnect on
+            # a busy database were killed, and Daphne's warning for each
+            # (with the task's repr) took 47% of a server's samples in a
+            # reconnect storm (docs/benchmarks.md).
             await asyncio.wait_for(
                 self.disconnects.disconnect(session.device_id, session.connection_id),
-                DB_TIMEOUT,
+                DETACH_WAIT_SECONDS,
             )
+        except TimeoutError:
+            pass  # still in its batch; failures are logged there
         except Exception:
             # The dead-node cleanup or the next connect corrects presence.
             logger.warning("presence not cleared for %s", session.device_id)

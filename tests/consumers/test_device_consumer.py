@@ -1,6 +1,7 @@
 """The device consumer through channels.testing, on the configured layer."""
 
 import asyncio
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
@@ -211,6 +212,36 @@ async def test_disconnect_marks_device_offline():
     assert await is_online(device)
     await communicator.disconnect()
     for _ in range(50):
+        if not await is_online(device):
+            break
+        await asyncio.sleep(0.05)
+    assert not await is_online(device)
+
+
+async def test_a_closed_socket_does_not_wait_out_a_slow_presence_write(monkeypatch):
+    """Daphne kills a consumer still running 10 s after its socket closed
+    (and logs its task): the consumer stops waiting for its presence write
+    after node.DETACH_WAIT_SECONDS, and the write still lands."""
+    from devices.delivery import node as node_module
+    from devices.delivery import resume
+
+    _app, device, token = await setup_device()
+    communicator, _, _ = await open_socket(token)
+    await hello(communicator)
+    assert await is_online(device)
+    slow_database = threading.Event()
+    real = resume.devices_disconnect
+
+    def slow(**kwargs):
+        slow_database.wait(10)
+        return real(**kwargs)
+
+    monkeypatch.setattr(node_module, "DETACH_WAIT_SECONDS", 0.1)
+    monkeypatch.setattr(resume, "devices_disconnect", slow)
+    await communicator.disconnect(timeout=3)  # raises TimeoutError if it waited
+    assert await is_online(device)  # the write is still waiting
+    slow_database.set()
+    for _ in range(100):
         if not await is_online(device):
             break
         await asyncio.sleep(0.05)
