@@ -42,9 +42,9 @@ def audience_validate(kind: str, spec: Any) -> dict[str, Any]:
     return clean
 
 
-def audience_q(kind: str, spec: dict[str, Any]) -> Q:
-    """The condition on Device for a clean spec, its segment not included
-    (audience_devices resolves it within the app)."""
+def audience_q(app: App, kind: str, spec: dict[str, Any]) -> Q:
+    """The condition on the app's devices for a clean spec, its segment
+    not included (audience_devices resolves it within the app)."""
     if kind == "all":
         return Q()
     query = Q()
@@ -52,13 +52,13 @@ def audience_q(kind: str, spec: dict[str, Any]) -> Q:
         query &= Q(pk__in=spec["device_ids"])
     if kind == "devices":
         return query
-    return query & tree_q(spec_tree(spec))
+    return query & tree_q(spec_tree(spec), app.pk)
 
 
 def audience_devices(app: App, kind: str, spec: dict[str, Any]) -> QuerySet[Device]:
     """The app's active devices in the audience. A segment is read now, so
     a campaign sends to its segment as it is when it sends."""
-    query = audience_q(kind, spec)
+    query = audience_q(app, kind, spec)
     if kind != "all" and spec.get("segment") is not None:
         query &= segment_q(app, spec["segment"])
     return Device.objects.filter(query, app=app, is_active=True)
@@ -68,7 +68,7 @@ def segment_q(app: App, segment_id: int) -> Q:
     saved = Segment.objects.filter(app=app, pk=segment_id).values("spec").first()
     if saved is None:
         raise invalid("segment", f"No segment {segment_id} in this app.")
-    return audience_q("filter", saved["spec"])
+    return audience_q(app, "filter", saved["spec"])
 
 
 def audience_estimate(app: App, kind: str, spec: dict[str, Any]) -> dict[str, int]:

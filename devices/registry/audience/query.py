@@ -12,10 +12,8 @@ from typing import Any
 
 from django.db.models import (
     CharField,
-    Exists,
     F,
     Func,
-    OuterRef,
     Q,
     Value,
 )
@@ -62,24 +60,24 @@ class AttributeType(Func):
         return sql, (*params, path) * 2
 
 
-def tree_q(node: dict[str, Any]) -> Q:
-    """The Q of a validated tree node."""
+def tree_q(node: dict[str, Any], app_id: int) -> Q:
+    """The Q of a validated tree node, for the devices of one app."""
     if "all" in node:
         query = Q()
         for child in node["all"]:
-            query &= tree_q(child)
+            query &= tree_q(child, app_id)
         return query
     if "any" in node:
-        return _any(tree_q(child) for child in node["any"])
+        return _any(tree_q(child, app_id) for child in node["any"])
     if "not" in node:
-        return ~tree_q(node["not"])
-    return condition_q(node)
+        return ~tree_q(node["not"], app_id)
+    return condition_q(node, app_id)
 
 
-def condition_q(condition: dict[str, Any]) -> Q:
+def condition_q(condition: dict[str, Any], app_id: int) -> Q:
     field, op, value = condition["field"], condition["op"], condition.get("value")
     if field == "tag":
-        return _tag_q(op, value)
+        return _tag_q(op, value, app_id)
     if field == "attribute":
         return _attribute_q(condition["key"], op, value)
     if field == "app_version" and op in ("gt", "gte", "lt", "lte"):
@@ -116,18 +114,23 @@ def _locale(column: str, value: str) -> Q:
     )
 
 
-def _has_tags(names: list[str]) -> Exists:
-    return Exists(DeviceTag.objects.filter(device=OuterRef("pk"), name__in=names))
+def _has_tags(names: list[str], app_id: int) -> Q:
+    """Devices with any of the tags: an uncorrelated IN on the app's tags
+    (tag_app_name_idx), which PostgreSQL hashes once even under an OR,
+    where a correlated EXISTS was run again for every device (0.97 s
+    against 0.17 s for 100,000 devices, docs/benchmarks.md)."""
+    tagged = DeviceTag.objects.filter(app_id=app_id, name__in=names)
+    return Q(pk__in=tagged.values("device_id"))
 
 
-def _tag_q(op: str, value: Any) -> Q:
+def _tag_q(op: str, value: Any, app_id: int) -> Q:
     if op == "all":
         query = Q()
         for name in value:
-            query &= Q(_has_tags([name]))
+            query &= _has_tags([name], app_id)
         return query
     names = [value] if op in ("eq", "ne") else list(value)
-    found = Q(_has_tags(names))
+    found = _has_tags(names, app_id)
     return ~found if op in ("ne", "not_in") else found
 
 
