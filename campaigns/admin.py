@@ -34,7 +34,12 @@ from campaigns import forms as forms_module
 from campaigns import segment_admin as segment_admin  # registers it
 from campaigns import template_admin as template_admin  # registers it
 from campaigns.durations import duration_words
-from campaigns.forms import CampaignForm, SendTestForm, audience_spec
+from campaigns.forms import (
+    CampaignForm,
+    PacingPreviewForm,
+    SendTestForm,
+    audience_spec,
+)
 from campaigns.models import (
     AudienceKind,
     Campaign,
@@ -275,7 +280,11 @@ class CampaignAdmin(GuardedModelAdmin):
         return (
             PACING_TITLE,
             # The admin shows a description as HTML: the app's name is text.
-            {"fields": fields, "description": escape(note)},
+            {
+                "fields": fields,
+                "description": escape(note),
+                "classes": ["kpns-pacing-box"],  # pacing.js updates the note
+            },
         )
 
     @admin.display(description="frequency cap")
@@ -431,6 +440,11 @@ class CampaignAdmin(GuardedModelAdmin):
                 name="campaign-estimate",
             ),
             path(
+                "pacing.json",
+                self._view(self.pacing_view),
+                name="campaign-pacing",
+            ),
+            path(
                 "<int:pk>/stats.json",
                 self._view(self.stats_view),
                 name="campaign-stats",
@@ -478,6 +492,22 @@ class CampaignAdmin(GuardedModelAdmin):
                 times = console.local_schedule(app, kind, spec, wall)
                 body["local_note"] = console.local_schedule_note(times, wall)
         return JsonResponse(body)
+
+    def pacing_view(self, request: HttpRequest) -> JsonResponse:
+        """The pacing box's words for the app and the settings being typed."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        app = App.objects.filter(pk=_int(request.GET.get("app"))).first()
+        form = PacingPreviewForm(request.GET)
+        campaign = Campaign(app=app, **form.typed()) if app is not None else None
+        return JsonResponse(
+            {
+                "note": pacing.pacing_note(
+                    app, timezone.get_current_timezone(), campaign=campaign
+                ),
+                "campaign": pacing.campaign_summary(campaign) if campaign else "",
+            }
+        )
 
     def stats_view(self, request: HttpRequest, pk: int) -> JsonResponse:
         campaign = self._readable(request, pk)

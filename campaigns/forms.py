@@ -382,3 +382,21 @@ class SendTestForm(forms.Form):
 
 class ScheduleForm(forms.Form):
     send_at = forms.SplitDateTimeField(widget=forms.SplitDateTimeWidget)
+
+
+class PacingPreviewForm(forms.ModelForm):
+    """The pacing fields being typed, for the composer's live explanation
+    (values that do not parse are left at their defaults)."""
+
+    class Meta:
+        model = Campaign
+        fields = PACING_FIELDS
+
+    def typed(self) -> dict[str, Any]:
+        self.is_valid()
+        cleaned = getattr(self, "cleaned_data", {})
+        return {
+            name: cleaned[name]
+            for name in PACING_FIELDS
+            if cleaned.get(name) not in (None, "")
+        }

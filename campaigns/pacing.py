@@ -324,6 +324,19 @@ def quiet_hours_words(campaign: Campaign) -> str:
     return f"{whose}{window} in each device's own time zone; devices in them are {then}"
 
 
+def campaign_summary(campaign: Campaign) -> str:
+    """'This campaign: ...' for settings that are complete, else ''."""
+    if pacing_validate(campaign):
+        return ""
+    cap = _lower_first(cap_words(campaign_cap(campaign)))
+    quiet = _lower_first(quiet_hours_words(campaign))
+    return f"This campaign: {cap}; quiet hours: {quiet}."
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
 def pacing_note(
     app: App | None, viewer: zoneinfo.ZoneInfo, *, campaign: Campaign | None = None
 ) -> str:

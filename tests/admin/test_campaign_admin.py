@@ -222,3 +222,34 @@ def test_csv_and_stats_json_count_a_capped_device(client, marketer):
     assert len(lines) == 3
     assert lines[1].startswith(f"{sent.pk},user-1,android,1,pending")
     assert lines[2].startswith(f"{capped.pk},user-2,android,,capped,,")
+
+
+def test_pacing_json_explains_the_window_being_typed(client, marketer):
+    app = make_app(name="Shop")
+    client.cookies["kpns_tz"] = "Europe/Paris"
+    body = client.get(
+        "/admin/campaigns/campaign/pacing.json",
+        {
+            "app": app.pk,
+            "frequency_cap_mode": "custom",
+            "frequency_cap_count": "2",
+            "frequency_cap_window_seconds": "3600",
+            "quiet_hours_mode": "custom",
+            "quiet_hours_start": "21:00",
+            "quiet_hours_end": "06:30",
+            "quiet_hours_action": "skip",
+        },
+    ).json()
+    assert body["note"].startswith("The app Shop: no frequency cap; no quiet hours.")
+    assert "a device in Tokyo gets a deferred push at 06:30 JST" in body["note"]
+    assert "in your zone (Europe/Paris)" in body["note"]
+    assert body["campaign"] == (
+        "This campaign: at most 2 campaign pushes per device per 1 hour; quiet "
+        "hours: 21:00-06:30 in each device's own time zone; devices in them "
+        "are skipped."
+    )
+    half = client.get(
+        "/admin/campaigns/campaign/pacing.json",
+        {"app": app.pk, "frequency_cap_mode": "custom"},
+    ).json()
+    assert half["campaign"] == ""  # not complete: no summary yet

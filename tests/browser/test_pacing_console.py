@@ -67,9 +67,11 @@ def test_marketer_sets_a_cap_and_quiet_hours_and_sees_them_counted(console, orm)
     page.fill("#id_title", "Flash sale: 30% off")
     page.check("#id_confirm_everyone")
     # The rule, in the marketer's own zone.
-    note = page.inner_text(".field-frequency_cap_mode >> xpath=../..")
+    note = page.inner_text("fieldset.kpns-pacing-box .description")
     assert "a device in Tokyo gets a deferred push at" in note
     assert "in your zone (Europe/Paris)" in note
+    # A cap of its own: its fields appear.
+    assert not page.is_visible("#id_frequency_cap_count")
     page.check("input[name=frequency_cap_mode][value=custom]")
     page.fill("#id_frequency_cap_count", "1")
     page.select_option("#id_frequency_cap_window_seconds", "86400")
@@ -78,6 +80,14 @@ def test_marketer_sets_a_cap_and_quiet_hours_and_sees_them_counted(console, orm)
     page.fill("#id_quiet_hours_start", start)
     page.fill("#id_quiet_hours_end", end)
     page.check("input[name=quiet_hours_action][value=defer]")
+    # The box explains the window being typed, for this app, live.
+    page.wait_for_function(
+        "document.querySelector('fieldset.kpns-pacing-box .description')"
+        f".textContent.includes('gets a deferred push at {end} JST')"
+    )
+    note = page.inner_text("fieldset.kpns-pacing-box .description")
+    assert "The app Shop app: no frequency cap; no quiet hours." in note
+    assert "This campaign: at most 1 campaign push per device per 1 day" in note
     page.wait_for_function(
         "document.getElementById('est-matching').textContent === '5'"
     )
