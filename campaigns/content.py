@@ -176,21 +176,35 @@ def chunk_portions(campaign: Campaign, devices: list[Device]) -> list[Portion]:
     the test group while the winner is not known)."""
     variants = campaign_variants(campaign)
     shares = [(v.key, v.split_percent) for v in variants.values()]
+    plain = len(variants) == 1 and not campaign.test_percent
+    # Per variant and language: its content, and its hash when it has no
+    # placeholders (render leaves it as it is: no per-device work).
+    fixed: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
     portions: dict[tuple[str, str, str], Portion] = {}
     for device in devices:
-        key = variant_for(
-            device_bucket(campaign.pk, device.pk),
-            shares,
-            test_percent=campaign.test_percent,
-            winner=campaign.winner,
+        key = (
+            "A"
+            if plain
+            else variant_for(
+                device_bucket(campaign.pk, device.pk),
+                shares,
+                test_percent=campaign.test_percent,
+                winner=campaign.winner,
+            )
         )
         if key is None:
             continue
         variant = variants[key]
         normalised = language_for(device.locale, variant.languages)
         locale = variant.languages[normalised][0] if normalised else ""
-        fields = personalize.render(variant.content(locale), device)
-        digest = content_hash(fields)
+        if (key, locale) not in fixed:
+            own = variant.content(locale)
+            templated = personalize.has_placeholders(own)
+            fixed[key, locale] = (own, None if templated else content_hash(own))
+        fields, digest = fixed[key, locale]
+        if digest is None:
+            fields = personalize.render(fields, device)
+            digest = content_hash(fields)
         portion = portions.get((key, locale, digest))
         if portion is None:
             portion = portions[key, locale, digest] = Portion(

@@ -339,3 +339,21 @@ def test_z_test_and_its_honest_verdicts():
         "not yet significant (too few results to tell)",
     )
     assert abtest.two_proportion_z(0, 0, 1, 2) is None
+
+
+def test_a_variant_with_placeholders_is_rendered_per_device_the_other_shared():
+    app = make_app()
+    for index in range(30):
+        make_device(app, alias=f"user{index % 3}")
+    campaign = ab_campaign(app, title="Hello all")
+    campaign.variants.update(title="Hi {{ alias|default:'there' }}")
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    got = sent(campaign)
+    titles = Counter(title for variant, _l, title in got.values() if variant == "B")
+    assert set(titles) <= {"Hi user0", "Hi user1", "Hi user2"} and titles
+    a_titles = {title for variant, _l, title in got.values() if variant == "A"}
+    assert a_titles == {"Hello all"}
+    # One message for A, one per distinct rendering of B, plus A's base.
+    links = CampaignMessage.objects.filter(campaign=campaign, variant="B")
+    assert links.count() == len(titles)
