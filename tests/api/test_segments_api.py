@@ -181,3 +181,33 @@ def test_a_segment_in_use_cannot_be_deleted_until_its_campaigns_finish(api, app)
     assert api.delete(f"/api/v1/segments/{segment['id']}").status_code == 204
     kept = Campaign.objects.get(pk=campaign.pk)
     assert kept.segment is None and kept.audience == {"segment": segment["id"]}
+
+
+def test_a_batch_item_names_a_segment_and_a_patch_removes_it(api, app):
+    world(app)
+    segment = save(api)
+    batch = api.post(
+        "/api/v1/pushes/batch",
+        {
+            "messages": [
+                {"segment": segment["id"], "title": "In it"},
+                {"segment": 999999, "title": "No such"},
+            ]
+        },
+    )
+    first, second = batch.json()["results"]
+    assert (first["status"], first["targets"]) == (202, 2)
+    assert second["status"] == 400
+    assert "No segment 999999" in second["error"]["errors"]["segment"][0]
+    body = {
+        "name": "c",
+        "title": "t",
+        "segment": segment["id"],
+        "audience": {"locales": ["fr"]},
+    }
+    created = api.post("/api/v1/campaigns", body).json()
+    assert created["audience"] == {"locales": ["fr"], "segment": segment["id"]}
+    cleared = api.patch(f"/api/v1/campaigns/{created['id']}", {"segment": None})
+    assert cleared.status_code == 200, cleared.content
+    assert cleared.json()["audience"] == {"locales": ["fr"]}
+    assert cleared.json()["segment"] is None
