@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignMessage
 from devices.delivery import counters
+from devices.delivery.counters import BASE_SHARD
+from devices.delivery.counters import COLUMNS as COUNT_COLUMNS
 from devices.delivery.stats import STAT_NAMES, message_stats  # noqa: F401 - re-exported
 from devices.models import Delivery, Device, MessageCount
 from devices.native import selectors as native_selectors
@@ -34,26 +36,42 @@ def campaign_message_ids(campaign: Campaign) -> list[Any]:
 
 
 def campaign_delivery_stats(campaign: Campaign) -> dict[str, int]:
-    """Deliveries by state (devices.delivery.stats), summed over its messages."""
-    return _summed(message_stats, campaign_message_ids(campaign))
+    """Deliveries by state (devices.delivery.stats), summed over its
+    messages in one read of their counters: a personalised campaign may
+    have a message per device. A message without counter rows yet (the base
+    message nobody got, or one sent before counters) is read on its own,
+    which backfills it once."""
+    ids = campaign_message_ids(campaign)
+    counted = set(
+        MessageCount.objects.filter(message_id__in=ids, shard=BASE_SHARD)
+        .values_list("message_id", flat=True)
+        .distinct()
+    )
+    total = message_stats(None)
+    for message_id in set(ids) - counted:
+        for name, value in message_stats(message_id).items():
+            total[name] += value
+    if counted:
+        sums = MessageCount.objects.filter(message_id__in=counted).aggregate(
+            **{name: Sum(name) for name in COUNT_COLUMNS}
+        )
+        counts = {name: int(sums[name] or 0) for name in COUNT_COLUMNS}
+        # As devices.delivery.stats.message_stats: open = targeted - closed.
+        closed = ("delivered", "expired", "collapsed", "cancelled", "dropped")
+        counts["pending"] = counts["targeted"] - sum(counts[n] for n in closed)
+        for name in total:
+            total[name] += counts[name]
+    return total
 
 
 def campaign_stats(campaign: Campaign) -> dict[str, int]:
     """Deliveries by state, then by the channel that carried them
-    (devices.native.selectors.channel_stats), summed over its messages."""
+    (devices.native.selectors.channel_stats), over all its messages."""
     ids = campaign_message_ids(campaign)
     return {
-        **_summed(message_stats, ids),
-        **_summed(native_selectors.channel_stats, ids),
+        **campaign_delivery_stats(campaign),
+        **native_selectors.channel_stats(ids or None),
     }
-
-
-def _summed(stats: Any, message_ids: list[Any]) -> dict[str, int]:
-    total: dict[str, int] = stats(None)
-    for message_id in message_ids:
-        for name, value in stats(message_id).items():
-            total[name] += value
-    return total
 
 
 def campaign_counts_by(campaign: Campaign, key: str) -> dict[str, dict[str, int]]:

@@ -153,7 +153,8 @@ CHANNEL_STAT_NAMES = (
 
 
 def channel_stats(message_id: Any) -> dict[str, int]:
-    """A message's deliveries by the channel that carried them.
+    """A message's (or a list of messages': a campaign's variants)
+    deliveries by the channel that carried them.
 
     ``delivered_<channel>``: confirmed by the device, over its socket (an
     ack) or after a provider carried it (opened reported through the API
@@ -166,7 +167,8 @@ def channel_stats(message_id: Any) -> dict[str, int]:
     stats = dict.fromkeys(CHANNEL_STAT_NAMES, 0)
     if message_id is None:
         return stats
-    attempts = NativeAttempt.objects.filter(delivery__message_id=message_id)
+    ids = message_id if isinstance(message_id, list) else [message_id]
+    attempts = NativeAttempt.objects.filter(delivery__message_id__in=ids)
     for channel, status, seen, count in (
         attempts.values(
             "channel",
@@ -187,7 +189,7 @@ def channel_stats(message_id: Any) -> dict[str, int]:
         else:
             stats["native_retrying"] += count
     delivered = Delivery.objects.filter(
-        message_id=message_id, delivered_at__isnull=False
+        message_id__in=ids, delivered_at__isnull=False
     ).count()
     stats["delivered_socket"] = delivered - sum(
         stats[f"delivered_{c}"] for c in NATIVE_CHANNELS

@@ -357,3 +357,18 @@ def test_a_variant_with_placeholders_is_rendered_per_device_the_other_shared():
     # One message for A, one per distinct rendering of B, plus A's base.
     links = CampaignMessage.objects.filter(campaign=campaign, variant="B")
     assert links.count() == len(titles)
+
+
+def test_stats_read_all_messages_at_once(django_assert_max_num_queries):
+    app = make_app()
+    for index in range(40):
+        make_device(app, alias=f"user{index}")
+    campaign = ab_campaign(app)
+    campaign.variants.update(title="Hi {{ alias }}")  # a message per B device
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    assert CampaignMessage.objects.filter(campaign=campaign).count() > 10
+    campaign_stats(campaign)  # backfills nothing but touches every message
+    with django_assert_max_num_queries(6):
+        stats = campaign_stats(campaign)
+    assert stats["targeted"] == 40 and stats["pending"] == 40
