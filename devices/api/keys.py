@@ -51,6 +51,13 @@ class KeyDirectoryQuerySerializer(serializers.Serializer):
     tag = serializers.CharField(max_length=64, required=False)
 
 
+class KeyAudienceSerializer(StrictSerializer):
+    audience = serializers.DictField(
+        help_text="An audience filter as for pushes and campaigns; {} is every "
+        "device of the app."
+    )
+
+
 class DeviceKeyView(PooledAPIView):
     """The calling device's public key (``Authorization: Device <token>``)."""
 
@@ -122,6 +129,36 @@ class KeyDirectoryView(ServerAPIView):
         paginator = KeysetPagination()
         paginator.ordering = "device_id"
         page = paginator.paginate_queryset(found, request, view=self)
+        return paginator.get_paginated_response(
+            DeviceKeySerializer(page, many=True).data
+        )
+
+
+@extend_schema(tags=["devices"])
+class KeyDirectoryQueryView(ServerAPIView):
+    """The key directory for an audience filter."""
+
+    scopes = {"POST": "devices:read"}
+    pagination_class = KeysetPagination
+
+    @extend_schema(
+        summary="Key directory for an audience",
+        description="As `GET /api/v1/device-keys`, for the devices an "
+        "audience filter names (docs/api.md, audiences). Paginated: POST the "
+        "same body to the `next` link.",
+        request=KeyAudienceSerializer,
+        responses=DeviceKeySerializer(many=True),
+    )
+    def post(self, request: Request) -> Response:
+        incoming = KeyAudienceSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            found = keys.keys_in_audience(self.app, incoming.validated_data["audience"])
+            paginator = KeysetPagination()
+            paginator.ordering = "device_id"
+            page = paginator.paginate_queryset(found, request, view=self)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from exc
         return paginator.get_paginated_response(
             DeviceKeySerializer(page, many=True).data
         )

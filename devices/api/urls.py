@@ -17,6 +17,11 @@ urlpatterns = [
     ),
     path("devices", views.DeviceCollectionView.as_view(), name="api-devices"),
     path("device-keys", keys.KeyDirectoryView.as_view(), name="api-device-keys"),
+    path(
+        "device-keys/query",
+        keys.KeyDirectoryQueryView.as_view(),
+        name="api-device-keys-query",
+    ),
     path("devices/<uuid:device_id>", views.DeviceItemView.as_view(), name="api-device"),
     path("presence", views.PresenceView.as_view(), name="api-presence"),
     path(

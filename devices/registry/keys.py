@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from devices.models import App, Device, DeviceKey
+from devices.registry.audience import audience_devices, audience_validate
 
 ALGORITHM = "ECDH-P256"
 SCHEME = "KPNS-E2EE-1"
@@ -77,6 +78,17 @@ def keys_of_app(
     if tag is not None:
         keys = keys.filter(device__tags__name=tag)
     return keys
+
+
+def keys_in_audience(app: App, spec: Any) -> QuerySet[DeviceKey]:
+    """The current keys of the devices an audience filter names (the spec
+    campaigns and pushes take; {} is every device of the app)."""
+    try:
+        clean = audience_validate("filter", spec)
+    except ValidationError as exc:
+        raise ValidationError({"audience": exc.messages}) from exc
+    devices = audience_devices(app, "filter" if clean else "all", clean)
+    return DeviceKey.objects.filter(device__in=devices.values("pk"))
 
 
 def encrypted_push_check(*, app: App, device_ids: list[Any], kid: str) -> None:

@@ -192,3 +192,20 @@ def test_an_encrypted_push_over_the_payload_limit_is_a_400(api, keyed):
         )
         assert answer.status_code == expected, (size, answer.content)
     assert "the limit is 4096" in json.dumps(answer.json()["errors"])
+
+
+def test_the_key_directory_takes_an_audience_filter(api, app, keyed):
+    device, _token, key = keyed
+    tagged, token = make_device(app, alias="cy")
+    _put_key(token, SdkKey.generate())
+    answer = api.post("/api/v1/device-keys/query", {"audience": {"aliases": ["ann"]}})
+    assert answer.status_code == 200, answer.content
+    assert [r["kid"] for r in answer.json()["results"]] == [key.kid]
+    everyone = api.post("/api/v1/device-keys/query", {"audience": {}}).json()
+    assert {r["device_id"] for r in everyone["results"]} == {
+        str(device.pk),
+        str(tagged.pk),
+    }
+    bad = api.post("/api/v1/device-keys/query", {"audience": {"nope": 1}})
+    assert bad.status_code == 400
+    assert "audience" in bad.json()["errors"]
