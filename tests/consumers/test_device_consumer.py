@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from devices.delivery import pushes, revocation
-from devices.delivery.protocol import JSON, KMPP, Ack, Hello, Ping, Push, Welcome
+from devices.delivery.protocol import JSON, KMPP, Ack, Hello, Ping, Pong, Push, Welcome
 from devices.models import Delivery, DeliveryStatus, Device
 from kpns_site.asgi import application
 from tests.factories import make_app, make_device
@@ -273,3 +273,16 @@ async def wait_for_status(seq, device, wanted, timeout=5.0):
             break
         await asyncio.sleep(0.05)
     return status
+
+
+@pytest.mark.parametrize("codec", [JSON, KMPP])
+async def test_a_heartbeat_ping_without_t_gets_a_pong_without_t(codec):
+    _app, _device, token = await setup_device()
+    communicator, connected, _ = await open_socket(token, codec.name)
+    assert connected
+    for _ in range(2):  # the second answer comes from the per-codec cache
+        await send(communicator, codec, Ping())
+        assert await receive(communicator, codec) == Pong()
+    await send(communicator, codec, Ping(t=7))
+    assert await receive(communicator, codec) == Pong(t=7)
+    await communicator.disconnect()
