@@ -20,7 +20,7 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
-from campaigns import content, pacing, personalize, segments
+from campaigns import canary, content, pacing, personalize, segments
 from campaigns import variants as variant_rules
 from campaigns.models import AudienceKind, Campaign, CampaignSlice, CampaignStatus
 from campaigns.selectors import campaign_delivery_stats, campaign_message_ids
@@ -40,7 +40,10 @@ TRANSITIONS: dict[str, set[str]] = {
         CampaignStatus.SENT,
         CampaignStatus.CANCELLED,
         CampaignStatus.FAILED,
+        CampaignStatus.PAUSED,
     },
+    # A canary's waves held, by hand or by its judge (campaigns.canary).
+    CampaignStatus.PAUSED: {CampaignStatus.SENDING, CampaignStatus.CANCELLED},
     # Withdrawing a sent campaign cancels what offline devices have not
     # received yet.
     CampaignStatus.SENT: {CampaignStatus.CANCELLED},
@@ -65,6 +68,7 @@ CAMPAIGN_UPDATABLE = [
     "test_percent",
     "winner_metric",
     "winner_window_seconds",
+    *canary.CANARY_FIELDS,
 ]
 
 
@@ -166,6 +170,7 @@ def campaign_validate(
     if campaign.throttle_per_second == 0:
         errors["throttle_per_second"] = ["Leave empty for no throttle, or above 0."]
     errors.update(pacing.pacing_validate(campaign))
+    errors.update(canary.waves_validate(campaign))
     if errors:
         raise ValidationError(errors)
 
@@ -449,6 +454,11 @@ def _slice(campaign: Campaign, zone: str, due: datetime) -> CampaignSlice:
         expires_at=paced + timedelta(seconds=campaign.ttl_seconds),
         deferred_until=paced if paced > due else None,
     )
+
+
+def campaign_transition(*, campaign: Campaign, to: str, **fields: Any) -> Campaign:
+    """A state change for other services (campaigns.canary's pause)."""
+    return _transition(campaign, to, **fields)
 
 
 def _transition(campaign: Campaign, to: str, **fields: Any) -> Campaign:

@@ -18,6 +18,7 @@ class CampaignStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     SCHEDULED = "scheduled", "Scheduled"
     SENDING = "sending", "Sending"
+    PAUSED = "paused", "Paused"  # a canary's waves held (campaigns.canary)
     SENT = "sent", "Sent"
     CANCELLED = "cancelled", "Cancelled"
     FAILED = "failed", "Failed"
@@ -49,6 +50,11 @@ class QuietHoursAction(models.TextChoices):
 class WinnerMetric(models.TextChoices):
     OPENED = "opened", "Open rate"
     DELIVERED = "delivered", "Delivery rate"
+
+
+class CanaryAction(models.TextChoices):
+    PAUSE = "pause", "Pause"
+    ABORT = "abort", "Abort (cancel the rest)"
 
 
 class Campaign(models.Model):
@@ -143,6 +149,36 @@ class Campaign(models.Model):
     winner = models.CharField(max_length=1, blank=True, editable=False)
     winner_reason = models.TextField(blank=True, editable=False)
     winner_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Canary rollout (campaigns.canary): waves of cumulative audience shares
+    # (e.g. [1, 10, 100]), each judged after wave_hold_seconds against the
+    # thresholds; a wave that crosses one pauses or aborts the campaign.
+    wave_percents = models.JSONField(
+        default=list, blank=True, verbose_name="waves (cumulative %)"
+    )
+    wave_hold_seconds = models.PositiveIntegerField(
+        default=3600, verbose_name="hold each wave for"
+    )
+    canary_min_delivery_rate = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name="minimum delivery rate (%)"
+    )
+    canary_min_open_rate = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name="minimum open rate (%)"
+    )
+    canary_max_error_rate = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name="maximum error rate (%)"
+    )
+    canary_action = models.CharField(
+        max_length=8,
+        choices=CanaryAction.choices,
+        default=CanaryAction.ABORT,
+        verbose_name="when a wave crosses a threshold",
+    )
+    # The last wave released (0-based), when its sending ended (the hold
+    # starts then), and the last verdict in words.
+    wave = models.PositiveSmallIntegerField(default=0, editable=False)
+    wave_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    canary_reason = models.TextField(blank=True, editable=False)
+    canary_auto_paused = models.BooleanField(default=False, editable=False)
     # Lifecycle
     status = models.CharField(
         max_length=10, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT

@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from campaigns import abtest
+from campaigns import abtest, canary
 from campaigns.models import CampaignSlice, CampaignStatus
 from campaigns.sender import send_due
 from devices.delivery import housekeeping, metrics
@@ -64,6 +64,8 @@ def _tick(
         housekeeping.reap_dead_nodes()
         # A/B tests whose window passed: the winner goes to the rest.
         abtest.winners_decide_due(now=clock())
+        # Canary waves whose hold passed: the next wave, or pause / abort.
+        canary.waves_judge_due(now=clock())
         chunks = send_due(now=clock())
         dispatcher.tick(clock())
         now = clock().timestamp()

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns import abtest, content, lifecycle, pacing
+from campaigns import abtest, canary, content, lifecycle, pacing
 from campaigns.models import Campaign, CampaignSlice, CampaignStatus
 from devices.delivery import messages, wakeups
 from devices.delivery.enqueue import Target, deliveries_write
@@ -68,6 +68,8 @@ def send_next_chunk(
         # An A/B test's devices due now: the test group, or (once the winner
         # is known) everyone not sent one yet (campaigns.content).
         due_now = content.devices_due(campaign, devices)
+        # A canary rollout: only the released wave's devices (campaigns.canary).
+        due_now = canary.devices_in_wave(campaign, due_now)
         # Frequency cap and quiet hours (skip mode) leave devices out.
         sendable = set(
             pacing.chunk_sendable(
@@ -179,6 +181,9 @@ def _finish_if_complete(campaign: Campaign, now: datetime) -> bool:
         return False
     if abtest.awaits_winner(campaign):
         return False  # the test group is sent; the rest waits for the winner
+    if canary.awaits_wave(campaign):
+        canary.wave_sent(campaign=campaign, now=now)
+        return False  # the wave is sent; the next waits for its verdict
     if lifecycle.slices_add_missing(campaign=campaign, now=now):
         return False
     lifecycle.campaign_finish(campaign=campaign, now=now)

@@ -1,0 +1,315 @@
+"""Canary rollouts: a campaign sent in waves, each judged before the next.
+
+``wave_percents`` lists cumulative shares of the audience (``[1, 10, 100]``:
+1%, then up to 10%, then everyone). A device's wave comes from the same
+bucket as its A/B variant (campaigns.content.device_bucket: a hash of the
+campaign id and the device id), so a chunk written again or a resumed
+slice assigns every device exactly as before. The sender sends only the
+devices of the waves released (up to ``Campaign.wave``) not sent yet; when
+its slices are done it records ``wave_sent_at`` and the campaign waits.
+
+After ``wave_hold_seconds`` the scheduler's ``waves_judge_due`` (with its
+injected clock) judges the wave on its own deliveries: delivery rate
+(delivered / sent), open rate (opened / delivered) and error rate (expired
+or dropped / sent) against the campaign's thresholds. Within them, the next
+wave is released (every slice starts over; earlier waves' devices are left
+out by their bucket). Crossing one pauses the campaign or aborts it
+(campaign_cancel: the rest, and whatever of the wave is undelivered, is
+cancelled), with the reason in words on the campaign page.
+
+By hand: pause, resume (after an automatic pause, resuming overrides the
+verdict and releases the next wave) and promote (release the next wave
+without waiting for the hold). docs/architecture.md has the design.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.content import BUCKETS, device_bucket
+from campaigns.models import Campaign, CampaignMessage, CampaignSlice, CampaignStatus
+from devices.models import Delivery, DeliveryStatus
+
+MAX_WAVES = 10
+CANARY_FIELDS = [
+    "wave_percents",
+    "wave_hold_seconds",
+    "canary_min_delivery_rate",
+    "canary_min_open_rate",
+    "canary_max_error_rate",
+    "canary_action",
+]
+ERROR_STATUSES = (DeliveryStatus.EXPIRED, DeliveryStatus.DROPPED)
+
+
+@dataclass(frozen=True)
+class WaveResult:
+    index: int
+    percent: int  # cumulative share of the audience at its end
+    released: bool
+    sent: int
+    delivered: int
+    opened: int
+    errors: int
+
+    @property
+    def delivery_rate(self) -> float | None:
+        return self.delivered / self.sent if self.sent else None
+
+    @property
+    def open_rate(self) -> float | None:
+        return self.opened / self.delivered if self.delivered else None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.sent if self.sent else None
+
+
+def waves_validate(campaign: Campaign) -> dict[str, list[str]]:
+    """Errors per field of the waves and thresholds (empty: fine)."""
+    waves = campaign.wave_percents or []
+    if not waves:
+        return {}
+    if not isinstance(waves, list) or not all(
+        isinstance(w, int) and not isinstance(w, bool) for w in waves
+    ):
+        return {"wave_percents": ["A list of whole percentages, e.g. [1, 10, 100]."]}
+    if len(waves) < 2 or len(waves) > MAX_WAVES:
+        return {"wave_percents": [f"Between 2 and {MAX_WAVES} waves."]}
+    if any(b <= a for a, b in zip(waves, waves[1:], strict=False)) or waves[0] < 1:
+        return {"wave_percents": ["Each wave must be larger than the one before."]}
+    if waves[-1] != 100:
+        return {"wave_percents": ["The last wave must be 100 (everyone)."]}
+    errors: dict[str, list[str]] = {}
+    if campaign.test_percent:
+        errors["wave_percents"] = [
+            "A campaign with an A/B test group cannot also go out in waves."
+        ]
+    for name in (
+        "canary_min_delivery_rate",
+        "canary_min_open_rate",
+        "canary_max_error_rate",
+    ):
+        value = getattr(campaign, name)
+        if value is not None and value > 100:
+            errors[name] = ["A percentage from 0 to 100."]
+    return errors
+
+
+def has_waves(campaign: Campaign) -> bool:
+    return bool(campaign.wave_percents)
+
+
+def wave_of(bucket: int, percents: list[int]) -> int:
+    """The wave a device in `bucket` belongs to (0-based)."""
+    for index, percent in enumerate(percents):
+        if bucket < percent * BUCKETS // 100:
+            return index
+    return len(percents) - 1
+
+
+def devices_in_wave(campaign: Campaign, devices: list[Any]) -> list[Any]:
+    """The chunk's devices of the waves released so far that have no
+    message of the campaign yet (earlier waves' devices were sent theirs,
+    even if a wave was promoted before its slices were done; later waves
+    wait)."""
+    if not has_waves(campaign):
+        return devices
+    percents = list(campaign.wave_percents)
+    mine = [
+        device
+        for device in devices
+        if wave_of(device_bucket(campaign.pk, device.pk), percents) <= campaign.wave
+    ]
+    if campaign.wave == 0 or not mine:
+        return mine
+    served = set(
+        Delivery.objects.filter(
+            device_id__in=[device.pk for device in mine],
+            message_id__in=CampaignMessage.objects.filter(
+                campaign_id=campaign.pk
+            ).values("message_id"),
+        ).values_list("device_id", flat=True)
+    )
+    return [device for device in mine if device.pk not in served]
+
+
+def awaits_wave(campaign: Campaign) -> bool:
+    """More waves to come: the campaign is not finished when slices are."""
+    return has_waves(campaign) and campaign.wave < len(campaign.wave_percents) - 1
+
+
+def wave_sent(*, campaign: Campaign, now: datetime) -> None:
+    """The released wave's slices are done: its hold starts now."""
+    Campaign.objects.filter(pk=campaign.pk, wave_sent_at__isnull=True).update(
+        wave_sent_at=now
+    )
+
+
+def wave_results(campaign: Campaign) -> list[WaveResult]:
+    """Each wave's counts, from the campaign's delivery rows (one per
+    device) whose device's bucket falls in the wave."""
+    percents = list(campaign.wave_percents or [])
+    if not percents:
+        return []
+    counts = [[0, 0, 0, 0] for _ in percents]
+    rows = Delivery.objects.filter(
+        message_id__in=CampaignMessage.objects.filter(campaign_id=campaign.pk).values(
+            "message_id"
+        )
+    ).values_list("device_id", "status", "delivered_at", "opened_at")
+    for device_id, status, delivered_at, opened_at in rows.iterator(chunk_size=5000):
+        row = counts[wave_of(device_bucket(campaign.pk, device_id), percents)]
+        row[0] += 1
+        row[1] += delivered_at is not None
+        row[2] += opened_at is not None
+        row[3] += status in ERROR_STATUSES
+    return [
+        WaveResult(i, percents[i], i <= campaign.wave, *counts[i])
+        for i in range(len(percents))
+    ]
+
+
+def wave_breaches(campaign: Campaign, result: WaveResult) -> list[str]:
+    """The thresholds the wave crossed, in words ("delivery rate 42% < 90%")."""
+    breaches = []
+    checks = [
+        ("delivery rate", result.delivery_rate, campaign.canary_min_delivery_rate, 1),
+        ("open rate", result.open_rate, campaign.canary_min_open_rate, 1),
+        ("error rate", result.error_rate, campaign.canary_max_error_rate, -1),
+    ]
+    for label, rate, limit, sign in checks:
+        if rate is None or limit is None:
+            continue
+        value = rate * 100
+        if sign > 0 and value < limit:
+            breaches.append(f"{label} {value:.0f}% < {limit}%")
+        if sign < 0 and value > limit:
+            breaches.append(f"{label} {value:.0f}% > {limit}%")
+    return breaches
+
+
+def waves_judge_due(*, now: datetime) -> int:
+    """Judge every released wave whose hold has passed; the count judged."""
+    waiting = Campaign.objects.filter(
+        status=CampaignStatus.SENDING, wave_sent_at__isnull=False
+    ).exclude(wave_percents=[])
+    judged = 0
+    for campaign in waiting:
+        assert campaign.wave_sent_at is not None
+        hold = timedelta(seconds=campaign.wave_hold_seconds)
+        if not awaits_wave(campaign) or campaign.wave_sent_at + hold > now:
+            continue
+        try:
+            wave_judge(campaign=campaign, now=now)
+        except ValidationError:
+            continue  # paused, cancelled or promoted meanwhile
+        judged += 1
+    return judged
+
+
+def wave_judge(*, campaign: Campaign, now: datetime) -> Campaign:
+    """Release the next wave, or pause / abort with the reason."""
+    from campaigns import lifecycle
+
+    result = wave_results(campaign)[campaign.wave]
+    breaches = wave_breaches(campaign, result)
+    if not breaches:
+        return wave_promote(campaign=campaign, now=now, reason="")
+    action = "paused" if campaign.canary_action == "pause" else "aborted"
+    reason = (
+        f"Wave {campaign.wave + 1}: {'; '.join(breaches)}: "
+        f"{action} at {now.astimezone(UTC):%H:%M} UTC"
+    )
+    if action == "paused":
+        return _pause(campaign, now, reason=reason, auto=True)
+    cancelled = lifecycle.campaign_cancel(campaign=campaign, now=now)
+    Campaign.objects.filter(pk=cancelled.pk).update(canary_reason=reason)
+    cancelled.canary_reason = reason
+    return cancelled
+
+
+def wave_promote(
+    *, campaign: Campaign, now: datetime | None = None, by: Any = None, reason: str = ""
+) -> Campaign:
+    """Release the next wave now (paused or sending); slices start over."""
+    from campaigns.lifecycle import CampaignStateError
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Slices, then the campaign: the sender's lock order.
+        slices = list(
+            CampaignSlice.objects.select_for_update()
+            .filter(campaign_id=campaign.pk)
+            .order_by("pk")
+        )
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if locked.status not in (CampaignStatus.SENDING, CampaignStatus.PAUSED):
+            raise CampaignStateError(
+                {"status": [f"A {locked.status} campaign has no wave to release."]}
+            )
+        if not awaits_wave(locked):
+            raise CampaignStateError({"status": ["Every wave is already released."]})
+        locked.wave += 1
+        locked.wave_sent_at = None
+        locked.status = CampaignStatus.SENDING
+        locked.canary_auto_paused = False
+        if by is not None:
+            locked.canary_reason = f"Wave {locked.wave + 1} released by {by}"
+        elif reason:
+            locked.canary_reason = reason
+        locked.save(
+            update_fields=[
+                "wave",
+                "wave_sent_at",
+                "status",
+                "canary_auto_paused",
+                "canary_reason",
+            ]
+        )
+        ttl = timedelta(seconds=locked.ttl_seconds)
+        for slice_ in slices:
+            start = max(slice_.due_at, now)
+            slice_.done, slice_.cursor, slice_.online_pass = False, "", True
+            slice_.next_chunk_at, slice_.expires_at = start, start + ttl
+        CampaignSlice.objects.bulk_update(
+            slices, ["done", "cursor", "online_pass", "next_chunk_at", "expires_at"]
+        )
+    return locked
+
+
+def campaign_pause(
+    *, campaign: Campaign, by: Any = None, now: datetime | None = None
+) -> Campaign:
+    """Hold a sending campaign: no chunk is sent until it is resumed."""
+    return _pause(campaign, now or timezone.now(), reason="", auto=False)
+
+
+def campaign_resume(
+    *, campaign: Campaign, by: Any = None, now: datetime | None = None
+) -> Campaign:
+    """Continue a paused campaign. After an automatic pause the marketer
+    overrides the verdict: the next wave is released."""
+    from campaigns import lifecycle
+
+    now = now or timezone.now()
+    if campaign.canary_auto_paused and awaits_wave(campaign):
+        return wave_promote(campaign=campaign, now=now, by=by or "hand")
+    return lifecycle.campaign_transition(
+        campaign=campaign, to=CampaignStatus.SENDING, canary_auto_paused=False
+    )
+
+
+def _pause(campaign: Campaign, now: datetime, *, reason: str, auto: bool) -> Campaign:
+    from campaigns import lifecycle
+
+    fields: dict[str, Any] = {"canary_auto_paused": auto}
+    if reason:
+        fields["canary_reason"] = reason
+    return lifecycle.campaign_transition(
+        campaign=campaign, to=CampaignStatus.PAUSED, **fields
+    )

@@ -1,0 +1,195 @@
+"""Canary rollouts: wave membership, the judge with an injected clock,
+pause, resume and promote (campaigns.canary)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from campaigns import canary, content, lifecycle, sender
+from campaigns.models import Campaign, CampaignStatus
+from devices.delivery import receipts
+from devices.models import Delivery, DeliveryStatus
+from tests.factories import make_app, make_device
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NOON = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+HOLD = timedelta(seconds=600)
+
+
+def canary_campaign(app, **fields):
+    fields.setdefault("wave_percents", [10, 50, 100])
+    fields.setdefault("wave_hold_seconds", 600)
+    fields.setdefault("canary_min_delivery_rate", 90)
+    return lifecycle.campaign_create(app=app, name="Canary", title="Hi", **fields)
+
+
+def received(campaign):
+    return set(
+        Delivery.objects.filter(message__campaign_link__campaign=campaign)
+        .exclude(status=DeliveryStatus.CANCELLED)
+        .values_list("device_id", flat=True)
+    )
+
+
+def ack_all(campaign):
+    rows = list(
+        Delivery.objects.filter(
+            message__campaign_link__campaign=campaign, delivered_at__isnull=True
+        )
+    )
+    receipts.receipts_record(
+        receipts.Receipts(sent=[], delivered=[row.pk for row in rows], opened=[])
+    )
+
+
+def expected_wave(campaign, devices, index):
+    percents = campaign.wave_percents
+    return {
+        d.pk
+        for d in devices
+        if canary.wave_of(content.device_bucket(campaign.pk, d.pk), percents) == index
+    }
+
+
+def test_wave_of_maps_buckets_to_cumulative_shares():
+    assert canary.wave_of(0, [1, 10, 100]) == 0
+    assert canary.wave_of(99, [1, 10, 100]) == 0
+    assert canary.wave_of(100, [1, 10, 100]) == 1
+    assert canary.wave_of(999, [1, 10, 100]) == 1
+    assert canary.wave_of(1000, [1, 10, 100]) == 2
+    assert canary.wave_of(9999, [1, 10, 100]) == 2
+
+
+def test_waves_are_validated():
+    app = make_app()
+    for bad in ([100], [10, 5, 100], [10, 50], ["a", 100], [0, 100]):
+        with pytest.raises(ValidationError) as err:
+            canary_campaign(app, wave_percents=bad)
+        assert "wave_percents" in err.value.message_dict
+    with pytest.raises(ValidationError) as err:
+        canary_campaign(app, canary_min_delivery_rate=120)
+    assert "canary_min_delivery_rate" in err.value.message_dict
+
+
+def test_good_waves_are_released_after_each_hold_until_everyone_has_it():
+    app = make_app()
+    devices = [make_device(app)[0] for _ in range(150)]
+    campaign = canary_campaign(app)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    first = expected_wave(campaign, devices, 0)
+    assert 0 < len(first) < 40
+    assert received(campaign) == first
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENDING
+    assert campaign.wave_sent_at == NOON
+    ack_all(campaign)
+    # Within the hold nothing is judged and nothing more is sent.
+    assert canary.waves_judge_due(now=NOON + HOLD - timedelta(seconds=1)) == 0
+    sender.send_due(now=NOON + HOLD - timedelta(seconds=1))
+    assert received(campaign) == first
+    later = NOON + HOLD
+    assert canary.waves_judge_due(now=later) == 1
+    sender.send_due(now=later)
+    second = first | expected_wave(campaign, devices, 1)
+    assert received(campaign) == second
+    ack_all(campaign)
+    assert canary.waves_judge_due(now=later + HOLD) == 1
+    sender.send_due(now=later + HOLD)
+    assert received(campaign) == {d.pk for d in devices}
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT
+    # Each device received exactly one message.
+    assert Delivery.objects.filter(
+        message__campaign_link__campaign=campaign
+    ).count() == len(devices)
+    results = canary.wave_results(campaign)
+    assert [r.sent for r in results] == [
+        len(expected_wave(campaign, devices, i)) for i in range(3)
+    ]
+    assert results[0].delivery_rate == 1.0
+
+
+def test_a_bad_first_wave_aborts_and_the_rest_receive_nothing():
+    app = make_app()
+    devices = [make_device(app)[0] for _ in range(150)]
+    campaign = canary_campaign(app)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    first = received(campaign)
+    # Nobody acks: delivery rate 0% < 90%.
+    at = NOON + HOLD + timedelta(minutes=5)
+    assert canary.waves_judge_due(now=at) == 1
+    sender.send_due(now=at + HOLD)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.CANCELLED
+    assert campaign.canary_reason == (
+        "Wave 1: delivery rate 0% < 90%: aborted at 12:15 UTC"
+    )
+    # The first wave's undelivered pushes are cancelled; nobody else got one.
+    rows = Delivery.objects.filter(message__campaign_link__campaign=campaign)
+    assert {r.device_id for r in rows} == first
+    assert {r.status for r in rows} == {DeliveryStatus.CANCELLED}
+    assert len(first) < len(devices)
+
+
+def test_a_bad_wave_pauses_then_resume_overrides_and_releases_the_next():
+    app = make_app()
+    devices = [make_device(app)[0] for _ in range(150)]
+    campaign = canary_campaign(app, canary_action="pause", canary_min_open_rate=50)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    ack_all(campaign)  # delivered, never opened: open rate 0% < 50%
+    assert canary.waves_judge_due(now=NOON + HOLD) == 1
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.PAUSED
+    assert campaign.canary_auto_paused
+    assert "open rate 0% < 50%: paused at 12:10 UTC" in campaign.canary_reason
+    # Paused: the scheduler sends nothing.
+    sender.send_due(now=NOON + 3 * HOLD)
+    assert received(campaign) == expected_wave(campaign, devices, 0)
+    canary.campaign_resume(campaign=campaign, by="ann", now=NOON + 3 * HOLD)
+    sender.send_due(now=NOON + 3 * HOLD)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENDING and campaign.wave == 1
+    assert received(campaign) == expected_wave(campaign, devices, 0) | (
+        expected_wave(campaign, devices, 1)
+    )
+
+
+def test_manual_pause_holds_sending_and_promote_skips_the_hold():
+    app = make_app()
+    devices = [make_device(app)[0] for _ in range(100)]
+    campaign = canary_campaign(app)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    canary.campaign_pause(campaign=campaign, now=NOON)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.PAUSED
+    assert not campaign.canary_auto_paused
+    # A paused campaign is not judged.
+    assert canary.waves_judge_due(now=NOON + 2 * HOLD) == 0
+    canary.campaign_resume(campaign=campaign, now=NOON)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENDING and campaign.wave == 0
+    canary.wave_promote(campaign=campaign, by="ann", now=NOON)
+    canary.wave_promote(campaign=campaign, by="ann", now=NOON)
+    sender.send_due(now=NOON)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT
+    assert received(campaign) == {d.pk for d in devices}
+    with pytest.raises(ValidationError):
+        canary.wave_promote(campaign=campaign, now=NOON)
+
+
+def test_a_resent_chunk_assigns_the_same_wave():
+    app = make_app()
+    devices = [make_device(app)[0] for _ in range(80)]
+    campaign = canary_campaign(app)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    campaign = Campaign.objects.get(pk=campaign.pk)
+    once = {d.pk for d in canary.devices_in_wave(campaign, devices)}
+    again = {d.pk for d in canary.devices_in_wave(campaign, list(reversed(devices)))}
+    assert once == again == expected_wave(campaign, devices, 0)
