@@ -308,6 +308,21 @@ class PacingCountsSerializer(serializers.Serializer):
     )
 
 
+class PlatformBreakdownSerializer(serializers.Serializer):
+    targeted = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    opened = serializers.IntegerField()
+
+
+class StatsQuerySerializer(serializers.Serializer):
+    breakdown = serializers.ChoiceField(
+        choices=["platform"],
+        required=False,
+        help_text="platform: add `platforms`, counted over the campaign's "
+        "delivery rows (on demand only).",
+    )
+
+
 class CampaignStatsSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices)
     stats = DeliveryCountsSerializer()
@@ -317,6 +332,11 @@ class CampaignStatsSerializer(serializers.Serializer):
     languages = serializers.DictField(
         child=BreakdownSerializer(),
         help_text='Per language version sent ("" is the variants\' own).',
+    )
+    platforms = serializers.DictField(
+        child=PlatformBreakdownSerializer(),
+        required=False,
+        help_text="Per platform, with ?breakdown=platform only.",
     )
 
 

@@ -22,6 +22,7 @@ from campaigns.api.serializers import (
     CampaignWriteSerializer,
     ResultsQuerySerializer,
     ScheduleSerializer,
+    StatsQuerySerializer,
     WinnerSerializer,
 )
 from campaigns.api.templates import content_from_template
@@ -30,6 +31,7 @@ from campaigns.selectors import (
     campaign_counts_by,
     campaign_deliveries,
     campaign_of_app,
+    campaign_platforms,
     campaign_stats,
     campaign_timeline,
 )
@@ -193,6 +195,7 @@ CampaignCancelView = _action_view(
 @extend_schema(tags=["campaigns"])
 class CampaignStatsView(ServerAPIView):
     scopes = {"GET": "stats:read"}
+    query_serializer = StatsQuerySerializer
 
     @extend_schema(
         summary="Campaign stats",
@@ -200,10 +203,13 @@ class CampaignStatsView(ServerAPIView):
         "skipped by frequency caps and quiet hours; and sent/delivered/opened "
         "per second (per minute after 10 minutes); per A/B variant with the "
         "difference to A and its significance, and per language version.",
+        parameters=[StatsQuerySerializer],
         responses=CampaignStatsSerializer,
     )
     def get(self, request: Request, campaign_id: int) -> Response:
         campaign = _campaign(self, campaign_id)
+        query = StatsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         body = {
             "status": campaign.status,
             "stats": campaign_stats(campaign),
@@ -212,6 +218,8 @@ class CampaignStatsView(ServerAPIView):
             "variants": abtest.variant_results(campaign),
             "languages": campaign_counts_by(campaign, "locale"),
         }
+        if query.validated_data.get("breakdown") == "platform":
+            body["platforms"] = campaign_platforms(campaign)
         return Response(CampaignStatsSerializer(body).data)
 
 

@@ -89,6 +89,12 @@ def test_winner_picked_through_the_api_goes_to_the_rest(api, app):
     assert stats["variants"][1]["verdict"].startswith("not yet significant")
     assert set(stats["languages"]) == {"fr"}
     assert sum(v["targeted"] for v in stats["languages"].values()) == tested
+    assert "platforms" not in stats  # counted over rows: on demand only
+    url = f"/api/v1/campaigns/{body['id']}/stats?breakdown=platform"
+    by_platform = api.get(url).json()["platforms"]
+    assert by_platform == {"android": {"targeted": tested, "delivered": 0, "opened": 0}}
+    bad = api.get(f"/api/v1/campaigns/{body['id']}/stats?breakdown=moon")
+    assert bad.status_code == 400
     picked = api.post(f"/api/v1/campaigns/{body['id']}/winner", {"variant": "B"})
     assert picked.status_code == 200, picked.content
     assert picked.json()["winner"] == "B"
