@@ -112,7 +112,7 @@ def test_campaigns_take_and_show_their_cap_and_quiet_hours(api, app):
     assert stats["pacing"] == {"capped": 0, "deferred": 0, "skipped": 0}
 
 
-def test_a_custom_cap_without_its_numbers_is_a_422(api, app):
+def test_a_custom_cap_without_its_numbers_is_a_400(api, app):
     response = api.post(
         "/api/v1/campaigns",
         {"name": "x", "title": "x", "frequency_cap_mode": "custom"},
