@@ -6,6 +6,7 @@ from campaigns.models import (
     AudienceKind,
     Campaign,
     CampaignStatus,
+    CanaryAction,
     FrequencyCapMode,
     QuietHoursAction,
     QuietHoursMode,
@@ -114,6 +115,15 @@ class CampaignSerializer(serializers.ModelSerializer):
             "winner",
             "winner_reason",
             "winner_at",
+            "wave_percents",
+            "wave_hold_seconds",
+            "canary_min_delivery_rate",
+            "canary_min_open_rate",
+            "canary_max_error_rate",
+            "canary_action",
+            "wave",
+            "wave_sent_at",
+            "canary_reason",
             "status",
             "message_id",
             "created_at",
@@ -232,6 +242,33 @@ class CampaignWriteSerializer(StrictSerializer):
         required=False, min_value=60, max_value=MAX_TTL_SECONDS
     )
 
+    wave_percents = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=100),
+        required=False,
+        max_length=10,
+        help_text="A canary rollout: cumulative shares of the audience, one "
+        "per wave, the last 100 (e.g. [1, 10, 100]); [] sends to everyone "
+        "at once.",
+    )
+    wave_hold_seconds = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_TTL_SECONDS,
+        help_text="How long each wave is watched before it is judged.",
+    )
+    canary_min_delivery_rate = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=100
+    )
+    canary_min_open_rate = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=100
+    )
+    canary_max_error_rate = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=100
+    )
+    canary_action = serializers.ChoiceField(
+        choices=CanaryAction.choices, required=False
+    )
+
     def validate_variants(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
             {"body": "", "url": "", "image": "", "data": {}, **variant}
@@ -243,6 +280,19 @@ class CampaignWriteSerializer(StrictSerializer):
             {"variant": "A", "body": "", "url": "", "image": "", **version}
             for version in value
         ]
+
+
+class WaveResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="0-based")
+    percent = serializers.IntegerField(help_text="cumulative share at its end")
+    released = serializers.BooleanField()
+    sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    errors = serializers.IntegerField(help_text="expired or dropped")
+    delivery_rate = serializers.FloatField(allow_null=True)
+    open_rate = serializers.FloatField(allow_null=True)
+    error_rate = serializers.FloatField(allow_null=True)
 
 
 class WinnerSerializer(StrictSerializer):
@@ -337,6 +387,9 @@ class CampaignStatsSerializer(serializers.Serializer):
         child=PlatformBreakdownSerializer(),
         required=False,
         help_text="Per platform, with ?breakdown=platform only.",
+    )
+    waves = WaveResultSerializer(
+        many=True, help_text="A canary rollout's waves (empty without waves)."
     )
 
 

@@ -35,6 +35,21 @@ urlpatterns = [
         name="api-campaign-winner",
     ),
     path(
+        "campaigns/<int:campaign_id>/pause",
+        views.CampaignPauseView.as_view(),
+        name="api-campaign-pause",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/resume",
+        views.CampaignResumeView.as_view(),
+        name="api-campaign-resume",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/promote",
+        views.CampaignPromoteView.as_view(),
+        name="api-campaign-promote",
+    ),
+    path(
         "campaigns/<int:campaign_id>/cancel",
         views.CampaignCancelView.as_view(),
         name="api-campaign-cancel",

@@ -12,7 +12,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from campaigns import abtest, lifecycle, pacing, sender
+from campaigns import abtest, canary, lifecycle, pacing, sender
 from campaigns.api.segments import with_segment
 from campaigns.api.serializers import (
     CampaignListQuerySerializer,
@@ -184,6 +184,24 @@ CampaignWinnerView = _action_view(
     ),
     WinnerSerializer,
 )
+CampaignPauseView = _action_view(
+    "Pause",
+    "Holds a sending campaign: no more chunks go out until it is resumed "
+    "(its waves are not judged meanwhile). 409 unless sending.",
+    lambda campaign, _fields: canary.campaign_pause(campaign=campaign),
+)
+CampaignResumeView = _action_view(
+    "Resume",
+    "Continues a paused campaign. After an automatic pause (a canary wave "
+    "crossed a threshold) this overrides the verdict: the next wave goes out.",
+    lambda campaign, _fields: canary.campaign_resume(campaign=campaign),
+)
+CampaignPromoteView = _action_view(
+    "Promote",
+    "A canary rollout, sending or paused: the next wave goes out now without "
+    "waiting for the hold. 409 when every wave is released.",
+    lambda campaign, _fields: canary.wave_promote(campaign=campaign),
+)
 CampaignCancelView = _action_view(
     "Cancel",
     "Stops the campaign: nothing not yet written to a socket is delivered. A "
@@ -217,6 +235,7 @@ class CampaignStatsView(ServerAPIView):
             "timeline": campaign_timeline(campaign),
             "variants": abtest.variant_results(campaign),
             "languages": campaign_counts_by(campaign, "locale"),
+            "waves": canary.wave_results(campaign),
         }
         if query.validated_data.get("breakdown") == "platform":
             body["platforms"] = campaign_platforms(campaign)
