@@ -13,7 +13,9 @@ pages over a big delivery table.
   index, the campaign page, its stats JSON and the API's campaign stats
   (median and max of 5), beside the COUNT queries they ran before
   counters. Seeding is bounded by PAGES_SEED_SECONDS: the size reached is
-  reported.
+  reported. One delivery in NATIVE_EVERY of the campaign has a Web Push
+  attempt, so the channel split has rows to count; it is timed against the
+  COUNTs the page ran before the channel counters.
 
 Seeded rows have negative seqs (never a device's next seq) and closed
 states (never replayed), on device ids of no registered device.
@@ -31,6 +33,8 @@ ROWS_PER_STATEMENT = 1_000_000
 PAGES_SEED_SECONDS = 1200.0
 CAMPAIGN_DEVICES = 1_000_000
 PAGE_REPEATS = 5
+# One delivery in this many of the seeded campaign also went through Web Push.
+NATIVE_EVERY = 10
 
 
 def scenario_retention(platform: Platform, args: argparse.Namespace) -> dict[str, Any]:
@@ -122,9 +126,11 @@ def scenario_pages(platform: Platform, args: argparse.Namespace) -> dict[str, An
         rows = min(ROWS_PER_STATEMENT, args.rows - seeded, CAMPAIGN_DEVICES - offset)
         _seed_rows(messages[number], rows, seq=-(1000 + number), device_offset=offset)
         seeded += rows
+    _seed_attempts(messages[0], every=NATIVE_EVERY)
     seed_s = time.monotonic() - started
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE devices_delivery")
+        cursor.execute("VACUUM ANALYZE native_nativeattempt")
         cursor.execute("SELECT pg_total_relation_size('devices_delivery')")
         table_bytes = cursor.fetchone()[0]
     total = seeded
@@ -142,6 +148,7 @@ def scenario_pages(platform: Platform, args: argparse.Namespace) -> dict[str, An
     from devices.native.selectors import channel_stats
 
     hour_ago = now - timedelta(hours=1)
+    split = channel_stats(campaign.message_id)
     parts = {
         "message_stats": _timed_query(lambda: message_stats(campaign.message_id)),
         "channel_stats": _timed_query(lambda: channel_stats(campaign.message_id)),
@@ -152,6 +159,9 @@ def scenario_pages(platform: Platform, args: argparse.Namespace) -> dict[str, An
         ),
         "count_delivered_last_hour": _timed_query(
             lambda: Delivery.objects.filter(delivered_at__gte=hour_ago).count()
+        ),
+        "count_channel_split": _timed_query(
+            lambda: _channel_split_counted(campaign.message_id)
         ),
     }
     figures: dict[str, Any] = {"rows": total, "seed_s": round(seed_s, 1)}
@@ -164,9 +174,14 @@ def scenario_pages(platform: Platform, args: argparse.Namespace) -> dict[str, An
         figures[f"before_{name}_ms"] = median
     for name, (median, _worst, _status) in parts.items():
         figures[f"part_{name}_ms"] = median
+    figures["native_attempts"] = split["accepted_webpush"]
     figures["checks"] = {
         f"{name} under 300 ms": timings[name][0] < 300 and timings[name][2] == 200
         for name in ("admin_index", "campaign_page")
+    }
+    figures["checks"]["channel split equals the rows"] = split == {
+        **split,
+        **_channel_split_counted(campaign.message_id),
     }
     return figures
 
@@ -212,6 +227,65 @@ def _seed_rows(message: Any, rows: int, *, seq: int, device_offset: int) -> None
             "FROM generate_series(%s, %s) AS i, devices_message m WHERE m.id = %s",
             [message.pk, seq, device_offset, device_offset + rows - 1, message.pk],
         )
+
+
+def _seed_attempts(message: Any, *, every: int) -> None:
+    """A Web Push attempt for every `every`-th delivery of a message:
+    accepted, a quarter of them confirmed by the device, one in ten
+    failed; then their channel counters, as migration native 0004 counts
+    attempts made before the counters."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO native_nativeattempt (delivery_id, channel, status, "
+            "reason, attempts, created_at, updated_at, device_seen_at) "
+            "SELECT d.id, 'webpush', CASE WHEN d.id / %s %% 10 = 0 THEN 'failed' "
+            "ELSE 'accepted' END, '', 1, d.created_at, d.created_at, "
+            "CASE WHEN d.id / %s %% 4 = 1 AND d.id / %s %% 10 <> 0 "
+            "THEN d.created_at END "
+            "FROM devices_delivery d WHERE d.message_id = %s AND d.id %% %s = 0",
+            [every, every, every, message.pk, every],
+        )
+        cursor.execute(
+            "INSERT INTO native_channelcount (message_id, shard, channel, "
+            "accepted, failed, retrying, delivered) "
+            "SELECT %s, -1, 'webpush', "
+            "count(*) FILTER (WHERE a.status = 'accepted'), "
+            "count(*) FILTER (WHERE a.status = 'failed'), "
+            "count(*) FILTER (WHERE a.status = 'retry'), "
+            "count(a.device_seen_at) FROM native_nativeattempt a "
+            "JOIN devices_delivery d ON d.id = a.delivery_id "
+            "WHERE d.message_id = %s",
+            [message.pk, message.pk],
+        )
+
+
+def _channel_split_counted(message_id: Any) -> dict[str, int]:
+    """The split as the campaign page counted it before the counters: the
+    attempts of the message grouped, and its delivered rows counted."""
+    from django.db.models import Count
+
+    from devices.models import Delivery
+    from devices.native.models import NativeAttempt
+
+    split = {"accepted_webpush": 0, "delivered_webpush": 0, "native_failed": 0}
+    rows = (
+        NativeAttempt.objects.filter(delivery__message_id=message_id, channel="webpush")
+        .values("status")
+        .annotate(n=Count("pk"), seen=Count("device_seen_at"))
+    )
+    for row in rows:
+        split["delivered_webpush"] += row["seen"]
+        if row["status"] == "accepted":
+            split["accepted_webpush"] += row["n"]
+        elif row["status"] == "failed":
+            split["native_failed"] += row["n"]
+    delivered = Delivery.objects.filter(
+        message_id=message_id, delivered_at__isnull=False
+    ).count()
+    split["delivered_socket"] = delivered - split["delivered_webpush"]
+    return split
 
 
 def _admin_client() -> Any:

@@ -73,7 +73,15 @@ AUDIENCE_FIELDS = [
 SCHEDULE = ("Schedule", {"fields": ["send_at", "local_time"]})
 OPTIONS = (
     "Delivery options",
-    {"fields": ["ttl_seconds", "priority", "collapse_key", "throttle_per_second"]},
+    {
+        "fields": [
+            "ttl_seconds",
+            "priority",
+            "collapse_key",
+            "wake_mode",
+            "throttle_per_second",
+        ]
+    },
 )
 PACING_TITLE = "Frequency cap and quiet hours"
 PACING_READ_ONLY = ["cap_in_words", "quiet_hours_in_words"]
@@ -92,7 +100,15 @@ READ_ONLY_AB_TEST = (
 )
 READ_ONLY_OPTIONS = (
     "Delivery options",
-    {"fields": ["expires_after", "priority", "collapse_key", "throttle_per_second"]},
+    {
+        "fields": [
+            "expires_after",
+            "priority",
+            "collapse_key",
+            "wake_mode",
+            "throttle_per_second",
+        ]
+    },
 )
 # Who moved it last: "Scheduled by" until it starts, then "Sent by".
 STATE_FIELDS = ["status", "created_by", "created_at", "started_at", "finished_at"]

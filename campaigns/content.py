@@ -328,6 +328,7 @@ def _message_get_or_create(
                     app_id=campaign.app_id,
                     priority=campaign.priority,
                     collapse_key=campaign.collapse_key,
+                    wake_mode=campaign.wake_mode,
                     created_at=now,
                     expires_at=expires_at,
                     **{

@@ -203,6 +203,7 @@ class CampaignForm(forms.ModelForm):
             "ttl_seconds",
             "priority",
             "collapse_key",
+            "wake_mode",
             "throttle_per_second",
             *PACING_FIELDS,
             *AB_FIELDS,

@@ -62,6 +62,7 @@ CAMPAIGN_UPDATABLE = [
     "ttl_seconds",
     "priority",
     "collapse_key",
+    "wake_mode",
     "throttle_per_second",
     *pacing.PACING_FIELDS,
     "split_percent",
@@ -514,6 +515,7 @@ def _message_for(campaign: Campaign, now: datetime) -> Message:
         data=campaign.data,
         priority=campaign.priority,
         collapse_key=campaign.collapse_key,
+        wake_mode=campaign.wake_mode,
         created_at=now,
         expires_at=now + timedelta(seconds=campaign.ttl_seconds),
     )

@@ -11,7 +11,7 @@ the last committed chunk ended (docs/architecture.md).
 from django.conf import settings
 from django.db import models
 
-from devices.models import App, Device, Message, Priority
+from devices.models import App, Device, Message, Priority, WakeMode
 
 
 class CampaignStatus(models.TextChoices):
@@ -94,6 +94,13 @@ class Campaign(models.Model):
         max_length=8, choices=Priority.choices, default=Priority.NORMAL
     )
     collapse_key = models.CharField(max_length=64, blank=True)
+    wake_mode = models.CharField(
+        max_length=12,
+        choices=WakeMode.choices,
+        blank=True,
+        help_text="Devices reached through FCM or APNs: a visible notification "
+        "or a data-only wake-up. Empty: the app's setting.",
+    )
     throttle_per_second = models.PositiveIntegerField(
         null=True, blank=True, help_text="At most this many deliveries per second."
     )

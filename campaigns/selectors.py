@@ -68,9 +68,10 @@ def campaign_stats(campaign: Campaign) -> dict[str, int]:
     """Deliveries by state, then by the channel that carried them
     (devices.native.selectors.channel_stats), over all its messages."""
     ids = campaign_message_ids(campaign)
+    stats = campaign_delivery_stats(campaign)
     return {
-        **campaign_delivery_stats(campaign),
-        **native_selectors.channel_stats(ids or None),
+        **stats,
+        **native_selectors.channel_stats(ids, delivered=stats["delivered"]),
     }
 
 
@@ -116,6 +117,15 @@ def campaign_platforms(campaign: Campaign) -> dict[str, dict[str, int]]:
         }
         for row in rows
     }
+
+
+def campaign_channels(campaign: Campaign) -> dict[str, dict[str, int]]:
+    """The split by channel (devices.native.selectors.channel_split),
+    summed over the campaign's messages."""
+    delivered = campaign_delivery_stats(campaign)["delivered"]
+    return native_selectors.channel_split(
+        campaign_message_ids(campaign), delivered=delivered
+    )
 
 
 def campaign_timeline(campaign: Campaign) -> list[dict[str, Any]]:

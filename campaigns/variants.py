@@ -163,6 +163,7 @@ def _content_errors(
         data=fields.get("data") if fields.get("data") is not None else {},
         priority=campaign.priority,
         collapse_key=campaign.collapse_key,
+        wake_mode=campaign.wake_mode,
         created_at=now,
         expires_at=now + timedelta(seconds=campaign.ttl_seconds),
     )

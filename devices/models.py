@@ -188,6 +188,13 @@ class Priority(models.TextChoices):
     HIGH = "high", "High"
 
 
+class WakeMode(models.TextChoices):
+    """How a native provider carries a message (docs/native-push.md)."""
+
+    NOTIFICATION = "notification", "Full notification"
+    DATA = "data", "Data-only wake-up"
+
+
 class Message(models.Model):
     """What is sent: content plus delivery options, shared by its deliveries."""
 
@@ -205,6 +212,9 @@ class Message(models.Model):
     # An end-to-end encrypted push: {kid, epk, iv, ct} for its one device,
     # stored and forwarded opaque (docs/e2ee.md). NULL for plain pushes.
     encrypted = models.JSONField(null=True, blank=True, editable=False)
+    # Through a native provider: a visible notification or a data-only
+    # wake-up; empty: the app's setting (AppProviderConfig.wake_mode).
+    wake_mode = models.CharField(max_length=12, choices=WakeMode.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 

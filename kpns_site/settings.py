@@ -320,22 +320,6 @@ if not DEBUG:
 # (devices/conf.py is the one table; docs/operations.md documents each).
 KPNS = kpns_from_environment(os.environ)
 
-# Native push (devices/native/conf.py has the defaults, docs/native-push.md).
-for _name in (
-    "FCM_BASE_URL",
-    "FCM_TOKEN_URL",
-    "APNS_BASE_URL_PRODUCTION",
-    "APNS_BASE_URL_SANDBOX",
-    "VAPID_SUBJECT",
-):
-    if f"KPNS_{_name}" in env.ENVIRON:
-        KPNS[_name] = env.str(f"KPNS_{_name}")
-if "KPNS_WEBPUSH_HOSTS" in env.ENVIRON:
-    KPNS["WEBPUSH_HOSTS"] = env.list("KPNS_WEBPUSH_HOSTS")
-# Fernet keys sealing provider secrets (devices/native/crypto.py); empty:
-# one derived from SECRET_KEY.
-KPNS_SECRETS_KEY = env.str("KPNS_SECRETS_KEY", default="")
-
 # /metrics (kpns_site/metrics.py): Prometheus sends
 # "Authorization: Bearer <KPNS_METRICS_TOKEN>"; staff may look in a browser.
 KPNS_METRICS_TOKEN = env.str("KPNS_METRICS_TOKEN", default="")

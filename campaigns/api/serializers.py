@@ -12,10 +12,14 @@ from campaigns.models import (
     QuietHoursMode,
     WinnerMetric,
 )
-from devices.api.serializers import DeliveryCountsSerializer, StrictSerializer
+from devices.api.serializers import (
+    ChannelSplitSerializer,
+    DeliveryCountsSerializer,
+    StrictSerializer,
+)
 from devices.delivery import caps
 from devices.delivery.messages import MAX_TTL_SECONDS
-from devices.models import DeliveryStatus, Platform, Priority, Segment
+from devices.models import DeliveryStatus, Platform, Priority, Segment, WakeMode
 
 
 class VariantSerializer(StrictSerializer):
@@ -98,6 +102,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "ttl_seconds",
             "priority",
             "collapse_key",
+            "wake_mode",
             "throttle_per_second",
             "frequency_cap_mode",
             "frequency_cap_count",
@@ -173,6 +178,13 @@ class CampaignWriteSerializer(StrictSerializer):
     priority = serializers.ChoiceField(choices=Priority.choices, required=False)
     collapse_key = serializers.CharField(
         required=False, allow_blank=True, max_length=64
+    )
+    wake_mode = serializers.ChoiceField(
+        choices=WakeMode.choices,
+        required=False,
+        allow_blank=True,
+        help_text="Devices reached through FCM or APNs: a visible notification "
+        "or a data-only wake-up. Default: the app's setting.",
     )
     throttle_per_second = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=1_000_000
@@ -377,6 +389,7 @@ class CampaignStatsSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices)
     stats = DeliveryCountsSerializer()
     pacing = PacingCountsSerializer()
+    channels = ChannelSplitSerializer()
     timeline = TimelinePointSerializer(many=True)
     variants = VariantResultSerializer(many=True)
     languages = serializers.DictField(

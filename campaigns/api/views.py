@@ -28,6 +28,7 @@ from campaigns.api.serializers import (
 from campaigns.api.templates import content_from_template
 from campaigns.models import Campaign
 from campaigns.selectors import (
+    campaign_channels,
     campaign_counts_by,
     campaign_deliveries,
     campaign_of_app,
@@ -232,6 +233,7 @@ class CampaignStatsView(ServerAPIView):
             "status": campaign.status,
             "stats": campaign_stats(campaign),
             "pacing": pacing.campaign_pacing_stats(campaign),
+            "channels": campaign_channels(campaign),
             "timeline": campaign_timeline(campaign),
             "variants": abtest.variant_results(campaign),
             "languages": campaign_counts_by(campaign, "locale"),

@@ -10,7 +10,7 @@ from devices.api.schema import ProblemSerializer
 from devices.api.serializers import StrictSerializer
 from devices.delivery.messages import MAX_TTL_SECONDS
 from devices.delivery.targeting import MAX_TARGET_LIST, MAX_TARGET_TAGS
-from devices.models import Priority
+from devices.models import Priority, WakeMode
 
 _B64URL = r"^[A-Za-z0-9_-]+$"
 
@@ -94,6 +94,13 @@ class PushSerializer(StrictSerializer):
         help_text="Leave out devices at the app's frequency cap and count this "
         "push toward it (default false: API pushes are neither capped nor "
         "counted). Single pushes only, not in a batch.",
+    )
+    wake_mode = serializers.ChoiceField(
+        choices=WakeMode.choices,
+        required=False,
+        allow_blank=True,
+        help_text="Devices reached through FCM or APNs: a visible notification "
+        "or a data-only wake-up. Default: the app's setting.",
     )
     encrypted = EncryptedSerializer(
         required=False,

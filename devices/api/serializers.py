@@ -123,6 +123,34 @@ class DeliveryCountsSerializer(serializers.Serializer):
     dropped = serializers.IntegerField()
 
 
+class SocketChannelSerializer(serializers.Serializer):
+    delivered = serializers.IntegerField(
+        help_text="Confirmed by the device, not through a provider."
+    )
+
+
+class ProviderChannelSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(
+        help_text="Taken by the provider (not a device confirmation)."
+    )
+    failed = serializers.IntegerField(
+        help_text="Given up: dead credential, too large, attempts exhausted."
+    )
+    retrying = serializers.IntegerField(help_text="Due again or being sent.")
+    delivered = serializers.IntegerField(
+        help_text="Confirmed by the device through this provider first."
+    )
+
+
+class ChannelSplitSerializer(serializers.Serializer):
+    """Deliveries by the channel that carried them (docs/native-push.md)."""
+
+    socket = SocketChannelSerializer()
+    webpush = ProviderChannelSerializer()
+    fcm = ProviderChannelSerializer()
+    apns = ProviderChannelSerializer()
+
+
 class MessageQuerySerializer(serializers.Serializer):
     device_id = serializers.UUIDField(
         required=False, help_text="Also return this device's delivery."
@@ -135,6 +163,7 @@ class MessageStatusSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
     counts = DeliveryCountsSerializer()
+    channels = ChannelSplitSerializer()
     device = DeviceStatusSerializer(required=False)
 
 

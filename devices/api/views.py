@@ -37,6 +37,7 @@ from devices.api.throttling import RegisterRateThrottle
 from devices.delivery import revocation, stats
 from devices.integrations import webhooks
 from devices.models import App, Device, Message, WebhookEndpoint
+from devices.native import selectors as native_selectors
 from devices.registry import selectors
 from devices.registry import services as registry
 
@@ -224,8 +225,11 @@ class MessageStatusView(ServerAPIView):
             "title": message.title,
             "created_at": message.created_at,
             "expires_at": message.expires_at,
-            "counts": stats.message_stats(message.id),
         }
+        counts = body["counts"] = stats.message_stats(message.id)
+        body["channels"] = native_selectors.channel_split(
+            message.id, delivered=counts["delivered"]
+        )
         device_id = query.validated_data.get("device_id")
         if device_id is not None:
             delivery = stats.message_delivery(message.id, device_id)

@@ -225,6 +225,7 @@ _MESSAGE_COLUMNS = (
     ("priority", "text"),
     ("collapse_key", "text"),
     ("encrypted", "jsonb"),
+    ("wake_mode", "text"),
     ("created_at", "timestamptz"),
     ("expires_at", "timestamptz"),
 )

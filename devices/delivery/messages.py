@@ -35,6 +35,7 @@ def message_create(
     collapse_key: str = "",
     ttl_seconds: int | None = None,
     encrypted: dict[str, str] | None = None,
+    wake_mode: str = "",
 ) -> Message:
     message = message_build(
         app=app,
@@ -47,6 +48,7 @@ def message_create(
         collapse_key=collapse_key,
         ttl_seconds=ttl_seconds,
         encrypted=encrypted,
+        wake_mode=wake_mode,
     )
     message.save()
     return message
@@ -64,6 +66,7 @@ def message_build(
     collapse_key: str = "",
     ttl_seconds: int | None = None,
     encrypted: dict[str, str] | None = None,
+    wake_mode: str = "",
 ) -> Message:
     """A checked, unsaved message (message_create saves it; batches bulk-insert)."""
     ttl = kpns_setting("DEFAULT_TTL_SECONDS") if ttl_seconds is None else ttl_seconds
@@ -77,6 +80,7 @@ def message_build(
         priority=priority,
         collapse_key=collapse_key,
         encrypted=encrypted,
+        wake_mode=wake_mode,
         expires_at=timezone.now() + timedelta(seconds=ttl),
     )
     if not 0 <= ttl <= MAX_TTL_SECONDS:

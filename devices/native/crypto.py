@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import models
 
+from devices.conf import kpns_setting
+
 # Stored values start with this, so a plaintext never passes for a token.
 PREFIX = "fernet:"
 
@@ -30,7 +32,7 @@ def _derived_key(secret: str) -> bytes:
 
 
 def _fernet() -> MultiFernet:
-    configured = getattr(settings, "KPNS_SECRETS_KEY", "")
+    configured = kpns_setting("SECRETS_KEY")
     keys = [k.strip().encode() for k in configured.split(",") if k.strip()]
     if not keys:
         keys = [_derived_key(settings.SECRET_KEY)]

@@ -29,13 +29,14 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from channels.db import database_sync_to_async
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from devices.delivery import recovery
 from devices.models import OPEN_STATUSES, Delivery
 from devices.native import dispatch, selectors
+from devices.native.channelcounts import ChannelTally
 from devices.native.conf import native_setting
 from devices.native.dispatch import NativeDelivery
 from devices.native.models import (
@@ -109,6 +110,18 @@ def fallback_claim(*, delivery_ids: list[int], now: datetime) -> list[NativeDeli
     built = selectors.native_deliveries(delivery_ids=delivery_ids)
     token = _claim_token()
     lease = now + timedelta(seconds=native_setting("NATIVE_CLAIM_LEASE_SECONDS"))
+    with transaction.atomic():
+        owned = _claim_rows(built, token, lease)
+        tally = ChannelTally()
+        for native in owned:
+            tally.moved(native.message.id, native.kind, None, AttemptStatus.RETRY)
+        tally.apply()
+    return owned
+
+
+def _claim_rows(
+    built: list[NativeDelivery], token: str, lease: datetime
+) -> list[NativeDelivery]:
     NativeAttempt.objects.bulk_create(
         [
             NativeAttempt(

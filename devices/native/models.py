@@ -5,7 +5,7 @@ each delivery. Design: docs/native-push.md."""
 from django.db import models
 from django.db.models import Q
 
-from devices.models import App, Delivery, Device
+from devices.models import App, Delivery, Device, Message, WakeMode
 from devices.native.crypto import SealedTextField
 
 
@@ -27,11 +27,6 @@ class CredentialKind(models.TextChoices):
 class ApnsEnvironment(models.TextChoices):
     SANDBOX = "sandbox", "Sandbox"
     PRODUCTION = "production", "Production"
-
-
-class WakeMode(models.TextChoices):
-    NOTIFICATION = "notification", "Full notification"
-    DATA = "data", "Data-only wake-up"
 
 
 class PushCredential(models.Model):
@@ -156,3 +151,31 @@ class NativeAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.status} #{self.delivery_id}"
+
+
+class ChannelCount(models.Model):
+    """One shard of a message's native receipts by channel
+    (devices.native.channelcounts): moved in the same transaction as the
+    attempt rows they count, so the stats never count those rows."""
+
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    shard = models.SmallIntegerField()
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    accepted = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    retrying = models.BigIntegerField(default=0)
+    # Confirmed by the device through this channel (device_seen_at).
+    delivered = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "channel", "shard"],
+                name="uniq_channel_count_shard",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} counts of {self.message_id} #{self.shard}"

@@ -6,13 +6,9 @@ from dataclasses import replace
 from typing import Any
 
 from django.db.models import (
-    BooleanField,
     Case,
     CharField,
-    Count,
-    ExpressionWrapper,
     OuterRef,
-    Q,
     Subquery,
     Value,
     When,
@@ -20,8 +16,9 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from devices.delivery import counters
 from devices.models import App, Delivery
-from devices.native import apns
+from devices.native import apns, channelcounts
 from devices.native.dispatch import NativeDelivery, ProviderKeys
 from devices.native.message import NativeMessage
 from devices.native.models import (
@@ -131,7 +128,8 @@ def _native_delivery(
         kind=credential.kind,
         message=native_message(delivery),
         keys=provider_keys(config),
-        wake=config.wake_mode,
+        # The message's own choice, else its app's.
+        wake=delivery.message.wake_mode or config.wake_mode,
         endpoint=credential.endpoint,
         p256dh=credential.p256dh,
         auth=credential.auth,
@@ -152,48 +150,52 @@ CHANNEL_STAT_NAMES = (
 )
 
 
-def channel_stats(message_id: Any) -> dict[str, int]:
-    """A message's (or a list of messages': a campaign's variants)
-    deliveries by the channel that carried them.
+def channel_split(
+    message_id: Any, *, delivered: int | None = None
+) -> dict[str, dict[str, int]]:
+    """A message's (or a list of messages': a campaign's) deliveries by
+    the channel that carried them, from the counters
+    (devices.native.channelcounts, devices.delivery.counters): never a
+    COUNT over their rows.
 
-    ``delivered_<channel>``: confirmed by the device, over its socket (an
-    ack) or after a provider carried it (opened reported through the API
-    before any ack). ``accepted_<provider>``: the provider took it, which
-    says nothing of the device. ``native_failed``: provider sends given up
-    (dead credential, too large, attempts exhausted); ``native_retrying``:
-    due again or in flight. A delivery may count under a socket and a
-    provider: the policy sends it natively once its grace passed unacked.
+    ``socket.delivered``: confirmed by the device and not through a
+    provider. Per provider: ``accepted`` (the provider took it, which says
+    nothing of the device), ``failed`` (given up: dead credential, too
+    large, attempts exhausted), ``retrying`` (due again or in flight) and
+    ``delivered`` (the device reported it through that provider before any
+    socket ack). A delivery may count under the socket and a provider: the
+    policy sends it natively once its grace passed unacked. ``delivered``:
+    the messages' delivered count when the caller has read it already.
     """
-    stats = dict.fromkeys(CHANNEL_STAT_NAMES, 0)
-    if message_id is None:
-        return stats
+    empty = dict.fromkeys(channelcounts.COLUMNS, 0)
+    split: dict[str, dict[str, int]] = {"socket": {"delivered": 0}}
+    split.update({channel.value: dict(empty) for channel in NATIVE_CHANNELS})
     ids = message_id if isinstance(message_id, list) else [message_id]
-    attempts = NativeAttempt.objects.filter(delivery__message_id__in=ids)
-    for channel, status, seen, count in (
-        attempts.values(
-            "channel",
-            "status",
-            seen=ExpressionWrapper(
-                Q(device_seen_at__isnull=False), output_field=BooleanField()
-            ),
-        )
-        .annotate(n=Count("pk"))
-        .values_list("channel", "status", "seen", "n")
-    ):
-        if seen:
-            stats[f"delivered_{channel}"] += count
-        if status == AttemptStatus.ACCEPTED:
-            stats[f"accepted_{channel}"] += count
-        elif status == AttemptStatus.FAILED:
-            stats["native_failed"] += count
-        else:
-            stats["native_retrying"] += count
-    delivered = Delivery.objects.filter(
-        message_id__in=ids, delivered_at__isnull=False
-    ).count()
-    stats["delivered_socket"] = delivered - sum(
-        stats[f"delivered_{c}"] for c in NATIVE_CHANNELS
-    )
+    ids = [i for i in ids if i is not None]
+    if not ids:
+        return split
+    for channel, counts in channelcounts.channel_counts(ids).items():
+        split[channel] = counts
+    if delivered is None:
+        delivered = sum(counters.message_counts(i)["delivered"] for i in ids)
+    natively = sum(split[channel]["delivered"] for channel in NATIVE_CHANNELS)
+    split["socket"]["delivered"] = delivered - natively
+    return split
+
+
+def channel_stats(message_id: Any, *, delivered: int | None = None) -> dict[str, int]:
+    """``channel_split`` as the flat columns of the admin's stats table and
+    the campaign stats JSON: ``delivered_<channel>``, ``accepted_<provider>``,
+    and the providers' ``native_failed`` and ``native_retrying`` summed."""
+    split = channel_split(message_id, delivered=delivered)
+    stats = dict.fromkeys(CHANNEL_STAT_NAMES, 0)
+    stats["delivered_socket"] = split["socket"]["delivered"]
+    for channel in NATIVE_CHANNELS:
+        counts = split[channel]
+        stats[f"delivered_{channel}"] = counts["delivered"]
+        stats[f"accepted_{channel}"] = counts["accepted"]
+        stats["native_failed"] += counts["failed"]
+        stats["native_retrying"] += counts["retrying"]
     return stats
 
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 from devices.delivery import receipts
 from devices.models import App, Delivery, Device
 from devices.native import webpush
+from devices.native.channelcounts import ChannelTally
 from devices.native.conf import native_setting
 from devices.native.dispatch import NativeResult
 from devices.native.models import (
@@ -96,7 +97,17 @@ def credential_deactivate(*, credential_id: int, reason: str) -> None:
 @transaction.atomic
 def native_results_record(*, results: list[NativeResult]) -> None:
     """Each result becomes its delivery's attempt row for that channel; a
-    credential the provider called dead is deactivated."""
+    credential the provider called dead is deactivated. The channel
+    counters move with the rows (devices.native.channelcounts)."""
+    ids = {r.delivery.delivery_id for r in results} - {None}
+    status_of = {
+        (delivery_id, channel): status
+        for delivery_id, channel, status in NativeAttempt.objects.select_for_update()
+        .filter(delivery_id__in=ids)
+        .order_by("pk")
+        .values_list("delivery_id", "channel", "status")
+    }
+    tally = ChannelTally()
     for result in results:
         delivery = result.delivery
         if result.deactivate and delivery.credential_id is not None:
@@ -105,6 +116,11 @@ def native_results_record(*, results: list[NativeResult]) -> None:
             )
         if delivery.delivery_id is None:
             continue
+        key = (delivery.delivery_id, result.channel)
+        tally.moved(
+            delivery.message.id, result.channel, status_of.get(key), result.status
+        )
+        status_of[key] = result.status
         NativeAttempt.objects.update_or_create(
             delivery_id=delivery.delivery_id,
             channel=result.channel,
@@ -119,6 +135,7 @@ def native_results_record(*, results: list[NativeResult]) -> None:
                 else None,
             },
         )
+    tally.apply()
 
 
 def native_opened(*, device: Device, message_id: str, seq: int) -> bool:
@@ -145,7 +162,11 @@ def native_opened(*, device: Device, message_id: str, seq: int) -> bool:
     )
     if carried and delivery.delivered_at is None:
         # No socket ack came first: the provider carried it to the device.
-        NativeAttempt.objects.filter(
-            delivery=delivery, channel=carried, device_seen_at__isnull=True
-        ).update(device_seen_at=timezone.now())
+        with transaction.atomic():
+            seen = NativeAttempt.objects.filter(
+                delivery=delivery, channel=carried, device_seen_at__isnull=True
+            ).update(device_seen_at=timezone.now())
+            tally = ChannelTally()
+            tally.seen(message_id, carried, seen)
+            tally.apply()
     return True

@@ -8,7 +8,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from devices.models import Delivery, Device, Message
-from devices.native import dispatch
+from devices.native import dispatch, services
+from devices.native.dispatch import NativeDelivery, NativeResult, ProviderKeys
+from devices.native.message import NativeMessage
+from devices.native.models import NativeAttempt
 from tests.e2e.conftest import redis_url  # noqa: F401 - the shared fixture
 from tests.native.receivers import ApnsService, FcmService, WebPushService
 from tests.reliability.conftest import postgres_only  # noqa: F401 - the fixture
@@ -97,3 +100,35 @@ def make_delivery(device: Device, **fields) -> Delivery:
         seq=device.last_seq,
         expires_at=message.expires_at,
     )
+
+
+def record_attempt(delivery: Delivery, channel: str = "webpush", status="accepted"):
+    """A provider's answer for a delivery, recorded as native_send records
+    it (attempt row and channel counters in one transaction)."""
+    message = NativeMessage(id=str(delivery.message_id), seq=delivery.seq, title="t")
+    native = NativeDelivery(
+        kind=channel, message=message, keys=ProviderKeys(), delivery_id=delivery.pk
+    )
+    services.native_results_record(results=[NativeResult(native, status, attempts=1)])
+
+
+def channel_split_counted(message_id) -> dict[str, dict[str, int]]:
+    """The channel split counted from the rows: the oracle the counters
+    (devices.native.channelcounts) must equal."""
+    split = {"socket": {"delivered": 0}}
+    for channel in ("webpush", "fcm", "apns"):
+        attempts = NativeAttempt.objects.filter(
+            delivery__message_id=message_id, channel=channel
+        )
+        split[channel] = {
+            "accepted": attempts.filter(status="accepted").count(),
+            "failed": attempts.filter(status="failed").count(),
+            "retrying": attempts.filter(status="retry").count(),
+            "delivered": attempts.filter(device_seen_at__isnull=False).count(),
+        }
+    delivered = Delivery.objects.filter(
+        message_id=message_id, delivered_at__isnull=False
+    ).count()
+    natively = sum(split[c]["delivered"] for c in ("webpush", "fcm", "apns"))
+    split["socket"]["delivered"] = delivered - natively
+    return split

@@ -15,7 +15,7 @@ from devices.models import Delivery, DeliveryStatus, Device
 from devices.native import fallback, selectors, services
 from devices.native.models import AppProviderConfig, AttemptStatus, NativeAttempt
 from tests.factories import make_device
-from tests.native.conftest import make_delivery
+from tests.native.conftest import channel_split_counted, make_delivery, record_attempt
 from tests.native.receivers import Reply, WebPushService
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,9 +78,7 @@ def test_acked_expired_and_attempted_deliveries_are_not_due(app, webpush_service
         expires_at=timezone.now() - timedelta(seconds=1)
     )
     attempted = make_delivery(device)
-    NativeAttempt.objects.create(
-        delivery=attempted, channel="webpush", status=AttemptStatus.ACCEPTED
-    )
+    record_attempt(attempted)
     assert due_ids() == []
 
 
@@ -158,9 +156,7 @@ def test_opened_from_the_service_worker_marks_the_delivery_and_the_channel(
 ):
     device, token = subscribed(app, webpush_service)
     delivery = make_delivery(device)
-    NativeAttempt.objects.create(
-        delivery=delivery, channel="webpush", status=AttemptStatus.ACCEPTED
-    )
+    record_attempt(delivery)
     answer = Client().post(
         "/api/v1/device/opened",
         data={"id": str(delivery.message_id), "seq": delivery.seq},
@@ -173,6 +169,8 @@ def test_opened_from_the_service_worker_marks_the_delivery_and_the_channel(
     stats = selectors.channel_stats(delivery.message_id)
     assert stats["delivered_webpush"] == 1 and stats["delivered_socket"] == 0
     assert stats["accepted_webpush"] == 1
+    split = selectors.channel_split(delivery.message_id)
+    assert split == channel_split_counted(delivery.message_id)
     # Another device's token cannot open it.
     _, stranger = make_device(app)
     answer = Client().post(
@@ -196,12 +194,11 @@ def test_stats_and_results_split_deliveries_by_channel(app, webpush_service):
     second = Delivery.objects.create(
         message=message, device=by_push, seq=1, expires_at=message.expires_at
     )
-    NativeAttempt.objects.create(
-        delivery=second, channel="webpush", status=AttemptStatus.ACCEPTED
-    )
+    record_attempt(second)
     stats = selectors.channel_stats(message.id)
     assert (stats["delivered_socket"], stats["accepted_webpush"]) == (1, 1)
     assert stats["delivered_webpush"] == 0
+    assert selectors.channel_split(message.id) == channel_split_counted(message.id)
     channels = dict(
         Delivery.objects.filter(message=message)
         .annotate(channel=selectors.delivery_channel())

@@ -43,3 +43,17 @@ def test_each_value_is_read_as_its_defaults_type(name, text, value):
 def test_a_value_that_does_not_parse_names_the_variable():
     with pytest.raises(ValueError, match="KPNS_MAX_UNACKED='lots'"):
         from_environment({"KPNS_MAX_UNACKED": "lots"})
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [
+        ("NATIVE_CONCURRENCY", "8", 8),
+        ("NATIVE_BREAKER_COOLDOWN_SECONDS", "2.5", 2.5),
+        ("NATIVE_FALLBACK", "off", False),
+        ("WEBPUSH_HOSTS", ".push.example, push.local", [".push.example", "push.local"]),
+        ("FCM_BASE_URL", "http://127.0.0.1:9", "http://127.0.0.1:9"),
+    ],
+)
+def test_native_push_settings_are_rows_of_the_table(name, text, value):
+    assert from_environment({f"KPNS_{name}": text})[name] == value
