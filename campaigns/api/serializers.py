@@ -83,6 +83,12 @@ class CampaignSerializer(serializers.ModelSerializer):
     # Plain strings: "" (none) is not a URI.
     url = serializers.CharField(read_only=True)
     image = serializers.CharField(read_only=True)
+    wake_mode = serializers.ChoiceField(
+        choices=WakeMode.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text='"": the app\'s setting.',
+    )
 
     class Meta:
         model = Campaign

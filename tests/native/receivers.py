@@ -87,6 +87,7 @@ class Receiver:
         self._always: Reply | None = None
         self.in_flight = 0
         self.max_in_flight = 0
+        self.disconnects = 0
         self._lock = threading.Lock()
         self.url = ""
 
@@ -118,6 +119,11 @@ class Receiver:
         config.bind = [f"fd://{sock.detach()}"]
         config.loglevel = "WARNING"
         config.accesslog = None
+        # hypercorn closes a connection after 1,000 requests (an HTTP/1
+        # keep-alive cap it applies to HTTP/2 too): the GOAWAY cut off the
+        # streams in flight, whose bodies then read as empty. Push services
+        # keep a connection for as long as the client does.
+        config.keep_alive_max_requests = 2**31
         started = threading.Event()
 
         def run() -> None:
@@ -158,6 +164,10 @@ class Receiver:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                # The client went before its body ended: nothing to answer.
+                self.disconnects += 1
+                return
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break

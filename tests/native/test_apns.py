@@ -93,3 +93,18 @@ async def test_too_many_requests_is_retried(apns_service, point_at, native):
     assert (result.status, result.attempts) == ("accepted", 2)
     first, second = apns_service.received
     assert second.at - first.at >= 1.0
+
+
+async def test_thousands_of_streams_on_one_connection_all_arrive(
+    apns_service, point_at, native
+):
+    """Past 1,000 requests on one HTTP/2 connection (where hypercorn used to
+    close it, cutting the streams in flight: the client saw WriteError, the
+    receiver empty bodies), every push is accepted and read whole."""
+    point_at(apns=apns_service)
+    sends = [delivery(apns_service)] * 2500
+    results = await native_send(deliveries=sends, record=False)
+    assert {r.status for r in results} == {"accepted"}
+    assert len(apns_service.received) == 2500
+    assert apns_service.errors == [] and apns_service.disconnects == 0
+    assert all(r.json["kpns"]["seq"] == MESSAGE.seq for r in apns_service.received)
