@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("campaigns", "0005_pacing"),
+        ("campaigns", "0006_variants_languages"),
     ]
 
     operations = [
