@@ -198,15 +198,20 @@ def _messages(app: Any, count: int, expires_at: Any) -> list[Any]:
 
 
 def _campaign_of(app: Any, message: Any) -> Any:
-    from campaigns.models import Campaign, CampaignStatus
+    from campaigns.models import Campaign, CampaignMessage, CampaignStatus
 
-    return Campaign.objects.create(
+    campaign = Campaign.objects.create(
         app=app,
         name=f"seeded {time.time()}",
         title="Seeded",
         message=message,
         status=CampaignStatus.SENT,
     )
+    # The campaign's stats sum the messages it sent (campaigns.content).
+    CampaignMessage.objects.create(
+        campaign=campaign, message=message, content_hash="seeded"
+    )
+    return campaign
 
 
 def _seed_rows(message: Any, rows: int, *, seq: int, device_offset: int) -> None:

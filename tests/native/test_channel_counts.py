@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, CampaignMessage
 from devices.delivery import receipts
 from devices.integrations import webhooks
 from devices.models import Delivery, WebhookDelivery
@@ -145,6 +145,9 @@ def test_the_rest_api_shows_the_split_by_channel(app, webpush_service, client):
     message_id = rows[0].message_id
     campaign = Campaign.objects.create(
         app=app, name="c", title="t", message_id=message_id, status="sent"
+    )
+    CampaignMessage.objects.create(
+        campaign=campaign, message_id=message_id, content_hash="c"
     )
     claimed = fallback.fallback_claim(
         delivery_ids=[r.pk for r in rows], now=timezone.now()
