@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("campaigns", "0006_variants_languages"),
+        ("campaigns", "0008_marketer_segments"),
     ]
 
     operations = [
