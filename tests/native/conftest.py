@@ -4,6 +4,7 @@ point KPNS at them."""
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -132,3 +133,13 @@ def channel_split_counted(message_id) -> dict[str, dict[str, int]]:
     natively = sum(split[c]["delivered"] for c in ("webpush", "fcm", "apns"))
     split["socket"]["delivered"] = delivered - natively
     return split
+
+
+def claim_in_thread(loop, *, limit: int):
+    """``loop.scanner.claim_due`` on a worker thread, as the policy loop
+    runs it, giving the thread's database connection back to the pool
+    after (a dead thread's connection would stay checked out)."""
+    try:
+        return loop.scanner.claim_due(limit=limit)
+    finally:
+        connections.close_all()

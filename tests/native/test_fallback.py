@@ -15,7 +15,12 @@ from devices.models import Delivery, DeliveryStatus, Device
 from devices.native import fallback, selectors, services
 from devices.native.models import AppProviderConfig, AttemptStatus, NativeAttempt
 from tests.factories import make_device
-from tests.native.conftest import channel_split_counted, make_delivery, record_attempt
+from tests.native.conftest import (
+    channel_split_counted,
+    claim_in_thread,
+    make_delivery,
+    record_attempt,
+)
 from tests.native.receivers import Reply, WebPushService
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -110,7 +115,7 @@ def test_the_loop_sends_once_with_the_same_id_and_seq(app, webpush_service):
     loop = fallback.NativeFallback()
 
     async def one_look() -> None:
-        claimed = await asyncio.to_thread(loop.scanner.claim_due, limit=10)
+        claimed = await asyncio.to_thread(claim_in_thread, loop, limit=10)
         await loop._send(claimed)  # noqa: SLF001
 
     asyncio.run(one_look())
@@ -139,7 +144,7 @@ def test_a_failing_provider_leaves_a_retry_the_next_look_sends(
     loop = fallback.NativeFallback()
 
     async def one_look(now) -> None:
-        claimed = await asyncio.to_thread(loop.scanner.claim_due, limit=10)
+        claimed = await asyncio.to_thread(claim_in_thread, loop, limit=10)
         await loop._send(claimed)  # noqa: SLF001
 
     asyncio.run(one_look(None))

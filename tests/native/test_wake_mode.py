@@ -14,6 +14,7 @@ from campaigns.models import Campaign
 from devices.native import fallback, services
 from devices.native.models import AppProviderConfig
 from tests.factories import make_api_key, make_device
+from tests.native.conftest import claim_in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOKEN = "b" * 64
@@ -64,7 +65,7 @@ def one_look() -> None:
     loop = fallback.NativeFallback()
 
     async def look() -> None:
-        claimed = await asyncio.to_thread(loop.scanner.claim_due, limit=50)
+        claimed = await asyncio.to_thread(claim_in_thread, loop, limit=50)
         await loop._send(claimed)  # noqa: SLF001
 
     asyncio.run(look())
