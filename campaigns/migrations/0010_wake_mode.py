@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("campaigns", "0008_marketer_segments"),
+        ("campaigns", "0009_canary_waves"),
     ]
 
     operations = [
