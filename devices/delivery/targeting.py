@@ -2,9 +2,9 @@
 
 A push names its devices with exactly one of device_ids, aliases, tags or
 an audience filter (the same spec as campaigns, campaigns.audience); the
-devices are resolved here and the message is sent by devices.pushes
-(committed, then woken). It lives in campaigns because audiences do:
-devices never imports campaigns.
+devices are resolved here (the audience grammar is
+devices.registry.audience) and the message is sent by
+devices.delivery.pushes (committed, then woken).
 """
 
 from dataclasses import dataclass
@@ -72,7 +72,15 @@ def push_targets(*, app: App, targets: dict[str, Any]) -> QuerySet[Device]:
             raise ValidationError({kind: ["Device ids (UUIDs)."]}) from exc
         return audience_devices(app, "devices", spec)
     key = "aliases" if kind == "aliases" else "tags_any"
-    return audience_devices(app, "filter", audience_validate("filter", {key: values}))
+    try:
+        spec = audience_validate("filter", {key: values})
+    except ValidationError as exc:
+        # Named by the push's own field, not the audience it becomes.
+        prefix = f"{key}: "
+        raise ValidationError(
+            {kind: [m.removeprefix(prefix) for m in exc.messages]}
+        ) from exc
+    return audience_devices(app, "filter", spec)
 
 
 def push_send(

@@ -32,6 +32,14 @@ def test_two_device_namings_are_a_400_on_all(api, app):
     assert "__all__" in response.json()["errors"]
 
 
+def test_a_bad_tag_of_a_push_is_named_by_tags(api, app):
+    response = api.post("/api/v1/pushes", {"tags": ["bad tag!"], "title": "x"})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "tags": ["no device can have the tag 'bad tag!' (1-64 of A-Z a-z 0-9 _ . : -)."]
+    }
+
+
 def test_language_versions_are_not_taken_by_a_push(api, app):
     response = api.post(
         "/api/v1/pushes",
