@@ -29,7 +29,16 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 
-from campaigns import abtest, console, lifecycle, pacing, saved_templates, sender
+from campaigns import (
+    abtest,
+    canary,
+    canary_console,
+    console,
+    lifecycle,
+    pacing,
+    saved_templates,
+    sender,
+)
 from campaigns import forms as forms_module
 from campaigns import segment_admin as segment_admin  # registers it
 from campaigns import template_admin as template_admin  # registers it
@@ -121,7 +130,7 @@ SUBMIT_ACTIONS = {
 }
 # The actions panel's buttons that post the actions form (no unsaved edits
 # matter to them: they do not send the content on the screen).
-PANEL_ACTIONS = ["cancel", "duplicate", "send_test"]
+PANEL_ACTIONS = ["pause", "resume", "promote", "cancel", "duplicate", "send_test"]
 
 
 def _cancel_label(campaign: Campaign) -> str:
@@ -140,6 +149,14 @@ def actions_that_apply(campaign: Campaign) -> set[str]:
         applies.add("schedule")
     if status == CampaignStatus.SCHEDULED:
         applies.add("unschedule")
+    # Canary rollouts (campaigns.canary): hold, continue, next wave now.
+    if CampaignStatus.PAUSED in moves:
+        applies.add("pause")
+    if status == CampaignStatus.PAUSED:
+        applies.add("resume")
+    waiting = status in (CampaignStatus.SENDING, CampaignStatus.PAUSED)
+    if waiting and canary.awaits_wave(campaign):
+        applies.add("promote")
     # A draft is deleted rather than cancelled.
     if CampaignStatus.CANCELLED in moves and status != CampaignStatus.DRAFT:
         applies.add("cancel")
@@ -167,6 +184,9 @@ class CampaignAdmin(GuardedModelAdmin):
         "send_now",
         "schedule",
         "unschedule",
+        "pause",
+        "resume",
+        "promote",
         "cancel",
         "duplicate",
         "send_test",
@@ -435,6 +455,8 @@ class CampaignAdmin(GuardedModelAdmin):
             extra["campaign"] = campaign
             extra["variants"] = list(campaign.variants.all())
             extra["languages"] = list(campaign.languages.all())
+            extra["waves"] = canary_console.waves_shown(campaign)
+            extra["wave_hold_words"] = duration_words(campaign.wave_hold_seconds)
             if campaign.status != CampaignStatus.DRAFT:
                 extra.update(_breakdowns(campaign))
                 extra["can_pick_winner"] = (
@@ -597,6 +619,36 @@ class CampaignAdmin(GuardedModelAdmin):
             request, queryset, "unscheduled, back to a draft", "unschedule"
         )
 
+    @admin.action(description="Pause", permissions=["change"])
+    @asks_confirmation(
+        "No more devices are sent it, and its waves are not judged, until it "
+        "is resumed."
+    )
+    def pause(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        return self._each(request, queryset, "paused", "pause")
+
+    @admin.action(description="Resume", permissions=["change"])
+    @asks_confirmation(
+        "Sending continues. After an automatic pause this overrides the "
+        "verdict: the next wave goes out now."
+    )
+    def resume(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        return self._each(request, queryset, "resumed", "resume")
+
+    @admin.action(description="Promote to the next wave", permissions=["change"])
+    @asks_confirmation(
+        "The next wave goes out now, without waiting for the hold or a "
+        "verdict on this one."
+    )
+    def promote(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        return self._each(request, queryset, "promoted to the next wave", "promote")
+
     @admin.action(description="Cancel", permissions=["change"])
     @asks_confirmation(
         "Devices that have not received it yet never will; a cancelled "
@@ -682,6 +734,9 @@ _SERVICES: dict[str, Callable[..., Campaign]] = {
     "schedule": lifecycle.campaign_schedule,
     "unschedule": lifecycle.campaign_unschedule,
     "cancel": lifecycle.campaign_cancel,
+    "pause": canary.campaign_pause,
+    "resume": canary.campaign_resume,
+    "promote": canary.wave_promote,
 }
 
 

@@ -1,0 +1,84 @@
+"""Canary waves on the campaign page, and pause, resume and promote with
+their confirmation pages, as a Marketer through Django's test client."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from campaigns import canary, lifecycle, sender
+from campaigns.models import Campaign, CampaignStatus
+from tests.admin.test_admin_actions import CAMPAIGNS, action, hidden_fields, marketer
+from tests.factories import make_app, make_device
+
+pytestmark = pytest.mark.django_db
+
+__all__ = ["marketer"]
+
+
+def sending_canary(app, **fields):
+    campaign = lifecycle.campaign_create(
+        app=app,
+        name="Staged",
+        title="t",
+        wave_percents=[20, 100],
+        wave_hold_seconds=600,
+        canary_min_delivery_rate=90,
+        **fields,
+    )
+    sender.campaign_send_now(campaign=campaign)
+    sender.send_due(now=timezone.now())
+    return Campaign.objects.get(pk=campaign.pk)
+
+
+def confirm(client, name, campaign):
+    asked = client.post(CAMPAIGNS, action(name, campaign))
+    assert asked.status_code == 200
+    page = asked.content.decode()
+    assert "Staged" in page and 'name="post" value="yes"' in page
+    # Nothing happens before the confirmation.
+    assert Campaign.objects.get(pk=campaign.pk).status == campaign.status
+    done = client.post(CAMPAIGNS, hidden_fields(page), follow=True)
+    assert done.status_code == 200
+    return Campaign.objects.get(pk=campaign.pk), done.content.decode()
+
+
+def test_pause_resume_and_promote_ask_first_then_act(client, marketer):
+    app = make_app()
+    for _ in range(40):
+        make_device(app)
+    campaign = sending_canary(app)
+    page = client.get(f"{CAMPAIGNS}{campaign.pk}/change/").content.decode()
+    assert 'value="pause"' in page and 'value="promote"' in page
+    assert 'value="resume"' not in page
+    campaign, shown = confirm(client, "pause", campaign)
+    assert campaign.status == CampaignStatus.PAUSED
+    assert "Staged: paused." in shown
+    page = client.get(f"{CAMPAIGNS}{campaign.pk}/change/").content.decode()
+    assert 'value="resume"' in page and 'value="pause"' not in page
+    campaign, _ = confirm(client, "resume", campaign)
+    assert campaign.status == CampaignStatus.SENDING
+    campaign, shown = confirm(client, "promote", campaign)
+    assert campaign.wave == 1
+    assert campaign.canary_reason == "Wave 2 released by mary"
+    sender.send_due(now=timezone.now() + timedelta(seconds=1))
+    assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENT
+
+
+def test_the_page_shows_each_wave_and_why_it_aborted(client, marketer):
+    app = make_app()
+    for _ in range(40):
+        make_device(app)
+    campaign = sending_canary(app)
+    page = client.get(f"{CAMPAIGNS}{campaign.pk}/change/").content.decode()
+    assert 'id="wave-stats"' in page and 'data-wave="2"' in page
+    assert "kpns-wave-holding" in page and "kpns-wave-waiting" in page
+    canary.waves_judge_due(now=timezone.now() + timedelta(seconds=601))
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.CANCELLED
+    page = client.get(f"{CAMPAIGNS}{campaign.pk}/change/").content.decode()
+    assert "Wave 1: delivery rate 0% &lt; 90%: aborted at" in page
+    assert "kpns-wave-failed" in page
+    assert "(threshold ≥ 90%) ✗" in page
+    # Nothing left to pause, resume or promote.
+    assert 'value="promote"' not in page and 'value="pause"' not in page
