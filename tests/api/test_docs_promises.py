@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from campaigns.sender import send_due
+from tests.api.test_push_stream import results, stream
 from tests.factories import make_device
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +39,18 @@ def test_a_bad_tag_of_a_push_is_named_by_tags(api, app):
     assert response.json()["errors"] == {
         "tags": ["no device can have the tag 'bad tag!' (1-64 of A-Z a-z 0-9 _ . : -)."]
     }
+
+
+def test_a_stream_line_refuses_respect_frequency_cap(app, api_key):
+    device, _ = make_device(app)
+    lines = [
+        {"device_ids": [str(device.pk)], "title": "x", "respect_frequency_cap": True},
+        {"device_ids": [str(device.pk)], "title": "x"},
+    ]
+    answered = results(stream(api_key[1], lines))
+    assert answered[0]["status"] == 400
+    assert list(answered[0]["error"]["errors"]) == ["respect_frequency_cap"]
+    assert answered[1]["status"] == 202
 
 
 def test_language_versions_are_not_taken_by_a_push(api, app):
