@@ -1,0 +1,166 @@
+"""Canary campaigns to devices connected to two real Daphne processes
+(PostgreSQL, Redis), judged by the scheduler's step with an injected clock:
+when most of the first wave never acks, the campaign aborts after that wave
+and the rest receive nothing; when the first wave acks, the next wave goes
+out and every device gets exactly one push."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from campaigns import canary, content, lifecycle, sender
+from campaigns.models import Campaign
+from devices.models import Delivery, DeliveryStatus, Device
+from tests.e2e.servers import daphne_servers
+from tests.factories import make_app, make_device
+from tests.wsclient import DeviceClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+DEVICES = 30
+WAVES = [30, 100]
+HOLD = 600
+
+
+def setup_world():
+    app = make_app(name="Shop")
+    devices = [make_device(app) for _ in range(DEVICES)]
+    campaign = lifecycle.campaign_create(
+        app=app,
+        name="Staged",
+        title="New checkout",
+        wave_percents=WAVES,
+        wave_hold_seconds=HOLD,
+        canary_min_delivery_rate=90,
+        canary_action="abort",
+    )
+    return campaign, devices
+
+
+def first_wave(campaign, devices):
+    return {
+        device.pk
+        for device, _token in devices
+        if canary.wave_of(content.device_bucket(campaign.pk, device.pk), WAVES) == 0
+    }
+
+
+async def connect_all(servers, devices):
+    clients = {}
+    for index, (device, token) in enumerate(devices):
+        client = DeviceClient(servers[index % 2].ws_url, token)
+        await client.connect()
+        clients[device.pk] = client
+    for _ in range(100):
+        online = await database_sync_to_async(
+            Device.objects.filter(node__isnull=False).count
+        )()
+        if online == DEVICES:
+            break
+        await asyncio.sleep(0.05)
+    return clients
+
+
+async def delivered_count(campaign):
+    return await database_sync_to_async(
+        Delivery.objects.filter(
+            message__campaign_link__campaign=campaign, delivered_at__isnull=False
+        ).count
+    )()
+
+
+async def wait_delivered(campaign, expected):
+    for _ in range(200):
+        if await delivered_count(campaign) >= expected:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{await delivered_count(campaign)} of {expected} acked")
+
+
+async def test_a_first_wave_that_never_acks_aborts_and_the_rest_get_nothing(
+    redis_url, tmp_path
+):
+    campaign, devices = await database_sync_to_async(setup_world)()
+    first = first_wave(campaign, devices)
+    assert 0 < len(first) < DEVICES
+    # The injected bad signal: all but one of the first wave never ack.
+    acking = sorted(first)[:1]
+    with daphne_servers(2, redis_url=redis_url, tmp_path=tmp_path) as servers:
+        clients = await connect_all(servers, devices)
+        await database_sync_to_async(sender.campaign_send_now)(campaign=campaign)
+        for device_id in first:
+            push = await clients[device_id].receive_push(timeout=10)
+            assert push.title == "New checkout"
+            if device_id in acking:
+                await clients[device_id].ack(push)
+        await wait_delivered(campaign, len(acking))
+        now = timezone.now()
+        await database_sync_to_async(sender.send_due)(now=now)
+        # The scheduler's step, its clock past the hold.
+        later = now + timedelta(seconds=HOLD + 1)
+        judged = await database_sync_to_async(canary.waves_judge_due)(now=later)
+        assert judged == 1
+        await database_sync_to_async(sender.send_due)(now=later)
+        for client in clients.values():
+            with pytest.raises(asyncio.TimeoutError):
+                await client.receive_push(timeout=0.3)
+        campaign = await database_sync_to_async(Campaign.objects.get)(pk=campaign.pk)
+        assert campaign.status == "cancelled"
+        rate = round(100 * len(acking) / len(first))
+        assert campaign.canary_reason.startswith(
+            f"Wave 1: delivery rate {rate}% < 90%: aborted at"
+        )
+        rows = await database_sync_to_async(
+            lambda: dict(
+                Delivery.objects.filter(
+                    message__campaign_link__campaign=campaign
+                ).values_list("device_id", "status")
+            )
+        )()
+        assert set(rows) == first  # nobody outside the first wave
+        assert {rows[d] for d in acking} == {DeliveryStatus.DELIVERED}
+        for client in clients.values():
+            await client.close()
+
+
+async def test_a_first_wave_that_acks_lets_the_campaign_reach_everyone(
+    redis_url, tmp_path
+):
+    campaign, devices = await database_sync_to_async(setup_world)()
+    first = first_wave(campaign, devices)
+    with daphne_servers(2, redis_url=redis_url, tmp_path=tmp_path) as servers:
+        clients = await connect_all(servers, devices)
+        await database_sync_to_async(sender.campaign_send_now)(campaign=campaign)
+        for device_id in first:
+            await clients[device_id].ack(
+                await clients[device_id].receive_push(timeout=10)
+            )
+        for device_id, client in clients.items():
+            if device_id not in first:
+                with pytest.raises(asyncio.TimeoutError):
+                    await client.receive_push(timeout=0.3)
+        await wait_delivered(campaign, len(first))
+        now = timezone.now()
+        await database_sync_to_async(sender.send_due)(now=now)
+        later = now + timedelta(seconds=HOLD + 1)
+        assert await database_sync_to_async(canary.waves_judge_due)(now=later) == 1
+        await database_sync_to_async(sender.send_due)(now=later)
+        for device_id, client in clients.items():
+            if device_id not in first:
+                await client.ack(await client.receive_push(timeout=10))
+        for client in clients.values():
+            with pytest.raises(asyncio.TimeoutError):
+                await client.receive_push(timeout=0.3)
+        await wait_delivered(campaign, DEVICES)
+        await database_sync_to_async(sender.send_due)(now=later)
+        campaign = await database_sync_to_async(Campaign.objects.get)(pk=campaign.pk)
+        assert campaign.status == "sent" and campaign.wave == 1
+        count = await database_sync_to_async(
+            Delivery.objects.filter(message__campaign_link__campaign=campaign).count
+        )()
+        assert count == DEVICES  # exactly one push each
+        for client in clients.values():
+            await client.close()
