@@ -79,7 +79,7 @@
     $("add-language")?.addEventListener("click", () => addRow("language", "languages"));
     form.addEventListener("change", function (event) {
       const remove = event.target.name && event.target.name.endsWith("-DELETE");
-      if (remove) event.target.closest(".kpns-row").classList.toggle("kpns-removed", event.target.checked);
+      if (remove) event.target.closest(".kpns-vrow").classList.toggle("kpns-vremoved", event.target.checked);
       if (event.target.closest(".kpns-variants") || remove) fillChoices();
     });
     form.addEventListener("input", function (event) {
