@@ -16,8 +16,14 @@ from campaigns.api.serializers import (
     SegmentSerializer,
     SegmentWriteSerializer,
 )
-from devices.api.base import Conflict, KeysetPagination, ServerAPIView, paginated
-from devices.api.schema import problem
+from devices.api.base import (
+    Conflict,
+    KeysetPagination,
+    ServerAPIView,
+    idempotent,
+    paginated,
+)
+from devices.api.schema import IDEMPOTENCY_KEY, problem
 from devices.models import Segment
 from devices.registry.audience import audience_estimate
 
@@ -71,9 +77,11 @@ class SegmentCollectionView(ServerAPIView):
         summary="Save a segment",
         description="A named audience of the app, unique by name, with at "
         "least one condition.",
+        parameters=[IDEMPOTENCY_KEY],
         request=SegmentWriteSerializer,
-        responses={201: SegmentSerializer},
+        responses={201: SegmentSerializer, **problem(422)},
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         incoming = SegmentWriteSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)

@@ -190,3 +190,16 @@ def test_a_template_by_name(api, app):
     listed = api.get("/api/v1/templates?name=W").json()["results"]
     assert [t["name"] for t in listed] == ["W"]
     assert json.loads(made.content)["title"] == "Hi"
+
+
+def test_a_segment_create_honours_an_idempotency_key(api, app):
+    body = {"name": "VIPs", "audience": VIP}
+    first = api.post("/api/v1/segments", body, **{"Idempotency-Key": "seg-1"})
+    again = api.post("/api/v1/segments", body, **{"Idempotency-Key": "seg-1"})
+    assert first.status_code == again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    other = api.post(
+        "/api/v1/segments", {**body, "name": "x"}, **{"Idempotency-Key": "seg-1"}
+    )
+    assert other.status_code == 422
