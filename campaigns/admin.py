@@ -42,6 +42,7 @@ from campaigns import (
 from campaigns import forms as forms_module
 from campaigns import segment_admin as segment_admin  # registers it
 from campaigns import template_admin as template_admin  # registers it
+from campaigns.canary_forms import CANARY_FORM_FIELDS
 from campaigns.durations import duration_words
 from campaigns.forms import (
     CampaignForm,
@@ -101,6 +102,16 @@ AB_TEST = (
         "description": "Variant A is the content above; add variants B to E "
         "and language versions below. With a test group, the variants go to "
         "that share of the audience first and the winner to the rest.",
+    },
+)
+CANARY = (
+    "Canary rollout",
+    {
+        "fields": CANARY_FORM_FIELDS,
+        "classes": ["collapse"],
+        "description": "Send in waves; after each wave's hold, a delivery or "
+        "open rate below its minimum, or an error rate above its maximum, "
+        "pauses or aborts the campaign. Empty thresholds are not judged.",
     },
 )
 READ_ONLY_AB_TEST = (
@@ -286,6 +297,7 @@ class CampaignAdmin(GuardedModelAdmin):
             SCHEDULE,
             OPTIONS,
             self._pacing_fieldset(obj, pacing.PACING_FIELDS),
+            CANARY,
         ]
         if obj is not None:
             who = "scheduled_by" if obj.status == CampaignStatus.SCHEDULED else None

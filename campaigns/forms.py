@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from campaigns import lifecycle, variant_forms
 from campaigns.builder import AudienceBuilderField, builder_spec, builder_text
+from campaigns.canary_forms import CANARY_FORM_FIELDS, WavesField
 from campaigns.durations import duration_format, duration_parse
 from campaigns.models import AudienceKind, Campaign
 from campaigns.pacing import PACING_FIELDS
@@ -173,6 +174,19 @@ class CampaignForm(forms.ModelForm):
         help_text="From the start, with a test group: 2h, 30m, 1d.",
         widget=forms.TextInput(attrs={"size": 10}),
     )
+    wave_percents = WavesField(
+        label="Waves (cumulative %)",
+        required=False,
+        help_text="Send in waves, e.g. 1, 10, 100: each judged before the "
+        "next. Empty: everyone at once.",
+    )
+    wave_hold_seconds = DurationField(
+        label="Hold each wave for",
+        required=False,
+        initial=3600,
+        help_text="Watched this long after it is sent, then judged: 1h, 30m.",
+        widget=forms.TextInput(attrs={"size": 10}),
+    )
     frequency_cap_window_seconds = forms.TypedChoiceField(
         label="Per",
         choices=[("", "—"), *caps.WINDOW_CHOICES],
@@ -207,6 +221,7 @@ class CampaignForm(forms.ModelForm):
             "throttle_per_second",
             *PACING_FIELDS,
             *AB_FIELDS,
+            *CANARY_FORM_FIELDS,
         ]
         widgets = {
             "quiet_hours_start": forms.TimeInput(attrs={"type": "time"}),
@@ -246,7 +261,7 @@ class CampaignForm(forms.ModelForm):
         )
         self.variants: list[dict[str, Any]] | None = None
         self.languages: list[dict[str, Any]] | None = None
-        for name in AB_FIELDS:
+        for name in [*AB_FIELDS, *CANARY_FORM_FIELDS]:
             if name in self.fields:
                 self.fields[name].required = False
 
@@ -285,6 +300,12 @@ class CampaignForm(forms.ModelForm):
 
     def clean_winner_window_seconds(self) -> int:
         return self._clean_default("winner_window_seconds")
+
+    def clean_wave_hold_seconds(self) -> int:
+        return self._clean_default("wave_hold_seconds")
+
+    def clean_canary_action(self) -> str:
+        return self._clean_choice("canary_action")
 
     def _clean_default(self, name: str) -> Any:
         value = self.cleaned_data.get(name)

@@ -9,6 +9,7 @@ from django.utils import timezone
 from campaigns import canary, lifecycle, sender
 from campaigns.models import Campaign, CampaignStatus
 from tests.admin.test_admin_actions import CAMPAIGNS, action, hidden_fields, marketer
+from tests.admin.test_campaign_admin import campaign_form
 from tests.factories import make_app, make_device
 
 pytestmark = pytest.mark.django_db
@@ -82,3 +83,31 @@ def test_the_page_shows_each_wave_and_why_it_aborted(client, marketer):
     assert "(threshold ≥ 90%) ✗" in page
     # Nothing left to pause, resume or promote.
     assert 'value="promote"' not in page and 'value="pause"' not in page
+
+
+def test_the_composer_saves_waves_and_thresholds(client, marketer):
+    app = make_app()
+    make_device(app)
+    form = campaign_form(
+        app,
+        wave_percents="1, 10%, 100",
+        wave_hold_seconds="30m",
+        canary_min_delivery_rate="90",
+        canary_action="pause",
+    )
+    created = client.post(f"{CAMPAIGNS}add/", form)
+    assert created.status_code == 302, created.content.decode()[:2000]
+    campaign = Campaign.objects.get()
+    assert campaign.wave_percents == [1, 10, 100]
+    assert campaign.wave_hold_seconds == 1800
+    assert (campaign.canary_min_delivery_rate, campaign.canary_action) == (90, "pause")
+    bad = client.post(f"{CAMPAIGNS}add/", {**form, "wave_percents": "10, 5"})
+    assert bad.status_code == 200
+    assert "Each wave must be larger than the one before." in bad.content.decode()
+    assert Campaign.objects.count() == 1
+    # Without the fields (an older form): no waves, the model's defaults.
+    plain = client.post(f"{CAMPAIGNS}add/", campaign_form(app, name="Plain"))
+    assert plain.status_code == 302
+    made = Campaign.objects.get(name="Plain")
+    assert (made.wave_percents, made.wave_hold_seconds) == ([], 3600)
+    assert made.canary_action == "abort"
