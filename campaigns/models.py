@@ -66,7 +66,7 @@ class Campaign(models.Model):
     url = models.URLField(max_length=1000, blank=True)
     image = models.URLField(max_length=1000, blank=True, verbose_name="image URL")
     data = models.JSONField(default=dict, blank=True)
-    # Audience: see campaigns.audience for the filter's keys.
+    # Audience: see devices.registry.audience for the filter's keys.
     audience_kind = models.CharField(
         max_length=10, choices=AudienceKind.choices, default=AudienceKind.ALL
     )

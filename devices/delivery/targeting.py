@@ -1,7 +1,7 @@
 """Direct pushes from the server API: targets resolved through audiences.
 
-A push names its devices with exactly one of device_ids, aliases, tags or
-an audience filter (the same spec as campaigns, campaigns.audience); the
+A push names its devices with exactly one of device_ids, aliases, tags, a
+segment or an audience filter (the same spec as campaigns); the
 devices are resolved here (the audience grammar is
 devices.registry.audience) and the message is sent by
 devices.delivery.pushes (committed, then woken).
