@@ -564,6 +564,9 @@ class CampaignAdmin(GuardedModelAdmin):
         return JsonResponse(
             {
                 "status": campaign.status,
+                # The page shows the label ("Sent"); the poll must not
+                # replace it with the value ("sent").
+                "status_display": campaign.get_status_display(),
                 "stats": campaign_stats(campaign),
                 "pacing": pacing.campaign_pacing_stats(campaign),
                 "timeline": campaign_timeline(campaign),

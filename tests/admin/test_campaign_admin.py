@@ -132,6 +132,7 @@ def test_stats_json_and_csv_export(client, marketer):
     stats = client.get(f"/admin/campaigns/campaign/{campaign.pk}/stats.json").json()
     assert stats["stats"]["targeted"] == 1
     assert stats["status"] == "sent"
+    assert stats["status_display"] == "Sent"
     csv_text = b"".join(
         client.get(
             f"/admin/campaigns/campaign/{campaign.pk}/results.csv"

@@ -168,8 +168,9 @@ def test_ab_campaign_with_a_french_version_and_its_automatic_winner(console, orm
     assert "Winner: variant B" in winner
     assert "Chosen automatically after 2 hours" in winner
     assert "open rate 100.0%" in winner
-    # Rendered "Sent"; the stats poll (console.js) writes the raw "sent".
-    assert page.inner_text("#campaign-status").lower() == "sent"
+    # The label, before and after the stats poll (console.js) refreshed it.
+    page.wait_for_timeout(500)
+    assert page.inner_text("#campaign-status") == "Sent"
     assert "fr" in page.inner_text("#language-stats")
     assert page_width(page) <= WIDTH
     shot(page, "console-ab-winner")

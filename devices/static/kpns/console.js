@@ -153,7 +153,7 @@
           const cell = document.querySelector('[data-pacing="' + name + '"]');
           if (cell) cell.textContent = data.pacing[name];
         }
-        $("campaign-status").textContent = data.status;
+        $("campaign-status").textContent = data.status_display;
         funnel(data.stats);
         timeline(data.timeline);
         const live = data.status === "sending" || data.status === "scheduled" || data.stats.pending > 0;
