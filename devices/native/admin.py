@@ -60,6 +60,14 @@ class ProviderConfigForm(forms.ModelForm):
             "grace_seconds",
             "wake_mode",
         ]
+        labels = {
+            "fcm_project_id": "FCM project id",
+            "apns_key_id": "APNs key id",
+            "apns_team_id": "APNs team id",
+            "apns_bundle_id": "APNs bundle id (topic)",
+            "apns_environment": "APNs environment",
+            "grace_seconds": "Socket grace (seconds)",
+        }
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

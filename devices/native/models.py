@@ -99,7 +99,7 @@ class AppProviderConfig(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
-        return f"Providers of {self.app_id}"
+        return f"Provider keys of app {self.app_id}"
 
 
 class AttemptStatus(models.TextChoices):
