@@ -10,8 +10,9 @@ its slices are done it records ``wave_sent_at`` and the campaign waits.
 
 After ``wave_hold_seconds`` the scheduler's ``waves_judge_due`` (with its
 injected clock) judges the wave on its own deliveries: delivery rate
-(delivered / sent), open rate (opened / delivered) and error rate (expired
-or dropped / sent) against the campaign's thresholds. Within them, the next
+(delivered / sent), open rate (opened / delivered), error rate (expired
+or dropped / sent) and opt-out rate (devices unregistered after the push was
+written to them / sent) against the campaign's thresholds. Within them, the next
 wave is released (every slice starts over; earlier waves' devices are left
 out by their bucket). Crossing one pauses the campaign or aborts it
 (campaign_cancel: the rest, and whatever of the wave is undelivered, is
@@ -41,6 +42,7 @@ CANARY_FIELDS = [
     "canary_min_delivery_rate",
     "canary_min_open_rate",
     "canary_max_error_rate",
+    "canary_max_optout_rate",
     "canary_action",
 ]
 ERROR_STATUSES = (DeliveryStatus.EXPIRED, DeliveryStatus.DROPPED)
@@ -55,6 +57,8 @@ class WaveResult:
     delivered: int
     opened: int
     errors: int
+    # Devices unregistered (revoked) after the push was written to them.
+    opted_out: int
 
     @property
     def delivery_rate(self) -> float | None:
@@ -67,6 +71,10 @@ class WaveResult:
     @property
     def error_rate(self) -> float | None:
         return self.errors / self.sent if self.sent else None
+
+    @property
+    def optout_rate(self) -> float | None:
+        return self.opted_out / self.sent if self.sent else None
 
 
 def waves_validate(campaign: Campaign) -> dict[str, list[str]]:
@@ -93,6 +101,7 @@ def waves_validate(campaign: Campaign) -> dict[str, list[str]]:
         "canary_min_delivery_rate",
         "canary_min_open_rate",
         "canary_max_error_rate",
+        "canary_max_optout_rate",
     ):
         value = getattr(campaign, name)
         if value is not None and value > 100:
@@ -156,18 +165,28 @@ def wave_results(campaign: Campaign) -> list[WaveResult]:
     percents = list(campaign.wave_percents or [])
     if not percents:
         return []
-    counts = [[0, 0, 0, 0] for _ in percents]
+    counts = [[0, 0, 0, 0, 0] for _ in percents]
     rows = Delivery.objects.filter(
         message_id__in=CampaignMessage.objects.filter(campaign_id=campaign.pk).values(
             "message_id"
         )
-    ).values_list("device_id", "status", "delivered_at", "opened_at")
-    for device_id, status, delivered_at, opened_at in rows.iterator(chunk_size=5000):
+    ).values_list(
+        "device_id",
+        "status",
+        "delivered_at",
+        "opened_at",
+        "created_at",
+        "device__revoked_at",
+    )
+    for device_id, status, delivered_at, opened_at, written, revoked in rows.iterator(
+        chunk_size=5000
+    ):
         row = counts[wave_of(device_bucket(campaign.pk, device_id), percents)]
         row[0] += 1
         row[1] += delivered_at is not None
         row[2] += opened_at is not None
         row[3] += status in ERROR_STATUSES
+        row[4] += revoked is not None and revoked >= written
     return [
         WaveResult(i, percents[i], i <= campaign.wave, *counts[i])
         for i in range(len(percents))
@@ -181,6 +200,7 @@ def wave_breaches(campaign: Campaign, result: WaveResult) -> list[str]:
         ("delivery rate", result.delivery_rate, campaign.canary_min_delivery_rate, 1),
         ("open rate", result.open_rate, campaign.canary_min_open_rate, 1),
         ("error rate", result.error_rate, campaign.canary_max_error_rate, -1),
+        ("opt-out rate", result.optout_rate, campaign.canary_max_optout_rate, -1),
     ]
     for label, rate, limit, sign in checks:
         if rate is None or limit is None:

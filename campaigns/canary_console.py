@@ -30,6 +30,12 @@ def waves_shown(campaign: Campaign) -> list[dict[str, Any]]:
                         "opened", result.open_rate, "≥", campaign.canary_min_open_rate
                     ),
                     _signal(
+                        "opt-outs",
+                        result.optout_rate,
+                        "≤",
+                        campaign.canary_max_optout_rate,
+                    ),
+                    _signal(
                         "errors", result.error_rate, "≤", campaign.canary_max_error_rate
                     ),
                 ],

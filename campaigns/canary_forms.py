@@ -12,6 +12,7 @@ CANARY_FORM_FIELDS = [
     "canary_min_delivery_rate",
     "canary_min_open_rate",
     "canary_max_error_rate",
+    "canary_max_optout_rate",
     "canary_action",
 ]
 

@@ -174,6 +174,9 @@ class Campaign(models.Model):
     canary_max_error_rate = models.PositiveSmallIntegerField(
         null=True, blank=True, verbose_name="maximum error rate (%)"
     )
+    canary_max_optout_rate = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name="maximum opt-out rate (%)"
+    )
     canary_action = models.CharField(
         max_length=8,
         choices=CanaryAction.choices,

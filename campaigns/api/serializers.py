@@ -131,6 +131,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "canary_min_delivery_rate",
             "canary_min_open_rate",
             "canary_max_error_rate",
+            "canary_max_optout_rate",
             "canary_action",
             "wave",
             "wave_sent_at",
@@ -283,6 +284,9 @@ class CampaignWriteSerializer(StrictSerializer):
     canary_max_error_rate = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=100
     )
+    canary_max_optout_rate = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=100
+    )
     canary_action = serializers.ChoiceField(
         choices=CanaryAction.choices, required=False
     )
@@ -308,9 +312,13 @@ class WaveResultSerializer(serializers.Serializer):
     delivered = serializers.IntegerField()
     opened = serializers.IntegerField()
     errors = serializers.IntegerField(help_text="expired or dropped")
+    opted_out = serializers.IntegerField(
+        help_text="devices unregistered after the push was written to them"
+    )
     delivery_rate = serializers.FloatField(allow_null=True)
     open_rate = serializers.FloatField(allow_null=True)
     error_rate = serializers.FloatField(allow_null=True)
+    optout_rate = serializers.FloatField(allow_null=True)
 
 
 class WinnerSerializer(StrictSerializer):

@@ -193,3 +193,28 @@ def test_a_resent_chunk_assigns_the_same_wave():
     once = {d.pk for d in canary.devices_in_wave(campaign, devices)}
     again = {d.pk for d in canary.devices_in_wave(campaign, list(reversed(devices)))}
     assert once == again == expected_wave(campaign, devices, 0)
+
+
+def test_devices_unregistering_after_the_push_count_as_opt_outs():
+    from devices.registry.services import device_deactivate
+
+    app = make_app()
+    devices = [make_device(app)[0] for _ in range(150)]
+    early = devices[-1]
+    device_deactivate(device=early)  # before the campaign: not an opt-out
+    campaign = canary_campaign(
+        app, canary_min_delivery_rate=None, canary_max_optout_rate=20
+    )
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    first = [d for d in devices if d.pk in received(campaign)]
+    assert early.pk not in {d.pk for d in first}
+    for device in first[: len(first) // 2 + 1]:
+        device_deactivate(device=device)
+    result = canary.wave_results(Campaign.objects.get(pk=campaign.pk))[0]
+    assert result.opted_out == len(first) // 2 + 1
+    assert canary.waves_judge_due(now=NOON + HOLD) == 1
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.CANCELLED
+    assert campaign.canary_reason.startswith("Wave 1: opt-out rate ")
+    assert "% > 20%: aborted at 12:10 UTC" in campaign.canary_reason
