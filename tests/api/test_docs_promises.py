@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from campaigns.sender import send_due
+from kpns_sdk.e2ee import DeviceKey as SdkKey
+from tests.api.test_e2ee_api import _put_key
 from tests.api.test_push_stream import results, stream
 from tests.factories import make_device
 
@@ -203,3 +205,22 @@ def test_a_segment_create_honours_an_idempotency_key(api, app):
         "/api/v1/segments", {**body, "name": "x"}, **{"Idempotency-Key": "seg-1"}
     )
     assert other.status_code == 422
+
+
+def test_the_key_query_pages_by_posting_the_same_body_to_next(api, app):
+    """docs/api.md: "to page, POST the same body to the `next` link"."""
+    made = set()
+    for _ in range(3):
+        device, token = make_device(app)
+        assert _put_key(token, SdkKey.generate()).status_code == 200
+        made.add(str(device.pk))
+    body = {"audience": {}}
+    page = api.post("/api/v1/device-keys/query?limit=2", body).json()
+    seen = [r["device_id"] for r in page["results"]]
+    assert len(seen) == 2 and page["next"]
+    path = page["next"].split("testserver", 1)[-1]
+    rest = api.post(path, body)
+    assert rest.status_code == 200, rest.content
+    seen += [r["device_id"] for r in rest.json()["results"]]
+    assert sorted(seen) == sorted(made)
+    assert rest.json()["next"] is None
