@@ -6,6 +6,7 @@ are independent per device (authentication, connect, catch-up) run here on a
 few threads instead, each with its own reused connection.
 """
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +73,38 @@ def db_sweep(func: Callable[..., Any]) -> Callable[..., Any]:
     calls and measured 1.2-1.9 s, which stretched its period.
     """
     return _own_thread("kpns-sweep", func)
+
+
+async def settle(seconds: float) -> None:
+    """Wait (at most `seconds`) until every thread finished its current call.
+
+    Cancelling the task that awaits a thread does not stop the thread: a
+    stopped node's sweep went on holding row locks, and a test database's
+    TRUNCATE deadlocked with it. A no-op queued behind a thread's work
+    completes only after that work; on the pool, one per thread meeting at
+    a barrier, so that no thread takes two.
+    """
+    loop = asyncio.get_running_loop()
+    waits = [loop.run_in_executor(ex, _nothing) for ex in _dedicated.values()]
+    if _executor is not None:
+        barrier = threading.Barrier(DB_THREADS)
+        waits += [
+            loop.run_in_executor(_executor, _meet, barrier, seconds)
+            for _ in range(DB_THREADS)
+        ]
+    if waits:
+        await asyncio.wait(waits, timeout=seconds)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _meet(barrier: threading.Barrier, timeout: float) -> None:
+    try:
+        barrier.wait(timeout=timeout)
+    except threading.BrokenBarrierError:
+        return
 
 
 def shutdown() -> None:

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from devices.conf import kpns_setting
 from devices.delivery import (
+    dbthreads,
     metrics,
     noderow,
     rebalance,
@@ -123,6 +124,7 @@ class Node:
             await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
         self._tasks.clear()
         await self.flush_receipts(final=True)
+        await dbthreads.settle(STOP_TIMEOUT)
         metrics.publish(self.name, 0)
 
     async def drain(self, seconds: float) -> dict[str, Any]:
