@@ -33,7 +33,8 @@ from django.utils import timezone
 
 from campaigns.content import BUCKETS, device_bucket
 from campaigns.models import Campaign, CampaignMessage, CampaignSlice, CampaignStatus
-from devices.models import Delivery, DeliveryStatus
+from devices.models import Delivery, DeliveryStatus, MessageEvent
+from devices.registry.message_events import EVENT_NAME
 
 MAX_WAVES = 10
 CANARY_FIELDS = [
@@ -43,6 +44,8 @@ CANARY_FIELDS = [
     "canary_min_open_rate",
     "canary_max_error_rate",
     "canary_max_optout_rate",
+    "canary_event_name",
+    "canary_max_event_rate",
     "canary_action",
 ]
 ERROR_STATUSES = (DeliveryStatus.EXPIRED, DeliveryStatus.DROPPED)
@@ -59,6 +62,8 @@ class WaveResult:
     errors: int
     # Devices unregistered (revoked) after the push was written to them.
     opted_out: int
+    # Devices that reported the campaign's app event about their push.
+    events: int = 0
 
     @property
     def delivery_rate(self) -> float | None:
@@ -75,6 +80,10 @@ class WaveResult:
     @property
     def optout_rate(self) -> float | None:
         return self.opted_out / self.sent if self.sent else None
+
+    @property
+    def event_rate(self) -> float | None:
+        return self.events / self.sent if self.sent else None
 
 
 def waves_validate(campaign: Campaign) -> dict[str, list[str]]:
@@ -102,10 +111,15 @@ def waves_validate(campaign: Campaign) -> dict[str, list[str]]:
         "canary_min_open_rate",
         "canary_max_error_rate",
         "canary_max_optout_rate",
+        "canary_max_event_rate",
     ):
         value = getattr(campaign, name)
         if value is not None and value > 100:
             errors[name] = ["A percentage from 0 to 100."]
+    if campaign.canary_event_name and not EVENT_NAME.match(campaign.canary_event_name):
+        errors["canary_event_name"] = [
+            "Lowercase letters, digits, _ . - (1 to 40), e.g. crash."
+        ]
     return errors
 
 
@@ -165,12 +179,17 @@ def wave_results(campaign: Campaign) -> list[WaveResult]:
     percents = list(campaign.wave_percents or [])
     if not percents:
         return []
-    counts = [[0, 0, 0, 0, 0] for _ in percents]
-    rows = Delivery.objects.filter(
-        message_id__in=CampaignMessage.objects.filter(campaign_id=campaign.pk).values(
-            "message_id"
-        )
-    ).values_list(
+    counts = [[0, 0, 0, 0, 0, 0] for _ in percents]
+    messages = CampaignMessage.objects.filter(campaign_id=campaign.pk).values(
+        "message_id"
+    )
+    if campaign.canary_event_name:
+        reported = MessageEvent.objects.filter(
+            message_id__in=messages, name=campaign.canary_event_name
+        ).values_list("device_id", flat=True)
+        for device_id in reported.iterator(chunk_size=5000):
+            counts[wave_of(device_bucket(campaign.pk, device_id), percents)][5] += 1
+    rows = Delivery.objects.filter(message_id__in=messages).values_list(
         "device_id",
         "status",
         "delivered_at",
@@ -201,6 +220,12 @@ def wave_breaches(campaign: Campaign, result: WaveResult) -> list[str]:
         ("open rate", result.open_rate, campaign.canary_min_open_rate, 1),
         ("error rate", result.error_rate, campaign.canary_max_error_rate, -1),
         ("opt-out rate", result.optout_rate, campaign.canary_max_optout_rate, -1),
+        (
+            f"{campaign.canary_event_name or 'app event'} rate",
+            result.event_rate,
+            campaign.canary_max_event_rate if campaign.canary_event_name else None,
+            -1,
+        ),
     ]
     for label, rate, limit, sign in checks:
         if rate is None or limit is None:

@@ -36,6 +36,12 @@ def waves_shown(campaign: Campaign) -> list[dict[str, Any]]:
                         campaign.canary_max_optout_rate,
                     ),
                     _signal(
+                        campaign.canary_event_name or "app events",
+                        result.event_rate if campaign.canary_event_name else None,
+                        "≤",
+                        campaign.canary_max_event_rate,
+                    ),
+                    _signal(
                         "errors", result.error_rate, "≤", campaign.canary_max_error_rate
                     ),
                 ],

@@ -177,6 +177,13 @@ class Campaign(models.Model):
     canary_max_optout_rate = models.PositiveSmallIntegerField(
         null=True, blank=True, verbose_name="maximum opt-out rate (%)"
     )
+    # An app-reported event (POST /api/v1/device/events), e.g. "crash".
+    canary_event_name = models.CharField(
+        max_length=40, blank=True, verbose_name="app event"
+    )
+    canary_max_event_rate = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name="maximum app event rate (%)"
+    )
     canary_action = models.CharField(
         max_length=8,
         choices=CanaryAction.choices,

@@ -538,3 +538,29 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} -> {self.endpoint_id}"
+
+
+class MessageEvent(models.Model):
+    """An event the app reports about a push it received (``crash`` after
+    opening it, say): one per device, message and name, so a retry or a
+    repeated crash counts once. Canary rollouts judge a wave on them
+    (campaigns.canary)."""
+
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    name = models.CharField(max_length=40)
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "name", "device"], name="uniq_message_event"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id}:{self.name}"

@@ -132,6 +132,8 @@ class CampaignSerializer(serializers.ModelSerializer):
             "canary_min_open_rate",
             "canary_max_error_rate",
             "canary_max_optout_rate",
+            "canary_event_name",
+            "canary_max_event_rate",
             "canary_action",
             "wave",
             "wave_sent_at",
@@ -287,6 +289,16 @@ class CampaignWriteSerializer(StrictSerializer):
     canary_max_optout_rate = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=100
     )
+    canary_event_name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=40,
+        help_text="An app-reported event (POST /api/v1/device/events), e.g. "
+        "crash; judged with canary_max_event_rate.",
+    )
+    canary_max_event_rate = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=100
+    )
     canary_action = serializers.ChoiceField(
         choices=CanaryAction.choices, required=False
     )
@@ -319,6 +331,10 @@ class WaveResultSerializer(serializers.Serializer):
     open_rate = serializers.FloatField(allow_null=True)
     error_rate = serializers.FloatField(allow_null=True)
     optout_rate = serializers.FloatField(allow_null=True)
+    events = serializers.IntegerField(
+        help_text="devices that reported the campaign's app event"
+    )
+    event_rate = serializers.FloatField(allow_null=True)
 
 
 class WinnerSerializer(StrictSerializer):

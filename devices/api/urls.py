@@ -1,6 +1,6 @@
 from django.urls import path
 
-from devices.api import keys, pushes, pushstream, views
+from devices.api import events, keys, pushes, pushstream, views
 
 urlpatterns = [
     # Device SDKs (client key, device token).
@@ -9,6 +9,7 @@ urlpatterns = [
     ),
     path("device", views.DeviceSelfView.as_view(), name="device-self"),
     path("device/key", keys.DeviceKeyView.as_view(), name="device-key"),
+    path("device/events", events.MessageEventView.as_view(), name="device-events"),
     # Integrators' servers (API key).
     path("pushes", pushes.PushView.as_view(), name="api-pushes"),
     path("pushes/batch", pushes.PushBatchView.as_view(), name="api-pushes-batch"),

@@ -218,3 +218,35 @@ def test_devices_unregistering_after_the_push_count_as_opt_outs():
     assert campaign.status == CampaignStatus.CANCELLED
     assert campaign.canary_reason.startswith("Wave 1: opt-out rate ")
     assert "% > 20%: aborted at 12:10 UTC" in campaign.canary_reason
+
+
+def test_crash_events_reported_by_the_app_abort_the_wave():
+    from devices.registry.message_events import message_event_record
+
+    app = make_app()
+    devices = [make_device(app)[0] for _ in range(150)]
+    campaign = canary_campaign(app, canary_event_name="crash", canary_max_event_rate=5)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    ack_all(campaign)  # delivered fine, but the app crashes
+    rows = list(Delivery.objects.filter(message__campaign_link__campaign=campaign))
+    crashed = rows[: len(rows) // 4 + 1]
+    for row in crashed:
+        by_id = {d.pk: d for d in devices}
+        assert message_event_record(
+            device=by_id[row.device_id], message_id=row.message_id, name="crash"
+        )
+        # A repeat is counted once; another name is not a crash.
+        assert not message_event_record(
+            device=by_id[row.device_id], message_id=row.message_id, name="crash"
+        )
+        message_event_record(
+            device=by_id[row.device_id], message_id=row.message_id, name="opened_cart"
+        )
+    result = canary.wave_results(Campaign.objects.get(pk=campaign.pk))[0]
+    assert result.events == len(crashed)
+    assert canary.waves_judge_due(now=NOON + HOLD) == 1
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.CANCELLED
+    assert campaign.canary_reason.startswith("Wave 1: crash rate ")
+    assert "% > 5%: aborted at 12:10 UTC" in campaign.canary_reason
