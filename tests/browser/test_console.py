@@ -60,6 +60,9 @@ def console(browser, live_server):
 def shot(page, name) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    # From the top: sticky panels (the admin's sidebar, the preview) would
+    # otherwise be drawn where the last scroll left them.
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(path), full_page=True)
     return path
 
