@@ -288,6 +288,11 @@ class CampaignAdmin(GuardedModelAdmin):
                 ("Schedule", {"fields": ["send_at", "local_time"]}),
                 READ_ONLY_OPTIONS,
                 self._pacing_fieldset(obj, PACING_READ_ONLY),
+                *(
+                    [("Canary rollout", {"fields": CANARY_FORM_FIELDS})]
+                    if obj.wave_percents
+                    else []
+                ),
                 ("State", {"fields": [*STATE_FIELDS, "sent_by", "failure_reason"]}),
             ]
         fieldsets: list[Any] = [

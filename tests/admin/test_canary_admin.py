@@ -73,6 +73,8 @@ def test_the_page_shows_each_wave_and_why_it_aborted(client, marketer):
     campaign = sending_canary(app)
     page = client.get(f"{CAMPAIGNS}{campaign.pk}/change/").content.decode()
     assert 'id="wave-stats"' in page and 'data-wave="2"' in page
+    # Its settings, read only, in a box of their own.
+    assert ">Canary rollout</h2>" in page or "Canary rollout</summary>" in page
     assert "kpns-wave-holding" in page and "kpns-wave-waiting" in page
     canary.waves_judge_due(now=timezone.now() + timedelta(seconds=601))
     campaign.refresh_from_db()
