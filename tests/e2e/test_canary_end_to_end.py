@@ -7,6 +7,7 @@ out and every device gets exactly one push."""
 import asyncio
 from datetime import timedelta
 
+import httpx
 import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
@@ -25,17 +26,18 @@ WAVES = [30, 100]
 HOLD = 600
 
 
-def setup_world():
+def setup_world(**thresholds):
     app = make_app(name="Shop")
     devices = [make_device(app) for _ in range(DEVICES)]
+    thresholds = thresholds or {"canary_min_delivery_rate": 90}
     campaign = lifecycle.campaign_create(
         app=app,
         name="Staged",
         title="New checkout",
         wave_percents=WAVES,
         wave_hold_seconds=HOLD,
-        canary_min_delivery_rate=90,
         canary_action="abort",
+        **thresholds,
     )
     return campaign, devices
 
@@ -162,5 +164,57 @@ async def test_a_first_wave_that_acks_lets_the_campaign_reach_everyone(
             Delivery.objects.filter(message__campaign_link__campaign=campaign).count
         )()
         assert count == DEVICES  # exactly one push each
+        for client in clients.values():
+            await client.close()
+
+
+async def test_crash_events_reported_over_http_abort_after_the_first_wave(
+    redis_url, tmp_path
+):
+    campaign, devices = await database_sync_to_async(setup_world)(
+        canary_event_name="crash", canary_max_event_rate=10
+    )
+    first = first_wave(campaign, devices)
+    tokens = {device.pk: token for device, token in devices}
+    crashing = sorted(first)[: len(first) // 2 + 1]
+    with daphne_servers(2, redis_url=redis_url, tmp_path=tmp_path) as servers:
+        clients = await connect_all(servers, devices)
+        await database_sync_to_async(sender.campaign_send_now)(campaign=campaign)
+        async with httpx.AsyncClient(base_url=servers[1].http_url, timeout=10) as http:
+            for device_id in first:
+                push = await clients[device_id].receive_push(timeout=10)
+                await clients[device_id].ack(push)
+                if device_id in crashing:
+                    # The app, as the SDK's integrator would: one crash report.
+                    response = await http.post(
+                        "/api/v1/device/events",
+                        json={"message_id": push.id, "name": "crash"},
+                        headers={"Authorization": f"Device {tokens[device_id]}"},
+                    )
+                    assert response.status_code == 200, response.text
+                    assert response.json() == {"recorded": True}
+        await wait_delivered(campaign, len(first))
+        now = timezone.now()
+        await database_sync_to_async(sender.send_due)(now=now)
+        later = now + timedelta(seconds=HOLD + 1)
+        assert await database_sync_to_async(canary.waves_judge_due)(now=later) == 1
+        await database_sync_to_async(sender.send_due)(now=later)
+        for client in clients.values():
+            with pytest.raises(asyncio.TimeoutError):
+                await client.receive_push(timeout=0.3)
+        campaign = await database_sync_to_async(Campaign.objects.get)(pk=campaign.pk)
+        assert campaign.status == "cancelled"
+        rate = round(100 * len(crashing) / len(first))
+        assert campaign.canary_reason.startswith(
+            f"Wave 1: crash rate {rate}% > 10%: aborted at"
+        )
+        received = await database_sync_to_async(
+            lambda: set(
+                Delivery.objects.filter(
+                    message__campaign_link__campaign=campaign
+                ).values_list("device_id", flat=True)
+            )
+        )()
+        assert received == first
         for client in clients.values():
             await client.close()
