@@ -250,3 +250,26 @@ def test_crash_events_reported_by_the_app_abort_the_wave():
     assert campaign.status == CampaignStatus.CANCELLED
     assert campaign.canary_reason.startswith("Wave 1: crash rate ")
     assert "% > 5%: aborted at 12:10 UTC" in campaign.canary_reason
+
+
+def test_the_scheduler_tick_runs_the_judge_with_its_clock():
+    from campaigns import scheduler
+    from devices.integrations import webhooks
+
+    app = make_app()
+    for _ in range(100):
+        make_device(app)
+    campaign = canary_campaign(app)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    dispatcher = webhooks.WebhookDispatcher()
+    try:
+        scheduler._tick(lambda: NOON, dispatcher, 0.5, 0.5, 0.0)
+        campaign.refresh_from_db()
+        assert campaign.wave_sent_at == NOON and campaign.status == "sending"
+        # Nobody acked: at the end of the hold the tick aborts it.
+        scheduler._tick(lambda: NOON + HOLD, dispatcher, 0.5, 0.5, 0.0)
+    finally:
+        dispatcher.stop(timeout=5)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.CANCELLED
+    assert campaign.canary_reason.startswith("Wave 1: delivery rate 0% < 90%")
