@@ -228,6 +228,18 @@ def chunk_plans(
     return [(found[_key(p)], p.device_ids) for p in portions]
 
 
+def sends_one_content(campaign: Campaign) -> bool:
+    """Is every device sent variant A's own content as written (no A/B
+    test, no variants, no language versions, no placeholders)? Then a chunk
+    needs no per-device work: base_message is everyone's."""
+    if campaign.test_percent:
+        return False
+    fields = {name: getattr(campaign, name) for name in personalize.CONTENT_FIELDS}
+    if personalize.has_placeholders(fields):
+        return False
+    return not (campaign.variants.exists() or campaign.languages.exists())
+
+
 def base_message(campaign: Campaign, *, expires_at: datetime, now: datetime) -> Message:
     """Variant A's own content as written (Campaign.message): the one
     message of a plain campaign whose devices render it unchanged."""

@@ -22,6 +22,7 @@ from campaigns import abtest, canary, content, lifecycle, pacing
 from campaigns.models import Campaign, CampaignSlice, CampaignStatus
 from devices.delivery import messages, wakeups
 from devices.delivery.enqueue import Target, deliveries_write
+from devices.models import Device, Message
 from devices.registry.audience import audience_devices
 
 logger = logging.getLogger(__name__)
@@ -63,30 +64,15 @@ def send_next_chunk(
         if pacing.slice_held(campaign, slice_, now):
             return ChunkResult(campaign.pk, 0, False)  # quiet hours: later
         size = min(chunk_size, campaign.throttle_per_second or chunk_size)
-        devices = list(_slice_devices(campaign, slice_).order_by("pk")[:size])
-        ids = [device.pk for device in devices]
-        # An A/B test's devices due now: the test group, or (once the winner
-        # is known) everyone not sent one yet (campaigns.content).
-        due_now = content.devices_due(campaign, devices)
-        # A canary rollout: only the released wave's devices (campaigns.canary).
-        due_now = canary.devices_in_wave(campaign, due_now)
-        # Frequency cap and quiet hours (skip mode) leave devices out.
-        sendable = set(
-            pacing.chunk_sendable(
-                campaign=campaign,
-                slice_=slice_,
-                ids=[device.pk for device in due_now],
-                now=now,
-            )
-        )
-        # Each device's variant, language and rendered content: one message
-        # per distinct content, all in this one write.
-        plans = content.chunk_plans(
-            campaign,
-            [device for device in due_now if device.pk in sendable],
-            expires_at=slice_.expires_at,
-            now=now,
-        )
+        audience = _slice_devices(campaign, slice_).order_by("pk")
+        plain = not (pacing.paced(campaign) or canary.has_waves(campaign))
+        if plain and content.sends_one_content(campaign):
+            # A plain campaign: every device gets the one message, so only
+            # the ids are read (Device objects cost more than the write).
+            ids = list(audience.values_list("pk", flat=True)[:size])
+            plans = _plain_plans(campaign, slice_, ids, now)
+        else:
+            ids, plans = _chunk_plans(campaign, slice_, list(audience[:size]), now)
         # A chunk written again (a scheduler that died before its commit
         # was seen) skips the devices that already have the message.
         written = deliveries_write(
@@ -154,6 +140,45 @@ def send_due(*, now: datetime, max_chunks: int = 1000) -> int:
         if send_next_chunk(now=now) is None:
             return count
     return max_chunks
+
+
+def _plain_plans(
+    campaign: Campaign, slice_: CampaignSlice, ids: list[Any], now: datetime
+) -> list[tuple[Message, list[Any]]]:
+    if not ids:
+        return []
+    message = content.base_message(campaign, expires_at=slice_.expires_at, now=now)
+    return [(message, ids)]
+
+
+def _chunk_plans(
+    campaign: Campaign, slice_: CampaignSlice, devices: list[Device], now: datetime
+) -> tuple[list[Any], list[tuple[Message, list[Any]]]]:
+    """The chunk's ids, and each content's message with its devices."""
+    ids = [device.pk for device in devices]
+    # An A/B test's devices due now: the test group, or (once the winner
+    # is known) everyone not sent one yet (campaigns.content).
+    due_now = content.devices_due(campaign, devices)
+    # A canary rollout: only the released wave's devices (campaigns.canary).
+    due_now = canary.devices_in_wave(campaign, due_now)
+    # Frequency cap and quiet hours (skip mode) leave devices out.
+    sendable = set(
+        pacing.chunk_sendable(
+            campaign=campaign,
+            slice_=slice_,
+            ids=[device.pk for device in due_now],
+            now=now,
+        )
+    )
+    # Each device's variant, language and rendered content: one message
+    # per distinct content, all in this one write.
+    plans = content.chunk_plans(
+        campaign,
+        [device for device in due_now if device.pk in sendable],
+        expires_at=slice_.expires_at,
+        now=now,
+    )
+    return ids, plans
 
 
 def _slice_devices(campaign: Campaign, slice_: CampaignSlice):  # type: ignore[no-untyped-def]

@@ -157,11 +157,18 @@ def _write_arrays(
     if skip_existing:
         plans = _without_existing(plans)
     counts: dict[UUID, int] = defaultdict(int)
-    rows: list[tuple[Message, UUID, int]] = []
-    for message, ids in plans:
+    # Per row: its plan's place (1-based, into the per-plan arrays: a
+    # message id or expiry is sent once, not once per device), its device
+    # and its rank among that device's messages.
+    places: list[int] = []
+    devices: list[UUID] = []
+    ranks: list[int] = []
+    for place, (_message, ids) in enumerate(plans, start=1):
         for device_id in ids:
             counts[device_id] += 1
-            rows.append((message, device_id, counts[device_id]))
+            places.append(place)
+            devices.append(device_id)
+            ranks.append(counts[device_id])
     found: dict[UUID, list[Target]] = {m.pk: [] for m, _ in plans}
     if not counts and not new_messages:
         return found
@@ -185,18 +192,20 @@ def _write_arrays(
     ctes.append(
         f"ins AS (INSERT INTO {delivery_table} "  # noqa: S608
         "(message_id, device_id, seq, status, created_at, expires_at) "
-        "SELECT r.m, r.d, b.last_seq - b.n + r.k, %s, %s, r.e FROM unnest("
-        "%s::uuid[], %s::uuid[], %s::int[], %s::timestamptz[]) AS r(m, d, k, e) "
+        "SELECT p.m[r.p], r.d, b.last_seq - b.n + r.k, %s, %s, p.e[r.p] FROM "
+        "unnest(%s::int[], %s::uuid[], %s::int[]) AS r(p, d, k) "
+        "CROSS JOIN (SELECT %s::uuid[] AS m, %s::timestamptz[] AS e) p "
         "JOIN bumped b ON b.id = r.d "
         "RETURNING id, message_id, device_id, seq)"
     )
     params += [
         DeliveryStatus.PENDING.value,
         timezone.now(),
-        pg_array(m.pk for m, _d, _k in rows),
-        pg_array(d for _m, d, _k in rows),
-        pg_array(k for _m, _d, k in rows),
-        pg_array(expires_at or m.expires_at for m, _d, _k in rows),
+        pg_array(places),
+        pg_array(devices),
+        pg_array(ranks),
+        pg_array(m.pk for m, _ids in plans),
+        pg_array(expires_at or m.expires_at for m, _ids in plans),
     ]
     if new_messages:
         sql, values = _counters_cte([m.pk for m, _ids in plans])
