@@ -242,3 +242,27 @@ def test_revoked_devices_are_not_targeted():
     sender.send_due(now=NOON)
     assert deliveries(campaign).count() == 0
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENT
+
+
+def test_a_plain_campaign_chunk_costs_a_fixed_number_of_queries(
+    django_assert_num_queries,
+):
+    """A plain campaign (one content, no pacing, no waves) sends a chunk
+    in a pinned number of statements, whatever its size: a per-device or
+    per-content query added to the send path fails here."""
+    app = make_app()
+    for _ in range(30):
+        make_device(app)
+    campaign = make_campaign(app)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_next_chunk(now=NOON, chunk_size=10)  # the (empty) online pass
+    sender.send_next_chunk(now=NOON, chunk_size=10)  # makes the message
+    # The slice lock, the campaign, its content check, the chunk's ids, the
+    # message, the messages with rows, the write (PostgreSQL: the devices
+    # that have the message already, then one statement; others: the seq
+    # UPDATE skipping them, and the INSERT), the counters, the slice, and
+    # the transaction's own statements: 12 either way.
+    with django_assert_num_queries(12):
+        result = sender.send_next_chunk(now=NOON, chunk_size=10)
+    assert result is not None and result.enqueued == 10
+    assert deliveries(campaign).count() == 20
