@@ -195,6 +195,11 @@ class WakeMode(models.TextChoices):
     DATA = "data", "Data-only wake-up"
 
 
+class Control(models.TextChoices):
+    RECALL = "recall", "Recall"
+    UPDATE = "update", "Update"
+
+
 class Message(models.Model):
     """What is sent: content plus delivery options, shared by its deliveries."""
 
@@ -215,6 +220,26 @@ class Message(models.Model):
     # Through a native provider: a visible notification or a data-only
     # wake-up; empty: the app's setting (AppProviderConfig.wake_mode).
     wake_mode = models.CharField(max_length=12, choices=WakeMode.choices, blank=True)
+    # A control message (devices.delivery.recall): the recall or update of
+    # `control_of`, delivered in each device's inbox like a push. Empty for
+    # ordinary messages (also by database default: the batch INSERT of
+    # devices.delivery.enqueue names its columns).
+    control = models.CharField(
+        max_length=8,
+        choices=Control.choices,
+        blank=True,
+        default="",
+        db_default="",
+        editable=False,
+    )
+    control_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="controls",
+        editable=False,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 

@@ -25,6 +25,16 @@ urlpatterns = [
         name="api-campaign-send",
     ),
     path(
+        "campaigns/<int:campaign_id>/recall",
+        views.CampaignRecallView.as_view(),
+        name="api-campaign-recall",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/update",
+        views.CampaignUpdateView.as_view(),
+        name="api-campaign-update",
+    ),
+    path(
         "campaigns/<int:campaign_id>/schedule",
         views.CampaignScheduleView.as_view(),
         name="api-campaign-schedule",

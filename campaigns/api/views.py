@@ -8,11 +8,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from campaigns import abtest, canary, lifecycle, pacing, sender
+from campaigns import abtest, canary, lifecycle, pacing, recall, sender
 from campaigns.api.segments import with_segment
 from campaigns.api.serializers import (
     CampaignListQuerySerializer,
@@ -43,6 +44,7 @@ from devices.api.base import (
     idempotent,
     paginated,
 )
+from devices.api.recalls import UpdateSerializer
 from devices.api.schema import IDEMPOTENCY_KEY, problem
 from devices.api.serializers import NoFieldsSerializer
 
@@ -262,3 +264,56 @@ class CampaignResultsView(ServerAPIView):
         query.is_valid(raise_exception=True)
         rows = campaign_deliveries(campaign, **query.validated_data)
         return paginated(self, rows, CampaignResultSerializer, ordering="device_id")
+
+
+class CampaignControlResultSerializer(serializers.Serializer):
+    messages = serializers.IntegerField(help_text="The campaign's messages acted on.")
+    cancelled = serializers.IntegerField(
+        help_text="Deliveries withdrawn before reaching their device."
+    )
+    targets = serializers.IntegerField(
+        help_text="Recall or update frames queued, one per device and message."
+    )
+
+
+@extend_schema(tags=["campaigns"])
+class CampaignRecallView(ServerAPIView):
+    scopes = {"POST": "campaigns:write"}
+
+    @extend_schema(
+        summary="Recall a campaign",
+        description="Every message of the campaign is recalled (POST "
+        "/messages/{id}/recall); a campaign still sending is cancelled first. "
+        "409 if nothing was sent yet.",
+        request=None,
+        responses={200: CampaignControlResultSerializer, **problem(409)},
+    )
+    def post(self, request: Request, campaign_id: int) -> Response:
+        campaign = _campaign(self, campaign_id)
+        body = {} if request.data is None else request.data
+        NoFieldsSerializer(data=body).is_valid(raise_exception=True)
+        with _state_conflicts():
+            totals = recall.campaign_recall(campaign=campaign)
+        return Response(CampaignControlResultSerializer(totals).data)
+
+
+@extend_schema(tags=["campaigns"])
+class CampaignUpdateView(ServerAPIView):
+    scopes = {"POST": "campaigns:write"}
+
+    @extend_schema(
+        summary="Update a campaign's messages",
+        description="The same changes to every message of the campaign (POST "
+        "/messages/{id}/update). 409 if nothing was sent yet.",
+        request=UpdateSerializer,
+        responses={200: CampaignControlResultSerializer, **problem(409)},
+    )
+    def post(self, request: Request, campaign_id: int) -> Response:
+        campaign = _campaign(self, campaign_id)
+        incoming = UpdateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        with _state_conflicts():
+            totals = recall.campaign_update(
+                campaign=campaign, changes=dict(incoming.validated_data)
+            )
+        return Response(CampaignControlResultSerializer(totals).data)

@@ -163,6 +163,12 @@ class MessageStatusSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
     counts = DeliveryCountsSerializer()
+    recalled = serializers.IntegerField(
+        help_text="Devices that acknowledged a recall of this message."
+    )
+    updated = serializers.IntegerField(
+        help_text="Acknowledged updates of this message (one per device and update)."
+    )
     channels = ChannelSplitSerializer()
     device = DeviceStatusSerializer(required=False)
 

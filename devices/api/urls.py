@@ -1,6 +1,6 @@
 from django.urls import path
 
-from devices.api import events, keys, pushes, pushstream, views
+from devices.api import events, keys, pushes, pushstream, recalls, views
 
 urlpatterns = [
     # Device SDKs (client key, device token).
@@ -29,6 +29,16 @@ urlpatterns = [
         "messages/<uuid:message_id>",
         views.MessageStatusView.as_view(),
         name="api-message",
+    ),
+    path(
+        "messages/<uuid:message_id>/recall",
+        recalls.MessageRecallView.as_view(),
+        name="api-message-recall",
+    ),
+    path(
+        "messages/<uuid:message_id>/update",
+        recalls.MessageUpdateView.as_view(),
+        name="api-message-update",
     ),
     path("webhooks", views.WebhookCollectionView.as_view(), name="api-webhooks"),
     path(

@@ -34,7 +34,7 @@ from devices.api.serializers import (
     WebhookEndpointSerializer,
 )
 from devices.api.throttling import RegisterRateThrottle
-from devices.delivery import revocation, stats
+from devices.delivery import recall, revocation, stats
 from devices.integrations import webhooks
 from devices.models import App, Device, Message, WebhookEndpoint
 from devices.native import selectors as native_selectors
@@ -227,6 +227,7 @@ class MessageStatusView(ServerAPIView):
             "expires_at": message.expires_at,
         }
         counts = body["counts"] = stats.message_stats(message.id)
+        body.update(recall.control_counts(message.id))
         body["channels"] = native_selectors.channel_split(
             message.id, delivered=counts["delivered"]
         )

@@ -238,6 +238,10 @@ _MESSAGE_COLUMNS = (
     ("created_at", "timestamptz"),
     ("expires_at", "timestamptz"),
 )
+# Set only on recall and update messages (devices.delivery.recall), which
+# are saved on their own: the statement leaves them to their database
+# defaults ('' and NULL), a plain message.
+CONTROL_COLUMNS = frozenset({"control", "control_of_id"})
 
 
 def _messages_cte(plans: list[tuple[Message, list[UUID]]]) -> tuple[str, list[Any]]:

@@ -13,9 +13,10 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from devices.conf import kpns_setting
-from devices.delivery.protocol import JSON, Push
+from devices.delivery.protocol import JSON, inbox_frame
 from devices.models import (
     App,
+    Control,
     Message,
     Priority,
 )
@@ -92,7 +93,20 @@ def message_build(
 
 
 def push_fields(message: Message) -> dict[str, Any]:
-    """The frame fields of a message except seq (devices.protocol.Push)."""
+    """The frame fields of a message except seq (devices.protocol.Push, or
+    Recall and Update for a control message, named by a "type" key)."""
+    if message.control == Control.RECALL:
+        return {"type": "recall", "id": str(message.control_of_id)}
+    if message.control == Control.UPDATE:
+        return {
+            "type": "update",
+            "id": str(message.control_of_id),
+            "title": message.title,
+            "body": message.body,
+            "url": message.url,
+            "image": message.image,
+            "data": message.data,
+        }
     return {
         "id": str(message.id),
         "title": message.title,
@@ -118,7 +132,7 @@ def message_validate(message: Message) -> None:
                 errors[name] = ["Not allowed in an encrypted push: encrypt it."]
         if message.data:
             errors["data"] = ["Not allowed in an encrypted push: encrypt it."]
-    elif not message.title.strip():
+    elif not message.title.strip() and message.control != Control.RECALL:
         errors["title"] = ["A title is required."]
     if not isinstance(message.data, dict):
         errors["data"] = ["Must be a JSON object."]
@@ -129,7 +143,7 @@ def message_validate(message: Message) -> None:
         errors["priority"] = [f"One of {', '.join(Priority.values)}."]
     if not errors:
         try:
-            encoded = JSON.encode(Push(seq=0, **push_fields(message)))
+            encoded = JSON.encode(inbox_frame(0, push_fields(message)))
             assert isinstance(encoded, str)  # the JSON codec writes text frames
             size = len(encoded.encode())
         except ValueError as exc:

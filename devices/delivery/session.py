@@ -24,10 +24,10 @@ from devices.delivery.protocol import (
     AckUpto,
     Codec,
     Opened,
-    Push,
     PushTemplate,
     Resync,
     Welcome,
+    inbox_frame,
 )
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class Session:
                     # The rest stays open in the database; acks resume.
                     self._backlog = True
                     return
-                frame = self.codec.encode(Push(seq=seq, **fields))
+                frame = self.codec.encode(inbox_frame(seq, fields))
                 await self._write(seq, delivery_id, fields["id"], frame)
 
     async def _write(

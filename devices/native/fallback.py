@@ -90,6 +90,9 @@ def fallback_candidates(
         status__in=OPEN_STATUSES,
         expires_at__gt=now,
         device__is_active=True,
+        # A recall or update goes by socket only: a provider would show it
+        # as a new notification (docs/guarantees.md, "Known limits").
+        message__control="",
     ).filter(~Exists(NativeAttempt.objects.filter(delivery_id=OuterRef("pk"))))
     active = PushCredential.objects.filter(is_active=True)
     if after_id is None:

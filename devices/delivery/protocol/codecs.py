@@ -19,6 +19,7 @@ from devices.delivery.protocol.fields import (
 )
 from devices.delivery.protocol.frames import (
     BAD_FRAME,
+    INBOX_TYPES,
     INVALID_FIELD,
     SUBPROTOCOL_JSON,
     SUBPROTOCOL_KMPP,
@@ -26,9 +27,12 @@ from devices.delivery.protocol.frames import (
     UNKNOWN_TYPE,
     ClientFrame,
     Frame,
+    InboxFrame,
     ProtocolError,
     Push,
+    Recall,
     ServerFrame,
+    Update,
 )
 
 # Codecs.
@@ -48,7 +52,8 @@ def _reject_constant(name: str) -> None:
 
 
 class PushTemplate:
-    """One Push encoded once; render() splices in each device's seq."""
+    """One inbox frame (Push, Recall, Update) encoded once; render() splices
+    in each device's seq."""
 
     __slots__ = ("_prefix", "_suffix", "_encode_seq")
 
@@ -75,7 +80,8 @@ class Codec:
         return f"<Codec {self.name}>"
 
     def encode(self, frame: Frame) -> str | bytes:
-        if isinstance(frame, Push):  # one code path, so render() always matches
+        if isinstance(frame, Push | Recall | Update):
+            # one code path, so render() always matches
             return self.push_template(frame).render(frame.seq)
         return self._encode(frame, _values(frame))
 
@@ -87,11 +93,16 @@ class Codec:
         frame: ServerFrame = self._decode(data, _SERVER)
         return frame
 
-    def push_template(self, push: Push | Mapping[str, Any]) -> PushTemplate:
-        """Accepts a Push (its seq is ignored) or its fields without seq."""
-        if not isinstance(push, Push):
-            push = Push(seq=0, **push)
-        return self._template(push, _values(push, skip="seq"))
+    def push_template(self, push: InboxFrame | Mapping[str, Any]) -> PushTemplate:
+        """Accepts an inbox frame (its seq is ignored) or its fields without
+        seq; fields with a "type" of recall or update make that frame."""
+        frame: InboxFrame
+        if isinstance(push, Push | Recall | Update):
+            frame = push
+        else:
+            rest = dict(push)
+            frame = INBOX_TYPES[rest.pop("type", "push")](seq=0, **rest)
+        return self._template(frame, _values(frame, skip="seq"))
 
     def _encode(self, frame: Frame, values: list[Any]) -> str | bytes:
         raise NotImplementedError
@@ -99,7 +110,7 @@ class Codec:
     def _decode(self, data: str | bytes, classes: tuple[type[Any], ...]) -> Any:
         raise NotImplementedError
 
-    def _template(self, push: Push, values: list[Any]) -> PushTemplate:
+    def _template(self, push: InboxFrame, values: list[Any]) -> PushTemplate:
         raise NotImplementedError
 
 
@@ -142,11 +153,13 @@ class _JsonCodec(Codec):
                 )
         return _build(cls, values)
 
-    def _template(self, push: Push, values: list[Any]) -> PushTemplate:
+    def _template(self, push: InboxFrame, values: list[Any]) -> PushTemplate:
         # "seq" goes right after "type" so the rest can be encoded once.
-        rest = {f.name: v for f, v in zip(_FIELDS[Push], values, strict=False)}
+        spec = _FIELDS[type(push)]
+        rest = {f.name: v for f, v in zip(spec, values, strict=False)}
         del rest["seq"]
-        return PushTemplate('{"type":"push","seq":', "," + _dumps(rest)[1:], str)
+        prefix = '{"type":"' + push.TYPE + '","seq":'
+        return PushTemplate(prefix, "," + _dumps(rest)[1:], str)
 
 
 class _KmppCodec(Codec):
@@ -177,11 +190,12 @@ class _KmppCodec(Codec):
             raise ProtocolError(INVALID_FIELD, message, cls.TYPE)
         return _build(cls, values)
 
-    def _template(self, push: Push, values: list[Any]) -> PushTemplate:
-        # A msgpack array is its header followed by the packed items, so the
-        # packed seq (item 1) can be spliced between id and the rest.
+    def _template(self, push: InboxFrame, values: list[Any]) -> PushTemplate:
+        # Every inbox frame has id then seq first. A msgpack array is its
+        # header followed by the packed items, so the packed seq (item 1)
+        # can be spliced between id and the rest.
         header = msgpack.Packer().pack_array_header(len(values))
-        prefix = bytes((Push.KMPP_CODE,)) + header + _packb(values[0])
+        prefix = bytes((push.KMPP_CODE,)) + header + _packb(values[0])
         return PushTemplate(prefix, b"".join(_packb(v) for v in values[2:]), _packb)
 
 

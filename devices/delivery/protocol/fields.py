@@ -19,7 +19,9 @@ from devices.delivery.protocol.frames import (
     Pong,
     ProtocolError,
     Push,
+    Recall,
     Resync,
+    Update,
     Welcome,
 )
 
@@ -139,7 +141,7 @@ class _Field(NamedTuple):
 
 
 _CLIENT = (Hello, Ack, AckUpto, Opened, Ping)
-_SERVER = (Welcome, Push, Pong, Error, Resync)
+_SERVER = (Welcome, Push, Pong, Error, Resync, Recall, Update)
 # Dataclass field order is the KMPP array order.
 _FIELDS: dict[type[Any], tuple[_Field, ...]] = {
     cls: tuple(

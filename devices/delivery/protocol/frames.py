@@ -7,7 +7,9 @@ PROTOCOL_VERSION = 1
 # 1.1 added ack_upto (cumulative acknowledgement); 1.0 clients are unaffected.
 # 1.2 added the optional push field enc (end-to-end encrypted payload), sent
 # only on encrypted pushes: plain pushes are byte for byte as in 1.1.
-PROTOCOL_REVISION = "1.2"
+# 1.3 added the recall and update frames (inbox frames with their own seq,
+# acked like pushes); clients that do not know them ignore them.
+PROTOCOL_REVISION = "1.3"
 SUBPROTOCOL_JSON = "kpns.json.v1"
 SUBPROTOCOL_KMPP = "kmpp.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "kpns.token."  # noqa: S105 - a prefix, not a secret
@@ -131,8 +133,48 @@ class Resync:
     last_seq: int  # messages before this were dropped; refresh from the backend
 
 
+@dataclass(frozen=True, slots=True)
+class Recall:
+    """Protocol 1.3: remove the push `id`; this frame's own inbox seq is `seq`."""
+
+    TYPE: ClassVar[str] = "recall"
+    KMPP_CODE: ClassVar[int] = 0x16
+    id: str  # the recalled push's id
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Protocol 1.3: replace the content of the push `id` in place."""
+
+    TYPE: ClassVar[str] = "update"
+    KMPP_CODE: ClassVar[int] = 0x17
+    id: str  # the updated push's id
+    seq: int
+    title: str
+    body: str
+    url: str
+    image: str
+    data: dict[str, Any]
+
+
+# Frames that take a seq in a device's inbox: the session writes them in
+# seq order and the device acks each one (docs/protocol.md).
+InboxFrame: TypeAlias = Push | Recall | Update
+INBOX_TYPES: dict[str, type[Any]] = {c.TYPE: c for c in (Push, Recall, Update)}
+
+
+def inbox_frame(seq: int, fields: dict[str, Any]) -> InboxFrame:
+    """The frame for one delivery: a push, or the recall or update that the
+    fields' "type" names (devices.delivery.messages.push_fields)."""
+    rest = dict(fields)
+    cls = INBOX_TYPES[rest.pop("type", "push")]
+    frame: InboxFrame = cls(seq=seq, **rest)
+    return frame
+
+
 ClientFrame: TypeAlias = Hello | Ack | AckUpto | Opened | Ping
-ServerFrame: TypeAlias = Welcome | Push | Pong | Error | Resync
+ServerFrame: TypeAlias = Welcome | Push | Pong | Error | Resync | Recall | Update
 Frame: TypeAlias = ClientFrame | ServerFrame
 
 
