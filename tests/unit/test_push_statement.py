@@ -16,4 +16,4 @@ def test_the_columns_it_leaves_out_default_to_a_plain_message_in_the_database():
     control_of = Message._meta.get_field("control_of")
     assert control.db_default == ""
     assert control_of.null
-    assert CONTROL_COLUMNS == {control.column, control_of.column}
+    assert {control.column, control_of.column} == CONTROL_COLUMNS
