@@ -20,6 +20,7 @@ transaction: one more statement per write of existing messages.
 """
 
 import json
+import operator
 import random
 from collections import defaultdict
 from collections.abc import Sequence
@@ -172,7 +173,9 @@ def _write_arrays(
     found: dict[UUID, list[Target]] = {m.pk: [] for m, _ in plans}
     if not counts and not new_messages:
         return found
-    ordered = sorted(counts)  # one lock order for every writer
+    # One lock order for every writer: UUID order, compared as integers in C
+    # (UUID.__lt__ in Python was a tenth of a 100,000-device campaign).
+    ordered = sorted(counts, key=_uuid_int)
     ctes, params = [], []
     if new_messages:
         sql, values = _messages_cte(plans)
@@ -187,7 +190,8 @@ def _write_arrays(
         "WHERE d.id = c.id AND d.app_id = %s AND d.is_active "
         "RETURNING d.id, d.last_seq, d.node, c.n)"
     )
-    params += [pg_array(ordered), pg_array(counts[i] for i in ordered)]
+    ordered_text = pg_array(ordered)
+    params += [ordered_text, pg_array(counts[i] for i in ordered)]
     params.append(plans[0][0].app_id)
     ctes.append(
         f"ins AS (INSERT INTO {delivery_table} "  # noqa: S608
@@ -202,7 +206,8 @@ def _write_arrays(
         DeliveryStatus.PENDING.value,
         timezone.now(),
         pg_array(places),
-        pg_array(devices),
+        # A campaign chunk's one plan is in id order already: same text.
+        ordered_text if devices == ordered else pg_array(devices),
         pg_array(ranks),
         pg_array(m.pk for m, _ids in plans),
         pg_array(expires_at or m.expires_at for m, _ids in plans),
@@ -296,6 +301,9 @@ def _counters_cte(message_ids: list[UUID]) -> tuple[str, list[Any]]:
     return sql, [pg_array(sorted(message_ids, key=str)), shard]
 
 
+_uuid_int = operator.attrgetter("int")
+
+
 def _table(model: Any) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
@@ -308,7 +316,7 @@ def _without_existing(
         Delivery.objects.filter(
             message_id__in=[m.pk for m, _ids in plans],
             device_id__in=in_values(
-                sorted({i for _m, ids in plans for i in ids}), "uuid"
+                sorted({i for _m, ids in plans for i in ids}, key=_uuid_int), "uuid"
             ),
         ).values_list("message_id", "device_id")
     )
