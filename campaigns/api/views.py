@@ -269,7 +269,8 @@ class CampaignResultsView(ServerAPIView):
 class CampaignControlResultSerializer(serializers.Serializer):
     messages = serializers.IntegerField(help_text="The campaign's messages acted on.")
     cancelled = serializers.IntegerField(
-        help_text="Deliveries withdrawn before reaching their device."
+        help_text="Deliveries not yet confirmed by their device, now never "
+        "sent (again)."
     )
     targets = serializers.IntegerField(
         help_text="Recall or update frames queued, one per device and message."

@@ -45,7 +45,8 @@ class ControlResultSerializer(serializers.Serializer):
         "(GET /messages/{control_id} counts its acks); null if no device had it.",
     )
     cancelled = serializers.IntegerField(
-        help_text="Deliveries withdrawn before reaching their device."
+        help_text="Deliveries not yet confirmed by their device, now never "
+        "sent (again)."
     )
     targets = serializers.IntegerField(
         help_text="Devices sent a recall or update frame."

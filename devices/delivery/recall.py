@@ -19,7 +19,7 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from devices.conf import kpns_setting
@@ -29,10 +29,18 @@ from devices.models import Control, Delivery, DeliveryStatus, Message
 
 UPDATABLE = ("title", "body", "url", "image", "data")
 # Deliveries whose device may show the message: written to its socket, or
-# pending while it is online (a wake-up may already be on its way).
+# pending while the device was online at some point since the delivery was
+# made (a wake-up may be on its way, or the socket wrote it and its "sent"
+# receipt is not flushed yet: KPNS_RECEIPT_FLUSH_SECONDS). Only a pending
+# delivery of a device offline since before it was made was surely never
+# written. The margin covers clock skew between server processes.
+CLOCK_MARGIN = timedelta(seconds=2)
 _MAY_HAVE = Q(
     status__in=(DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.OPENED)
-) | Q(status=DeliveryStatus.PENDING, device__node__isnull=False)
+) | Q(status=DeliveryStatus.PENDING) & (
+    Q(device__node__isnull=False)
+    | Q(device__last_seen_at__gte=F("created_at") - CLOCK_MARGIN)
+)
 
 
 @dataclass(frozen=True)
