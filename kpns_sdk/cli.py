@@ -22,7 +22,7 @@ import httpx
 
 from kpns_sdk import api
 from kpns_sdk.client import Client, FileStore, StateChange
-from kpns_sdk.protocol import Push, Resync
+from kpns_sdk.protocol import Push, Recall, Resync, Update
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 DEFAULT_STATE = "~/.config/kpns/device.json"
@@ -191,6 +191,18 @@ async def _listen(args: argparse.Namespace) -> int:
         elif change.state != "stopped":
             _say(str(change), log)
 
+    def on_recall(recall: Recall) -> None:
+        if args.json:
+            print(json.dumps(_frame_dict(recall)), flush=True)
+        else:
+            _say(f"recall #{recall.seq} of {recall.id}: remove it")
+
+    def on_update(update: Update) -> None:
+        if args.json:
+            print(json.dumps(_frame_dict(update), ensure_ascii=False), flush=True)
+        else:
+            _say(f"update #{update.seq} of {update.id}: now {update.title!r}")
+
     def on_resync(resync: Resync) -> None:
         _say(f"resync: older messages were dropped ({resync.reason})", log)
 
@@ -206,6 +218,8 @@ async def _listen(args: argparse.Namespace) -> int:
         on_push=on_push,
         on_state=on_state,
         on_resync=on_resync,
+        on_recall=on_recall,
+        on_update=on_update,
         on_error=on_error,
         ack_each=args.ack_each,
     )
@@ -225,6 +239,10 @@ async def _listen(args: argparse.Namespace) -> int:
 
 def _push_dict(push: Push) -> dict[str, Any]:
     return {name: getattr(push, name) for name in push.__slots__}
+
+
+def _frame_dict(frame: Recall | Update) -> dict[str, Any]:
+    return {"type": frame.TYPE, **{n: getattr(frame, n) for n in frame.__slots__}}
 
 
 def _print_push(push: Push) -> None:

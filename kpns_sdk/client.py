@@ -44,7 +44,9 @@ from kpns_sdk.protocol import (
     Pong,
     ProtocolError,
     Push,
+    Recall,
     Resync,
+    Update,
     Welcome,
     codec_for,
 )
@@ -159,6 +161,7 @@ class FileStore:
 class Stats:
     connects: int = 0
     pushes: int = 0
+    controls: int = 0  # recall and update frames handled (protocol 1.3)
     duplicates: int = 0
     acks: int = 0  # ack and ack_upto frames sent
     pings: int = 0
@@ -207,6 +210,10 @@ class _Listeners:
     # (push, DecryptError): an encrypted push this device cannot read. It is
     # acked all the same (a retry could not help) and not given to `push`.
     undecryptable: list[Handler] = field(default_factory=list)
+    # Protocol 1.3: a Recall (remove the push recall.id) or an Update (show
+    # update.title/body/... for the push update.id). Acked when they return.
+    recall: list[Handler] = field(default_factory=list)
+    update: list[Handler] = field(default_factory=list)
 
 
 class Client:
@@ -234,6 +241,8 @@ class Client:
         on_state: Handler | None = None,
         on_error: Handler | None = None,
         on_resync: Handler | None = None,
+        on_recall: Handler | None = None,
+        on_update: Handler | None = None,
         backoff_base: float = 1.0,
         backoff_cap: float = 30.0,
         pong_timeout: float = 10.0,
@@ -272,6 +281,8 @@ class Client:
             ("state", on_state),
             ("error", on_error),
             ("resync", on_resync),
+            ("recall", on_recall),
+            ("update", on_update),
         ):
             if handler is not None:
                 getattr(self.listeners, name).append(handler)
@@ -279,7 +290,9 @@ class Client:
         self._running = False
         self._attempt = 0
         self._ws: ClientConnection | None = None
-        self._queue: asyncio.Queue[tuple[Push, _Acks]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Push | Recall | Update, _Acks]] = (
+            asyncio.Queue()
+        )
         self._acks: _Acks | None = None  # the live socket's
         self._ack_upto_refused = False  # the server predates protocol 1.1
         self._pending_opens: list[Opened] = []
@@ -289,8 +302,8 @@ class Client:
     # Public API ----------------------------------------------------------------
 
     def on(self, event: str, handler: Handler) -> None:
-        """Add a handler: push (may be async; the ack waits), state, error, resync,
-        welcome."""
+        """Add a handler: push, recall, update (may be async; the ack waits),
+        state, error, resync, welcome."""
         getattr(self.listeners, event).append(handler)
 
     @property
@@ -595,7 +608,7 @@ class Client:
             await self._dispatch(frame)
 
     async def _dispatch(self, frame: Any) -> None:
-        if isinstance(frame, Push):
+        if isinstance(frame, Push | Recall | Update):  # one queue: seq order
             assert self._acks is not None
             self._queue.put_nowait((frame, self._acks))
         elif isinstance(frame, Pong):
@@ -632,10 +645,15 @@ class Client:
             push, acks = await self._queue.get()
             await self._handle_push(push, acks)
 
-    async def _handle_push(self, push: Push, acks: _Acks) -> None:
+    async def _handle_push(self, push: Any, acks: _Acks) -> None:
         if push.seq <= self.last_seq:
             # Sent again after a reconnect, or already handled: never twice.
             self.stats.duplicates += 1
+            await self._acknowledge(push, acks)
+            return
+        if isinstance(push, Recall | Update):
+            await self._call(push.TYPE, push)
+            self._handled(push)
             await self._acknowledge(push, acks)
             return
         if push.enc is not None:
@@ -661,12 +679,28 @@ class Client:
         self._handled(push)
         await self._acknowledge(push, acks)
 
-    def _handled(self, push: Push) -> None:
-        self.stats.pushes += 1
+    async def _call(self, event: str, frame: Any) -> None:
+        """The handlers of a recall or update, in order, awaited like push's."""
+        for handler in list(getattr(self.listeners, event)):
+            try:
+                result = handler(frame)
+                if inspect.isawaitable(result):
+                    await result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.exception("%s handler failed", event)
+                await self._emit("error", exc)
+
+    def _handled(self, push: Any) -> None:
+        if isinstance(push, Recall | Update):
+            self.stats.controls += 1
+        else:
+            self.stats.pushes += 1
         self.last_seq = push.seq
         self._save_seq()
 
-    async def _acknowledge(self, push: Push, acks: _Acks) -> None:
+    async def _acknowledge(self, push: Any, acks: _Acks) -> None:
         if acks is not self._acks:
             return  # its socket is gone (see _session)
         if self.ack_each or acks.each:

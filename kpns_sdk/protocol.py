@@ -21,8 +21,10 @@ from devices.delivery.protocol import (
     Pong,
     ProtocolError,
     Push,
+    Recall,
     Resync,
     ServerFrame,
+    Update,
     Welcome,
 )
 
@@ -42,7 +44,9 @@ __all__ = [
     "Pong",
     "ProtocolError",
     "Push",
+    "Recall",
     "Resync",
+    "Update",
     "ServerFrame",
     "Welcome",
     "codec_for",

@@ -81,10 +81,6 @@ def message_recall(*, message: Message) -> ControlResult:
         )
         targets = [d for d in control_targets(message) if d not in already]
         cancelled = receipts.deliveries_cancel(message_id=message.pk)
-        for update_id in Message.objects.filter(
-            control_of_id=message.pk, control=Control.UPDATE
-        ).values_list("pk", flat=True):
-            receipts.deliveries_cancel(message_id=update_id)  # moot now
         control = _control_send(message, Control.RECALL, targets) if targets else None
     return ControlResult(message.pk, control, cancelled, len(targets))
 
