@@ -1,8 +1,6 @@
 """The Python SDK's on_recall and on_update against a real Daphne: given in
 seq order after the push, acked after the handler, counted in the stats."""
 
-import asyncio
-
 import pytest
 from channels.db import database_sync_to_async
 
