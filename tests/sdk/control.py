@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.db import connections
 
-from devices.delivery import messages, revocation, targeting
+from devices.delivery import messages, recall, revocation, targeting
 from devices.delivery.pushes import push_batch, push_to_devices
-from devices.models import Delivery, Device, DeviceKey
+from devices.models import Delivery, Device, DeviceKey, Message
 from kpns_sdk.e2ee import encrypt_for_device
 
 
@@ -80,6 +80,16 @@ def _encrypted_push(body: dict[str, Any]) -> dict[str, Any]:
     return {"message_id": str(result.message.pk), "encrypted": encrypted}
 
 
+def _recall(body: dict[str, Any]) -> dict[str, Any]:
+    """A recall ({"message_id"}) or, with "changes", an update."""
+    message = Message.objects.get(pk=body["message_id"])
+    if "changes" in body:
+        result = recall.message_update(message=message, changes=body["changes"])
+    else:
+        result = recall.message_recall(message=message)
+    return {"control_id": str(result.control_id), "targets": result.targets}
+
+
 def _revoke(body: dict[str, Any]) -> dict[str, Any]:
     revocation.device_revoke(device=Device.objects.get(pk=body["device_id"]))
     return {"revoked": body["device_id"]}
@@ -100,6 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/push": _push,
             "/burst": _burst,
             "/revoke": _revoke,
+            "/recall": _recall,
             "/encrypted-push": _encrypted_push,
         }.get(self.path)
         if action is None:

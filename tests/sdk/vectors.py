@@ -18,7 +18,9 @@ from devices.delivery.protocol import (
     Ping,
     Pong,
     Push,
+    Recall,
     Resync,
+    Update,
     Welcome,
 )
 
@@ -73,6 +75,17 @@ def _server_frames() -> list[Any]:
         Error(code="invalid_field", message="field 'seq' must be…", ref="ack"),
         Error(code="rate_limited", message="Too many frames; slow down."),
         Resync(reason="backlog_dropped", last_seq=1000),
+        # Protocol 1.3: the inbox frames that withdraw or rewrite a push.
+        Recall(id="msg-0", seq=2**53 - 1),
+        Update(
+            id="msg-1",
+            seq=300,
+            title="é漢😀",
+            body="",
+            url="https://shop.example/sale",
+            image="",
+            data=_data()[0],
+        ),
     ]
     for index, data in enumerate(_data()):
         frames.append(

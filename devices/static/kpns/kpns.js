@@ -263,9 +263,13 @@ const FRAMES = {
   pong: [0x13, ["t"]],
   error: [0x14, ["code", "message", "ref"]],
   resync: [0x15, ["reason", "last_seq"]],
+  // protocol 1.3: a sent push withdrawn (recall) or rewritten (update); id is
+  // that push's, seq the frame's own place in the device's inbox.
+  recall: [0x16, ["id", "seq"]],
+  update: [0x17, ["id", "seq", "title", "body", "url", "image", "data"]],
 };
 const BY_CODE = new Map(Object.entries(FRAMES).map(([type, [code, fields]]) => [code, [type, fields]]));
-const SERVER_TYPES = new Set(["welcome", "push", "pong", "error", "resync"]);
+const SERVER_TYPES = new Set(["welcome", "push", "pong", "error", "resync", "recall", "update"]);
 const OPTIONAL = new Set(["t", "ref", "collapse_key", "enc"]); // may be null or absent in JSON
 // Added after 1.0 at a frame's end: a KMPP array may leave it out (docs/protocol.md).
 const TRAILING_OPTIONAL = new Set(["enc"]);
@@ -632,7 +636,7 @@ export class KpnsClient {
     this.deviceId = null;
     this.lastSeq = 0;
     // acks: ack and ack_upto frames sent.
-    this.stats = { connects: 0, pushes: 0, duplicates: 0, acks: 0, pings: 0, pongs: 0 };
+    this.stats = { connects: 0, pushes: 0, controls: 0, duplicates: 0, acks: 0, pings: 0, pongs: 0 };
     this._listeners = new Map();
     this._stored = null;
     this._running = false;
@@ -649,13 +653,17 @@ export class KpnsClient {
     this._e2eeKeys = null;
     this._wake = null;
     this._onlineHandler = null;
-    for (const [event, key] of [["push", "onPush"], ["state", "onState"], ["error", "onError"], ["resync", "onResync"]]) {
+    for (const [event, key] of [["push", "onPush"], ["state", "onState"], ["error", "onError"], ["resync", "onResync"],
+                                ["recall", "onRecall"], ["update", "onUpdate"]]) {
       if (typeof options[key] === "function") this.on(event, options[key]);
     }
   }
 
   /**
-   * Listen: "push" (push) => maybe a promise, "state", "error", "resync",
+   * Listen: "push" (push) => maybe a promise, "recall" ({id, seq}: remove
+   * that push) and "update" ({id, seq, title, body, url, image, data}: show
+   * the new content) => maybe a promise (protocol 1.3, acked after them),
+   * "state", "error", "resync",
    * "welcome", "pong", "opened" (a notification of the service worker).
    * A push has `channel`: "socket", or "webpush" when the worker brought it.
    */
@@ -809,6 +817,17 @@ export class KpnsClient {
       }
     }
     this.stats.pushes += 1;
+  }
+
+  async _deliverControl(frame) {
+    for (const listener of [...(this._listeners.get(frame.type) || [])]) {
+      try {
+        await listener(frame);
+      } catch (err) {
+        this._emit("error", err);
+      }
+    }
+    this.stats.controls += 1;
   }
 
   async _advance(seq) {
@@ -1043,7 +1062,8 @@ export class KpnsClient {
           for (const open of opens) this._send(ws, open);
           this._setState({ state: "connected", deviceId: frame.device_id });
           this._emit("welcome", frame);
-        } else if (frame.type === "push") {
+        } else if (frame.type === "push" || frame.type === "recall" || frame.type === "update") {
+          // One chain for the inbox frames: handled in seq order.
           this._chain = this._chain.then(() => this._handlePush(frame, acks));
         } else if (frame.type === "pong") {
           this.stats.pongs += 1;
@@ -1070,6 +1090,12 @@ export class KpnsClient {
       // everything up to this seq is handled now.
       this.stats.duplicates += 1;
       if (push.seq > this.lastSeq) await this._advance(push.seq);
+      this._acknowledge(push, acks);
+      return;
+    }
+    if (push.type === "recall" || push.type === "update") {
+      await this._deliverControl(push);
+      await this._advance(push.seq);
       this._acknowledge(push, acks);
       return;
     }

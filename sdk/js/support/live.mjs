@@ -27,6 +27,9 @@ export const push = (deviceIds, fields = {}) =>
 export const deliveries = (messageId) => control("GET", `/deliveries?message=${messageId}`);
 export const encryptedPush = (deviceId, payload) =>
   control("POST", "/encrypted-push", { device_id: deviceId, payload });
+/** Recall a message, or update it when `changes` is given; returns { control_id, targets }. */
+export const recall = (messageId, changes) =>
+  control("POST", "/recall", changes ? { message_id: messageId, changes } : { message_id: messageId });
 export const revoke = (deviceId) => control("POST", "/revoke", { device_id: deviceId });
 /** `count` pushes to one device committed at once; returns { message_ids }. */
 export const burst = (deviceId, count) => control("POST", "/burst", { device_id: deviceId, count });

@@ -5,7 +5,7 @@ import WebSocket from "ws";
 
 import { KpnsClient, MemoryStorage } from "../../../devices/static/kpns/kpns.js";
 import {
-  CLIENT_KEY, LIVE_SKIP, SERVER, deliveries, push, revoke, sleep, startProxy, waitFor, waitForState,
+  CLIENT_KEY, LIVE_SKIP, SERVER, deliveries, push, recall, revoke, sleep, startProxy, waitFor, waitForState,
 } from "../support/live.mjs";
 
 const clients = [];
@@ -250,5 +250,32 @@ describe("heartbeats and lifecycle", { skip: LIVE_SKIP }, () => {
     await waitForState(second, "connected");
     const profile = await second.update({});
     assert.deepEqual(profile.tags, ["b", "c"]);
+  });
+});
+
+describe("recall and update (protocol 1.3)", { skip: LIVE_SKIP }, () => {
+  test("update then recall reach the listeners in seq order and are acked", async () => {
+    const shown = new Map();
+    const seen = [];
+    const client = makeClient({
+      onPush: (p) => { seen.push(p.type); shown.set(p.id, p.title); },
+      onUpdate: (u) => { seen.push(u.type); shown.set(u.id, u.title); },
+      onRecall: async (r) => { seen.push(r.type); shown.delete(r.id); },
+    });
+    client.start();
+    await waitForState(client, "connected");
+    const { message_id: id } = await push([client.deviceId], { title: "Sale 10%" });
+    await waitFor(() => shown.has(id), { what: "the push" });
+    await waitFor(async () => (await status(id, client.deviceId)) === "delivered", { what: "its ack" });
+    const update = await recall(id, { title: "Sale 20%" });
+    await waitFor(() => shown.get(id) === "Sale 20%", { what: "the update" });
+    const withdrawn = await recall(id);
+    await waitFor(() => !shown.has(id), { what: "the recall" });
+    assert.deepEqual(seen, ["push", "update", "recall"]);
+    assert.equal(client.lastSeq, 3);
+    assert.equal(client.stats.controls, 2);
+    for (const control of [update.control_id, withdrawn.control_id]) {
+      await waitFor(async () => (await status(control, client.deviceId)) === "delivered", { what: "the control's ack" });
+    }
   });
 });

@@ -24,6 +24,8 @@ const FIELDS = {
   pong: ["t"],
   error: ["code", "message", "ref"],
   resync: ["reason", "last_seq"],
+  recall: ["id", "seq"], // protocol 1.3
+  update: ["id", "seq", "title", "body", "url", "image", "data"],
 };
 
 describe("reference vectors", { skip }, () => {
