@@ -116,6 +116,18 @@ def _with_rows(message_ids: list[UUID]) -> set[UUID]:
     """The messages that already have deliveries: one query, an index probe
     per message (a query per message was 7 of a personalised chunk's 13 s
     with 2,000 messages, docs/benchmarks.md)."""
+    if connection.vendor == "postgresql":
+        # A LIMIT 1 probe per message: as a semi-join PostgreSQL read the
+        # whole index range of a message with a million rows (20 ms a
+        # chunk; this is 0.1 ms).
+        sql = (
+            "SELECT m.id FROM unnest(%s::uuid[]) AS m(id) CROSS JOIN LATERAL "  # noqa: S608
+            f"(SELECT 1 FROM {_table(Delivery)} d WHERE d.message_id = m.id "
+            "LIMIT 1) AS probe"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [pg_array(message_ids)])
+            return {row[0] for row in cursor.fetchall()}
     has_rows = Exists(Delivery.objects.filter(message_id=OuterRef("pk")))
     found = Message.objects.filter(has_rows, pk__in=message_ids)
     return set(found.values_list("pk", flat=True))
