@@ -36,6 +36,7 @@ from campaigns import (
     console,
     lifecycle,
     pacing,
+    recall_admin,
     saved_templates,
     sender,
 )
@@ -141,7 +142,15 @@ SUBMIT_ACTIONS = {
 }
 # The actions panel's buttons that post the actions form (no unsaved edits
 # matter to them: they do not send the content on the screen).
-PANEL_ACTIONS = ["pause", "resume", "promote", "cancel", "duplicate", "send_test"]
+PANEL_ACTIONS = [
+    "pause",
+    "resume",
+    "promote",
+    "cancel",
+    "recall",
+    "duplicate",
+    "send_test",
+]
 
 
 def _cancel_label(campaign: Campaign) -> str:
@@ -171,6 +180,8 @@ def actions_that_apply(campaign: Campaign) -> set[str]:
     # A draft is deleted rather than cancelled.
     if CampaignStatus.CANCELLED in moves and status != CampaignStatus.DRAFT:
         applies.add("cancel")
+    if status in recall_admin.RECALLABLE:
+        applies.add("recall")
     return applies
 
 
@@ -199,6 +210,7 @@ class CampaignAdmin(GuardedModelAdmin):
         "resume",
         "promote",
         "cancel",
+        "recall",
         "duplicate",
         "send_test",
     ]
@@ -679,6 +691,18 @@ class CampaignAdmin(GuardedModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Campaign]
     ) -> HttpResponse | None:
         return self._each(request, queryset, "cancelled", "cancel")
+
+    @admin.action(description="Recall from every device", permissions=["change"])
+    @asks_confirmation(
+        "Devices that have it are told to remove it, now or when they "
+        "reconnect; devices that have not received it never will.",
+        label=recall_admin.recall_label,
+    )
+    def recall(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        recall_admin.recall_each(self, request, queryset)
+        return _back_to_campaign(request, queryset)
 
     @admin.action(description="Duplicate as a new draft", permissions=["add"])
     def duplicate(
