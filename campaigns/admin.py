@@ -148,6 +148,7 @@ PANEL_ACTIONS = [
     "promote",
     "cancel",
     "recall",
+    "update_sent",
     "duplicate",
     "send_test",
 ]
@@ -181,7 +182,7 @@ def actions_that_apply(campaign: Campaign) -> set[str]:
     if CampaignStatus.CANCELLED in moves and status != CampaignStatus.DRAFT:
         applies.add("cancel")
     if status in recall_admin.RECALLABLE:
-        applies.add("recall")
+        applies |= {"recall", "update_sent"}
     return applies
 
 
@@ -211,6 +212,7 @@ class CampaignAdmin(GuardedModelAdmin):
         "promote",
         "cancel",
         "recall",
+        "update_sent",
         "duplicate",
         "send_test",
     ]
@@ -703,6 +705,13 @@ class CampaignAdmin(GuardedModelAdmin):
     ) -> HttpResponse | None:
         recall_admin.recall_each(self, request, queryset)
         return _back_to_campaign(request, queryset)
+
+    @admin.action(description="Update what was sent", permissions=["change"])
+    def update_sent(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        page = recall_admin.update_page(self, request, queryset)
+        return page if page is not None else _back_to_campaign(request, queryset)
 
     @admin.action(description="Duplicate as a new draft", permissions=["add"])
     def duplicate(

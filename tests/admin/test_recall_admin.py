@@ -60,3 +60,30 @@ def test_a_draft_offers_no_recall(client, marketer):
     campaign = lifecycle.campaign_create(app=app, name="Draft", title="t")
     page = client.get(f"{CAMPAIGNS}{campaign.pk}/change/").content.decode()
     assert 'value="recall"' not in page
+
+
+def test_update_shows_the_counts_then_rewrites_the_sent_content(client, marketer):
+    app = make_app()
+    devices = [make_device(app)[0] for _ in range(3)]
+    campaign = sent_campaign(app)
+    Delivery.objects.filter(device=devices[0]).update(status=DeliveryStatus.DELIVERED)
+    asked = client.post(CAMPAIGNS, action("update_sent", campaign))
+    assert asked.status_code == 200
+    shown = asked.content.decode()
+    assert "1 device(s) that have it will be updated" in shown
+    assert "2 not yet sent will receive the new content" in shown
+    empty = client.post(CAMPAIGNS, {**action("update_sent", campaign), "apply": "1"})
+    assert "Give at least one new value." in empty.content.decode()
+    done = client.post(
+        CAMPAIGNS,
+        {**action("update_sent", campaign), "apply": "1", "title": "Right price"},
+        follow=True,
+    )
+    assert "Spring: updated. 1 device(s) that have it" in done.content.decode()
+    sent = Message.objects.get(campaign_link__campaign=campaign)
+    assert sent.title == "Right price"
+    update = Message.objects.get(control="update")
+    assert update.title == "Right price"
+    assert list(update.deliveries.values_list("device_id", flat=True)) == [
+        devices[0].pk
+    ]
