@@ -51,13 +51,12 @@ def recall_each(
 
 
 class UpdateSentForm(forms.Form):
-    """The new content; a field left empty keeps what was sent (body, url,
-    image: tick "clear" to empty them)."""
+    """The new content; a field left empty keeps what was sent."""
 
     title = forms.CharField(max_length=200, required=False)
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
-    url = forms.URLField(max_length=1000, required=False)
-    image = forms.URLField(max_length=1000, required=False)
+    url = forms.URLField(max_length=1000, required=False, label="Link")
+    image = forms.URLField(max_length=1000, required=False, label="Image URL")
 
     def changes(self) -> dict[str, str]:
         return {k: v for k, v in self.cleaned_data.items() if v}
