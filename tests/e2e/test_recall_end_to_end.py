@@ -11,83 +11,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-import websockets
 from channels.db import database_sync_to_async
 
 from devices.delivery import counters
-from devices.delivery.protocol import JSON, KMPP, Ack, Push, Recall
+from devices.delivery.protocol import JSON, KMPP, Recall
 from devices.models import Device
+from tests.e2e.inbox_apps import AppModel, connect_all, setup_world, wait_for
 from tests.e2e.servers import daphne_servers
-from tests.factories import make_api_key, make_app, make_device
 from tests.wsclient import DeviceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-class AppModel:
-    """What an app shows: pushes added, recalls remove; seqs once, in order."""
-
-    def __init__(self, client: DeviceClient) -> None:
-        self.client = client
-        self.shown: set[str] = set()
-        self.seqs: list[int] = []
-
-    async def handle(self, frame: Push | Recall) -> None:
-        assert not self.seqs or frame.seq > self.seqs[-1], (self.seqs, frame)
-        self.seqs.append(frame.seq)
-        if isinstance(frame, Push):
-            self.shown.add(frame.id)
-        else:
-            self.shown.discard(frame.id)
-        await self.client.send(Ack(id=frame.id, seq=frame.seq))
-
-    async def take(self, count: int) -> list[Push | Recall]:
-        frames = []
-        while len(frames) < count:
-            frame = await self.client.receive(timeout=20)
-            if isinstance(frame, Push | Recall):
-                await self.handle(frame)
-                frames.append(frame)
-        return frames
-
-    async def nothing_more(self) -> bool:
-        try:
-            frame = await self.client.receive(timeout=0.5)
-        except TimeoutError:
-            return True
-        raise AssertionError(f"unexpected {frame}")
-
-
-def setup_world(online: int, had: int, never: int):
-    app = make_app(name="Shop")
-    make = [make_device(app) for _ in range(online + had + never)]
-    _key, key = make_api_key(app, scopes=["push:send", "stats:read"])
-    return make, key
-
-
-async def connect_all(apps: list[AppModel], chunk: int = 50) -> None:
-    # In chunks, retrying a 4503 (too many handshakes in flight) as the
-    # SDKs do: a 1,000-socket burst is a reconnect storm to the server.
-    async def connect(app: AppModel) -> None:
-        for attempt in range(20):
-            try:
-                await app.client.connect()
-                return
-            except websockets.ConnectionClosedError:
-                await asyncio.sleep(0.1 * (attempt + 1))
-        raise AssertionError("could not connect")
-
-    for start in range(0, len(apps), chunk):
-        await asyncio.gather(*(connect(app) for app in apps[start : start + chunk]))
-
-
-async def wait_for(query, wanted: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await database_sync_to_async(query)() >= wanted:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"never reached {wanted}")
 
 
 async def recall_scenario(redis_url, tmp_path, online: int, had: int, never: int):
