@@ -686,7 +686,8 @@ class CampaignAdmin(GuardedModelAdmin):
     @admin.action(description="Cancel", permissions=["change"])
     @asks_confirmation(
         "Devices that have not received it yet never will; a cancelled "
-        "campaign cannot be restarted.",
+        "campaign cannot be restarted. A canary rollout set to recall what "
+        "was sent when aborted is also recalled from the devices that have it.",
         label=_cancel_label,
     )
     def cancel(
@@ -786,7 +787,8 @@ _SERVICES: dict[str, Callable[..., Campaign]] = {
     "send_now": sender.campaign_send_now,
     "schedule": lifecycle.campaign_schedule,
     "unschedule": lifecycle.campaign_unschedule,
-    "cancel": lifecycle.campaign_cancel,
+    # A canary set to recall on abort recalls too (campaigns.canary).
+    "cancel": canary.campaign_abort,
     "pause": canary.campaign_pause,
     "resume": canary.campaign_resume,
     "promote": canary.wave_promote,

@@ -16,7 +16,9 @@ written to them / sent) against the campaign's thresholds. Within them, the next
 wave is released (every slice starts over; earlier waves' devices are left
 out by their bucket). Crossing one pauses the campaign or aborts it
 (campaign_cancel: the rest, and whatever of the wave is undelivered, is
-cancelled), with the reason in words on the campaign page.
+cancelled; with ``canary_recall_on_abort`` what the waves delivered is
+recalled too, campaigns.recall), with the reason in words on the campaign
+page. A marketer's cancel of such a campaign recalls the same way.
 
 By hand: pause, resume (after an automatic pause, resuming overrides the
 verdict and releases the next wave) and promote (release the next wave
@@ -47,6 +49,7 @@ CANARY_FIELDS = [
     "canary_event_name",
     "canary_max_event_rate",
     "canary_action",
+    "canary_recall_on_abort",
 ]
 ERROR_STATUSES = (DeliveryStatus.EXPIRED, DeliveryStatus.DROPPED)
 
@@ -259,8 +262,6 @@ def waves_judge_due(*, now: datetime) -> int:
 
 def wave_judge(*, campaign: Campaign, now: datetime) -> Campaign:
     """Release the next wave, or pause / abort with the reason."""
-    from campaigns import lifecycle
-
     result = wave_results(campaign)[campaign.wave]
     breaches = wave_breaches(campaign, result)
     if not breaches:
@@ -272,10 +273,41 @@ def wave_judge(*, campaign: Campaign, now: datetime) -> Campaign:
     )
     if action == "paused":
         return _pause(campaign, now, reason=reason, auto=True)
-    cancelled = lifecycle.campaign_cancel(campaign=campaign, now=now)
+    cancelled, recalled = _abort(campaign, now)
+    if recalled is not None:
+        reason += f"; recalled from {recalled} devices"
     Campaign.objects.filter(pk=cancelled.pk).update(canary_reason=reason)
     cancelled.canary_reason = reason
     return cancelled
+
+
+def campaign_abort(
+    *, campaign: Campaign, by: Any = None, now: datetime | None = None
+) -> Campaign:
+    """Cancel a campaign by hand; a canary set to recall on abort also
+    recalls what its waves delivered, as when its judge aborts it."""
+    return _abort(campaign, now or timezone.now())[0]
+
+
+def _abort(campaign: Campaign, now: datetime) -> tuple[Campaign, int | None]:
+    """Cancel (the rest is never sent, the undelivered withdrawn), then,
+    with canary_recall_on_abort, recall from the devices that may have it
+    (campaigns.recall): the cancelled campaign and the devices told, or
+    None when nothing was recalled."""
+    from campaigns import lifecycle, recall
+
+    recalling = has_waves(campaign) and campaign.canary_recall_on_abort
+    with transaction.atomic():  # cancelled and recalled, or neither
+        # A recall cancels the open deliveries itself, after it has seen
+        # which devices were written one (lifecycle.campaign_cancel).
+        cancelled = lifecycle.campaign_cancel(
+            campaign=campaign, now=now, withdraw=not recalling
+        )
+        if not recalling:
+            return cancelled, None
+        if not recall.campaign_messages(cancelled):
+            return cancelled, 0
+        return cancelled, recall.campaign_recall(campaign=cancelled)["targets"]
 
 
 def wave_promote(

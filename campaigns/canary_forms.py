@@ -16,6 +16,7 @@ CANARY_FORM_FIELDS = [
     "canary_event_name",
     "canary_max_event_rate",
     "canary_action",
+    "canary_recall_on_abort",
 ]
 
 

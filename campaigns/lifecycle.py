@@ -272,14 +272,23 @@ def campaign_schedule_now(
 
 
 def campaign_cancel(
-    *, campaign: Campaign, by: Any = None, now: datetime | None = None
+    *,
+    campaign: Campaign,
+    by: Any = None,
+    now: datetime | None = None,
+    withdraw: bool = True,
 ) -> Campaign:
-    """Stop a campaign: nothing not yet written to a socket is delivered."""
+    """Stop a campaign: nothing not yet written to a socket is delivered.
+
+    withdraw=False stops the sending only: a recall that follows in the same
+    transaction (campaigns.recall) must still see the deliveries written and
+    not yet acknowledged, to tell those devices; it cancels them itself.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         locked = _transition(campaign, CampaignStatus.CANCELLED, finished_at=now)
         locked.slices.update(done=True)
-        for message_id in campaign_message_ids(locked):
+        for message_id in campaign_message_ids(locked) if withdraw else []:
             receipts.deliveries_cancel(message_id=message_id)
     return locked
 

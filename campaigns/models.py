@@ -190,6 +190,11 @@ class Campaign(models.Model):
         default=CanaryAction.ABORT,
         verbose_name="when a wave crosses a threshold",
     )
+    # On abort (by the judge or by hand), recall what the waves delivered
+    # (campaigns.recall), not only cancel what they have not.
+    canary_recall_on_abort = models.BooleanField(
+        default=False, verbose_name="recall what was sent when aborted"
+    )
     # The last wave released (0-based), when its sending ended (the hold
     # starts then), and the last verdict in words.
     wave = models.PositiveSmallIntegerField(default=0, editable=False)

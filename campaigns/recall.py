@@ -6,6 +6,8 @@ is recalled or updated on its own devices.
 
 from typing import Any
 
+from django.db import transaction
+
 from campaigns import lifecycle
 from campaigns.models import Campaign, CampaignStatus
 from devices.delivery import recall
@@ -41,9 +43,15 @@ _STILL_SENDING = (
 def campaign_recall(*, campaign: Campaign) -> dict[str, int]:
     """Recall each message; the totals of what was cancelled and told."""
     _check_sent(campaign)
-    if campaign.status in _STILL_SENDING:
-        lifecycle.campaign_cancel(campaign=campaign)
-    results = [recall.message_recall(message=m) for m in campaign_messages(campaign)]
+    with transaction.atomic():
+        if campaign.status in _STILL_SENDING:
+            # Sending stops; the deliveries stay open for message_recall,
+            # which tells the devices that have one before cancelling it
+            # (cancelled first, a push written but not yet acknowledged
+            # was never recalled).
+            lifecycle.campaign_cancel(campaign=campaign, withdraw=False)
+        messages = campaign_messages(campaign)
+        results = [recall.message_recall(message=m) for m in messages]
     return _totals(results)
 
 

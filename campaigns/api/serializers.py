@@ -135,6 +135,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "canary_event_name",
             "canary_max_event_rate",
             "canary_action",
+            "canary_recall_on_abort",
             "wave",
             "wave_sent_at",
             "canary_reason",
@@ -301,6 +302,11 @@ class CampaignWriteSerializer(StrictSerializer):
     )
     canary_action = serializers.ChoiceField(
         choices=CanaryAction.choices, required=False
+    )
+    canary_recall_on_abort = serializers.BooleanField(
+        required=False,
+        help_text="When the campaign is aborted (by its judge or cancelled), "
+        "also recall it from the devices its waves reached.",
     )
 
     def validate_variants(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -208,8 +208,10 @@ CampaignPromoteView = _action_view(
 CampaignCancelView = _action_view(
     "Cancel",
     "Stops the campaign: nothing not yet written to a socket is delivered. A "
-    "sent campaign can be cancelled too: that withdraws its undelivered rest.",
-    lambda campaign, _fields: lifecycle.campaign_cancel(campaign=campaign),
+    "sent campaign can be cancelled too: that withdraws its undelivered rest. "
+    "A canary rollout with canary_recall_on_abort is also recalled from the "
+    "devices that have it.",
+    lambda campaign, _fields: canary.campaign_abort(campaign=campaign),
 )
 
 

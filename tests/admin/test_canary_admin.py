@@ -96,6 +96,7 @@ def test_the_composer_saves_waves_and_thresholds(client, marketer):
         wave_hold_seconds="30m",
         canary_min_delivery_rate="90",
         canary_action="pause",
+        canary_recall_on_abort="on",
     )
     created = client.post(f"{CAMPAIGNS}add/", form)
     assert created.status_code == 302, created.content.decode()[:2000]
@@ -103,6 +104,7 @@ def test_the_composer_saves_waves_and_thresholds(client, marketer):
     assert campaign.wave_percents == [1, 10, 100]
     assert campaign.wave_hold_seconds == 1800
     assert (campaign.canary_min_delivery_rate, campaign.canary_action) == (90, "pause")
+    assert campaign.canary_recall_on_abort
     bad = client.post(f"{CAMPAIGNS}add/", {**form, "wave_percents": "10, 5"})
     assert bad.status_code == 200
     assert "Each wave must be larger than the one before." in bad.content.decode()
@@ -112,4 +114,4 @@ def test_the_composer_saves_waves_and_thresholds(client, marketer):
     assert plain.status_code == 302
     made = Campaign.objects.get(name="Plain")
     assert (made.wave_percents, made.wave_hold_seconds) == ([], 3600)
-    assert made.canary_action == "abort"
+    assert made.canary_action == "abort" and not made.canary_recall_on_abort

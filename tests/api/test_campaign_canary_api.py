@@ -92,3 +92,45 @@ def test_a_bad_wave_aborts_and_the_reason_is_in_the_campaign(api, app):
     assert read["canary_reason"].startswith("Wave 1: delivery rate 0% < 90%: aborted")
     statuses = set(Delivery.objects.values_list("status", flat=True))
     assert statuses == {DeliveryStatus.CANCELLED}
+
+
+def test_cancel_of_a_canary_set_to_recall_on_abort_recalls_what_was_sent(api, app):
+    from devices.models import Control, Message
+
+    for _ in range(60):
+        make_device(app)
+    body = api.post(
+        "/api/v1/campaigns", {**CANARY, "canary_recall_on_abort": True}
+    ).json()
+    assert body["canary_recall_on_abort"] is True
+    url = f"/api/v1/campaigns/{body['id']}"
+    assert api.post(f"{url}/send").status_code == 200
+    send_due(now=timezone.now())
+    sent = set(Delivery.objects.values_list("device_id", flat=True))
+    # Written to the sockets (not yet acknowledged): the devices may show it.
+    Delivery.objects.update(status=DeliveryStatus.SENT)
+    response = api.post(f"{url}/cancel")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "cancelled"
+    recall = Message.objects.get(control=Control.RECALL)
+    told = set(
+        Delivery.objects.filter(message=recall).values_list("device_id", flat=True)
+    )
+    assert told == sent
+    pushes = Delivery.objects.exclude(message=recall)
+    assert set(pushes.values_list("status", flat=True)) == {DeliveryStatus.CANCELLED}
+
+
+def test_cancel_without_recall_on_abort_sends_no_recall(api, app):
+    from devices.models import Message
+
+    for _ in range(30):
+        make_device(app)
+    body = api.post("/api/v1/campaigns", CANARY).json()
+    assert body["canary_recall_on_abort"] is False
+    url = f"/api/v1/campaigns/{body['id']}"
+    api.post(f"{url}/send")
+    send_due(now=timezone.now())
+    Delivery.objects.update(status=DeliveryStatus.SENT)
+    assert api.post(f"{url}/cancel").status_code == 200
+    assert not Message.objects.exclude(control="").exists()

@@ -135,6 +135,30 @@ def test_a_bad_first_wave_aborts_and_the_rest_receive_nothing():
     assert len(first) < len(devices)
 
 
+def test_an_abort_set_to_recall_recalls_the_first_wave_and_says_so():
+    from devices.models import Control, Message
+
+    app = make_app()
+    for _ in range(150):
+        make_device(app)
+    campaign = canary_campaign(app, canary_recall_on_abort=True)
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    first = received(campaign)
+    # Written to the sockets, never acknowledged: delivery rate 0% < 90%.
+    Delivery.objects.update(status=DeliveryStatus.SENT)
+    assert canary.waves_judge_due(now=NOON + HOLD) == 1
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.CANCELLED
+    assert campaign.canary_reason == (
+        "Wave 1: delivery rate 0% < 90%: aborted at 12:10 UTC; "
+        f"recalled from {len(first)} devices"
+    )
+    recall = Message.objects.get(control=Control.RECALL)
+    told = Delivery.objects.filter(message=recall)
+    assert set(told.values_list("device_id", flat=True)) == first
+
+
 def test_a_bad_wave_pauses_then_resume_overrides_and_releases_the_next():
     app = make_app()
     devices = [make_device(app)[0] for _ in range(150)]

@@ -1,8 +1,9 @@
 """Canary campaigns to devices connected to two real Daphne processes
 (PostgreSQL, Redis), judged by the scheduler's step with an injected clock:
 when most of the first wave never acks, the campaign aborts after that wave
-and the rest receive nothing; when the first wave acks, the next wave goes
-out and every device gets exactly one push."""
+and the rest receive nothing (and, set to recall on abort, the first wave is
+sent the recall frame); when the first wave acks, the next wave goes out and
+every device gets exactly one push."""
 
 import asyncio
 from datetime import timedelta
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from campaigns import canary, content, lifecycle, sender
 from campaigns.models import Campaign
+from devices.delivery.protocol import Recall
 from devices.models import Delivery, DeliveryStatus, Device
 from tests.e2e.servers import daphne_servers
 from tests.factories import make_app, make_device
@@ -216,5 +218,60 @@ async def test_crash_events_reported_over_http_abort_after_the_first_wave(
             )
         )()
         assert received == first
+        for client in clients.values():
+            await client.close()
+
+
+async def receive_recall(client, timeout=10):
+    while True:
+        frame = await client.receive(timeout)
+        if isinstance(frame, Recall):
+            return frame
+
+
+async def test_an_abort_set_to_recall_takes_the_push_back_from_the_first_wave(
+    redis_url, tmp_path
+):
+    campaign, devices = await database_sync_to_async(setup_world)(
+        canary_min_delivery_rate=90, canary_recall_on_abort=True
+    )
+    first = first_wave(campaign, devices)
+    acking = sorted(first)[:1]
+    with daphne_servers(2, redis_url=redis_url, tmp_path=tmp_path) as servers:
+        clients = await connect_all(servers, devices)
+        await database_sync_to_async(sender.campaign_send_now)(campaign=campaign)
+        pushes = {}
+        for device_id in first:
+            pushes[device_id] = await clients[device_id].receive_push(timeout=10)
+            if device_id in acking:
+                await clients[device_id].ack(pushes[device_id])
+        await wait_delivered(campaign, len(acking))
+        now = timezone.now()
+        await database_sync_to_async(sender.send_due)(now=now)
+        later = now + timedelta(seconds=HOLD + 1)
+        assert await database_sync_to_async(canary.waves_judge_due)(now=later) == 1
+        await database_sync_to_async(sender.send_due)(now=later)
+        # Every device of the first wave is told to remove what it showed,
+        # acked or not; the others are sent neither the push nor a recall.
+        for device_id in first:
+            recall = await receive_recall(clients[device_id])
+            assert recall.id == pushes[device_id].id
+            assert recall.seq > pushes[device_id].seq
+        for device_id, client in clients.items():
+            with pytest.raises(asyncio.TimeoutError):
+                frame = await client.receive(timeout=0.3)
+                raise AssertionError(f"{device_id} got {frame}")
+        campaign = await database_sync_to_async(Campaign.objects.get)(pk=campaign.pk)
+        assert campaign.status == "cancelled"
+        assert campaign.canary_reason.endswith(f"; recalled from {len(first)} devices")
+        rows = await database_sync_to_async(
+            lambda: dict(
+                Delivery.objects.filter(
+                    message__campaign_link__campaign=campaign
+                ).values_list("device_id", "status")
+            )
+        )()
+        assert set(rows) == first
+        assert {rows[d] for d in first - set(acking)} == {DeliveryStatus.CANCELLED}
         for client in clients.values():
             await client.close()
