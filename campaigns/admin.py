@@ -59,7 +59,7 @@ from campaigns.models import (
     MessageTemplate,
 )
 from campaigns.selectors import (
-    RESULT_COLUMNS,
+    CSV_COLUMNS,
     campaign_counts_by,
     campaign_platforms,
     campaign_results,
@@ -620,7 +620,7 @@ class CampaignAdmin(GuardedModelAdmin):
         # Devices left out by the cap or quiet hours follow, one row each.
         rows = itertools.chain(
             campaign_results(campaign),
-            pacing.exclusion_results(campaign, RESULT_COLUMNS),
+            pacing.exclusion_results(campaign, CSV_COLUMNS),
         )
         response = StreamingHttpResponse(_csv_rows(rows), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="campaign-{pk}.csv"'
@@ -917,7 +917,7 @@ class _Echo:
 
 def _csv_rows(rows: Iterator[tuple[Any, ...]]) -> Iterator[str]:
     writer = csv.writer(_Echo())
-    yield writer.writerow(RESULT_COLUMNS)
+    yield writer.writerow(CSV_COLUMNS)
     for row in rows:
         yield writer.writerow(
             [

@@ -20,6 +20,11 @@ def campaign_messages(campaign: Campaign) -> list[Message]:
     )
 
 
+def campaign_control_counts(campaign: Campaign) -> dict[str, int]:
+    """Devices that acknowledged a recall or an update of the campaign."""
+    return recall.control_counts_many([m.pk for m in campaign_messages(campaign)])
+
+
 def campaign_recall_preview(campaign: Campaign) -> dict[str, int]:
     """What a recall would touch now, summed over the campaign's messages."""
     total = {"messages": 0, "targets": 0, "pending": 0}

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, F, QuerySet, Sum
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import TruncMinute, TruncSecond
 from django.utils import timezone
 
@@ -19,7 +19,7 @@ from devices.delivery import counters
 from devices.delivery.counters import BASE_SHARD
 from devices.delivery.counters import COLUMNS as COUNT_COLUMNS
 from devices.delivery.stats import STAT_NAMES, message_stats  # noqa: F401 - re-exported
-from devices.models import Delivery, Device, MessageCount
+from devices.models import Control, Delivery, Device, MessageCount
 from devices.native import selectors as native_selectors
 
 BREAKDOWN_COLUMNS = ("targeted", "sent", "delivered", "opened")
@@ -172,6 +172,9 @@ RESULT_COLUMNS = (
     # socket, webpush, fcm, apns, or empty (native_selectors.delivery_channel).
     "channel",
 )
+# The admin's CSV adds when the device acknowledged a recall of what it was
+# sent, and the last update of it (empty: none, or not acknowledged).
+CSV_COLUMNS = (*RESULT_COLUMNS, "recalled_at", "updated_at")
 
 
 # The send time of a device's row is when the campaign's chunk enqueued it
@@ -193,6 +196,8 @@ def campaign_results(campaign: Campaign) -> Iterator[tuple[Any, ...]]:
             send_time=SEND_TIME,
             variant=F("message__campaign_link__variant"),
             language=F("message__campaign_link__locale"),
+            recalled_at=_control_acked_at(Control.RECALL),
+            updated_at=_control_acked_at(Control.UPDATE),
         )
         .order_by("device_id")
         .values_list(
@@ -207,8 +212,25 @@ def campaign_results(campaign: Campaign) -> Iterator[tuple[Any, ...]]:
             "variant",
             "language",
             "channel",
+            "recalled_at",
+            "updated_at",
         )
         .iterator(chunk_size=2000)
+    )
+
+
+def _control_acked_at(kind: str) -> Subquery:
+    """When the row's device last acknowledged a recall or an update of
+    the row's message (devices.delivery.recall: control deliveries)."""
+    return Subquery(
+        Delivery.objects.filter(
+            device_id=OuterRef("device_id"),
+            message__control_of_id=OuterRef("message_id"),
+            message__control=kind,
+            delivered_at__isnull=False,
+        )
+        .order_by("-delivered_at")
+        .values("delivered_at")[:1]
     )
 
 

@@ -495,6 +495,8 @@ class IdempotencyRecord(models.Model):
 class WebhookEvent(models.TextChoices):
     MESSAGE_DELIVERED = "message.delivered", "message.delivered"
     MESSAGE_OPENED = "message.opened", "message.opened"
+    MESSAGE_RECALLED = "message.recalled", "message.recalled"
+    MESSAGE_UPDATED = "message.updated", "message.updated"
     CAMPAIGN_FINISHED = "campaign.finished", "campaign.finished"
     DEVICE_UNREGISTERED = "device.unregistered", "device.unregistered"
 

@@ -440,6 +440,12 @@ class CampaignStatsSerializer(serializers.Serializer):
     waves = WaveResultSerializer(
         many=True, help_text="A canary rollout's waves (empty without waves)."
     )
+    recalled = serializers.IntegerField(
+        help_text="Devices that acknowledged a recall of the campaign."
+    )
+    updated = serializers.IntegerField(
+        help_text="Acknowledged updates of the campaign (one per device and update)."
+    )
 
 
 class ResultsQuerySerializer(serializers.Serializer):

@@ -242,6 +242,7 @@ class CampaignStatsView(ServerAPIView):
             "variants": abtest.variant_results(campaign),
             "languages": campaign_counts_by(campaign, "locale"),
             "waves": canary.wave_results(campaign),
+            **recall.campaign_control_counts(campaign),
         }
         if query.validated_data.get("breakdown") == "platform":
             body["platforms"] = campaign_platforms(campaign)

@@ -115,8 +115,13 @@ def message_update(*, message: Message, changes: dict[str, Any]) -> ControlResul
 
 def control_counts(message_id: Any) -> dict[str, int]:
     """Devices that acknowledged a recall or an update of the message."""
+    return control_counts_many([message_id])
+
+
+def control_counts_many(message_ids: list[Any]) -> dict[str, int]:
+    """control_counts summed over messages (a campaign's)."""
     found = {"recalled": 0, "updated": 0}
-    controls = Message.objects.filter(control_of_id=message_id).values_list(
+    controls = Message.objects.filter(control_of_id__in=message_ids).values_list(
         "pk", "control"
     )
     for pk, kind in controls:

@@ -27,6 +27,7 @@ from devices.delivery.sqlvalues import in_values
 from devices.integrations import webhooks
 from devices.models import (
     OPEN_STATUSES,
+    Control,
     Delivery,
     DeliveryStatus,
     WebhookEvent,
@@ -144,6 +145,14 @@ def deliveries_lock(*, ids: Sequence[int], keyed: Q | None = None) -> list[int]:
     )
 
 
+# A device acknowledging a recall or an update is reported as that, about
+# the message it changes, not as the delivery of the control message.
+CONTROL_ACK_EVENTS = {
+    Control.RECALL: WebhookEvent.MESSAGE_RECALLED,
+    Control.UPDATE: WebhookEvent.MESSAGE_UPDATED,
+}
+
+
 class WebhookWatch:
     """Deliveries moving to delivered/opened in this transaction, for the
     apps that subscribe to those events (devices.webhooks)."""
@@ -154,15 +163,28 @@ class WebhookWatch:
 
     @classmethod
     def start(cls, *events: str) -> "WebhookWatch | None":
+        if WebhookEvent.MESSAGE_DELIVERED in events:
+            events = (*events, *CONTROL_ACK_EVENTS.values())
         apps = webhooks.subscriptions(events)
         return cls(apps) if apps else None
 
     def note(self, deliveries: Any, event: str) -> None:
         """Read the rows about to change (call before the UPDATE)."""
+        if event == WebhookEvent.MESSAGE_DELIVERED:
+            for kind, acked in CONTROL_ACK_EVENTS.items():
+                self._note(
+                    deliveries.filter(message__control=kind),
+                    acked,
+                    ("message__control_of_id", "message_id"),
+                )
+            deliveries = deliveries.filter(message__control="")
+        self._note(deliveries, event, ("message_id",))
+
+    def _note(self, deliveries: Any, event: str, ids: tuple[str, ...]) -> None:
         apps = [app_id for app_id, names in self.apps.items() if event in names]
         if apps:
             self.rows[event] += deliveries.filter(message__app_id__in=apps).values_list(
-                "message__app_id", "message_id", "device_id", "device__alias", "seq"
+                "message__app_id", ids[0], "device_id", "device__alias", "seq", *ids[1:]
             )
 
     def emit(self, now: datetime, channel: str = "socket") -> None:

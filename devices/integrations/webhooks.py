@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import httpx
 from django.core.exceptions import ValidationError
@@ -256,7 +256,7 @@ def events_emit(
 
 
 def delivery_events(
-    rows: Iterable[tuple[int, UUID, UUID, str, int]],
+    rows: Iterable[tuple[Any, ...]],
     event: str,
     at: datetime,
     *,
@@ -264,19 +264,21 @@ def delivery_events(
 ) -> int:
     """message.delivered / message.opened for delivery rows
     (app id, message id, device id, alias, seq), with the channel that
-    carried the message (socket, webpush, fcm, apns)."""
+    carried the message (socket, webpush, fcm, apns); message.recalled /
+    message.updated for rows that add the control message's id."""
     by_app: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for app_id, message_id, device_id, alias, seq in rows:
-        by_app[app_id].append(
-            {
-                "message_id": str(message_id),
-                "device_id": str(device_id),
-                "alias": alias,
-                "seq": seq,
-                "channel": channel,
-                "at": at.isoformat(),
-            }
-        )
+    for app_id, message_id, device_id, alias, seq, *control in rows:
+        item = {
+            "message_id": str(message_id),
+            "device_id": str(device_id),
+            "alias": alias,
+            "seq": seq,
+            "channel": channel,
+            "at": at.isoformat(),
+        }
+        if control:
+            item["control_id"] = str(control[0])
+        by_app[app_id].append(item)
     return sum(
         events_emit(app_id=app_id, event=event, items=items, now=at)
         for app_id, items in by_app.items()

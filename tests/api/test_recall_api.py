@@ -91,9 +91,11 @@ def test_campaign_recall_and_update_act_on_its_messages(api, app):
     )
     assert updated.status_code == 200, updated.content
     assert updated.json()["messages"] == 1
-    assert set(Message.objects.filter(campaign_link__isnull=False).values_list(
-        "title", flat=True
-    )) == {"Spring sale 2"}
+    assert set(
+        Message.objects.filter(campaign_link__isnull=False).values_list(
+            "title", flat=True
+        )
+    ) == {"Spring sale 2"}
     recalled = api.post(f"/api/v1/campaigns/{created['id']}/recall")
     assert recalled.status_code == 200, recalled.content
     assert recalled.json() == {"messages": 1, "cancelled": 2, "targets": 0}

@@ -39,7 +39,13 @@ def test_update_is_encoded_as_documented_in_json_and_kmpp():
     packed = KMPP.encode(frame)
     assert packed[0] == 0x17
     assert msgpack.unpackb(packed[1:]) == [
-        "m-1", 8, "Sale ends Sunday", "", "", "", {"k": 1}
+        "m-1",
+        8,
+        "Sale ends Sunday",
+        "",
+        "",
+        "",
+        {"k": 1},
     ]
 
 
