@@ -111,8 +111,9 @@ CANARY = (
         "fields": CANARY_FORM_FIELDS,
         "classes": ["collapse"],
         "description": "Send in waves; after each wave's hold, a delivery or "
-        "open rate below its minimum, or an error rate above its maximum, "
-        "pauses or aborts the campaign. Empty thresholds are not judged.",
+        "open rate below its minimum, or an error, opt-out, 4429/4400 close "
+        "or app event rate above its maximum, pauses or aborts the campaign. "
+        "Empty thresholds are not judged.",
     },
 )
 READ_ONLY_AB_TEST = (

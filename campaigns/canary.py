@@ -11,8 +11,10 @@ its slices are done it records ``wave_sent_at`` and the campaign waits.
 After ``wave_hold_seconds`` the scheduler's ``waves_judge_due`` (with its
 injected clock) judges the wave on its own deliveries: delivery rate
 (delivered / sent), open rate (opened / delivered), error rate (expired
-or dropped / sent) and opt-out rate (devices unregistered after the push was
-written to them / sent) against the campaign's thresholds. Within them, the next
+or dropped / sent), opt-out rate (devices unregistered after the push was
+written to them / sent), close rate (devices whose socket the server closed
+4429 or 4400 after the push was written, Device.bad_close_at / sent) and an
+app event's rate against the campaign's thresholds. Within them, the next
 wave is released (every slice starts over; earlier waves' devices are left
 out by their bucket). Crossing one pauses the campaign or aborts it
 (campaign_cancel: the rest, and whatever of the wave is undelivered, is
@@ -46,6 +48,7 @@ CANARY_FIELDS = [
     "canary_min_open_rate",
     "canary_max_error_rate",
     "canary_max_optout_rate",
+    "canary_max_close_rate",
     "canary_event_name",
     "canary_max_event_rate",
     "canary_action",
@@ -67,6 +70,9 @@ class WaveResult:
     opted_out: int
     # Devices that reported the campaign's app event about their push.
     events: int = 0
+    # Devices whose socket the server closed 4429 (too slow) or 4400
+    # (protocol errors) after the push was written to them.
+    closed: int = 0
 
     @property
     def delivery_rate(self) -> float | None:
@@ -87,6 +93,10 @@ class WaveResult:
     @property
     def event_rate(self) -> float | None:
         return self.events / self.sent if self.sent else None
+
+    @property
+    def close_rate(self) -> float | None:
+        return self.closed / self.sent if self.sent else None
 
 
 def waves_validate(campaign: Campaign) -> dict[str, list[str]]:
@@ -114,6 +124,7 @@ def waves_validate(campaign: Campaign) -> dict[str, list[str]]:
         "canary_min_open_rate",
         "canary_max_error_rate",
         "canary_max_optout_rate",
+        "canary_max_close_rate",
         "canary_max_event_rate",
     ):
         value = getattr(campaign, name)
@@ -182,7 +193,7 @@ def wave_results(campaign: Campaign) -> list[WaveResult]:
     percents = list(campaign.wave_percents or [])
     if not percents:
         return []
-    counts = [[0, 0, 0, 0, 0, 0] for _ in percents]
+    counts = [[0, 0, 0, 0, 0, 0, 0] for _ in percents]
     messages = CampaignMessage.objects.filter(campaign_id=campaign.pk).values(
         "message_id"
     )
@@ -199,16 +210,24 @@ def wave_results(campaign: Campaign) -> list[WaveResult]:
         "opened_at",
         "created_at",
         "device__revoked_at",
+        "device__bad_close_at",
     )
-    for device_id, status, delivered_at, opened_at, written, revoked in rows.iterator(
-        chunk_size=5000
-    ):
+    for (
+        device_id,
+        status,
+        delivered_at,
+        opened_at,
+        written,
+        revoked,
+        bad,
+    ) in rows.iterator(chunk_size=5000):
         row = counts[wave_of(device_bucket(campaign.pk, device_id), percents)]
         row[0] += 1
         row[1] += delivered_at is not None
         row[2] += opened_at is not None
         row[3] += status in ERROR_STATUSES
         row[4] += revoked is not None and revoked >= written
+        row[6] += bad is not None and bad >= written
     return [
         WaveResult(i, percents[i], i <= campaign.wave, *counts[i])
         for i in range(len(percents))
@@ -223,6 +242,7 @@ def wave_breaches(campaign: Campaign, result: WaveResult) -> list[str]:
         ("open rate", result.open_rate, campaign.canary_min_open_rate, 1),
         ("error rate", result.error_rate, campaign.canary_max_error_rate, -1),
         ("opt-out rate", result.optout_rate, campaign.canary_max_optout_rate, -1),
+        ("4429/4400 close rate", result.close_rate, campaign.canary_max_close_rate, -1),
         (
             f"{campaign.canary_event_name or 'app event'} rate",
             result.event_rate,

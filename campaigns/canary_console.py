@@ -36,6 +36,12 @@ def waves_shown(campaign: Campaign) -> list[dict[str, Any]]:
                         campaign.canary_max_optout_rate,
                     ),
                     _signal(
+                        "4429/4400 closes",
+                        result.close_rate,
+                        "≤",
+                        campaign.canary_max_close_rate,
+                    ),
+                    _signal(
                         campaign.canary_event_name or "app events",
                         result.event_rate if campaign.canary_event_name else None,
                         "≤",

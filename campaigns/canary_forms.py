@@ -13,6 +13,7 @@ CANARY_FORM_FIELDS = [
     "canary_min_open_rate",
     "canary_max_error_rate",
     "canary_max_optout_rate",
+    "canary_max_close_rate",
     "canary_event_name",
     "canary_max_event_rate",
     "canary_action",

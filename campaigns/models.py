@@ -177,6 +177,11 @@ class Campaign(models.Model):
     canary_max_optout_rate = models.PositiveSmallIntegerField(
         null=True, blank=True, verbose_name="maximum opt-out rate (%)"
     )
+    # Devices whose socket the server closed 4429 (too slow) or 4400
+    # (protocol errors) after their push was written (Device.bad_close_at).
+    canary_max_close_rate = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name="maximum 4429/4400 close rate (%)"
+    )
     # An app-reported event (POST /api/v1/device/events), e.g. "crash".
     canary_event_name = models.CharField(
         max_length=40, blank=True, verbose_name="app event"

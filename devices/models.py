@@ -98,6 +98,10 @@ class Device(models.Model):
     # device, acked_seq the highest the device confirmed it has processed.
     last_seq = models.BigIntegerField(default=0, editable=False)
     acked_seq = models.BigIntegerField(default=0, editable=False)
+    # When the server last gave up on this device's socket: closed 4429
+    # (too slow to read its pushes) or 4400 (protocol errors). Canary waves
+    # judge their devices on it (campaigns.canary).
+    bad_close_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [

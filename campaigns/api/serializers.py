@@ -132,6 +132,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "canary_min_open_rate",
             "canary_max_error_rate",
             "canary_max_optout_rate",
+            "canary_max_close_rate",
             "canary_event_name",
             "canary_max_event_rate",
             "canary_action",
@@ -290,6 +291,15 @@ class CampaignWriteSerializer(StrictSerializer):
     canary_max_optout_rate = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=100
     )
+    canary_max_close_rate = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=100,
+        help_text="The most of a wave's devices, in percent of sent, whose "
+        "socket the server may close 4429 (too slow) or 4400 (protocol "
+        "errors) after their push was written.",
+    )
     canary_event_name = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -341,6 +351,11 @@ class WaveResultSerializer(serializers.Serializer):
         help_text="devices that reported the campaign's app event"
     )
     event_rate = serializers.FloatField(allow_null=True)
+    closed = serializers.IntegerField(
+        help_text="devices whose socket the server closed 4429 or 4400 after "
+        "the push was written to them"
+    )
+    close_rate = serializers.FloatField(allow_null=True)
 
 
 class WinnerSerializer(StrictSerializer):

@@ -134,11 +134,19 @@ class DisconnectBatcher:
 
     def __init__(self) -> None:
         self._pending: list[tuple[UUID, str]] = []
+        self._badly: list[UUID] = []
         self._done: asyncio.Future[None] | None = None
         self._window = _Window(self._flush)
 
-    async def disconnect(self, device_id: UUID, connection_id: str) -> None:
+    async def disconnect(
+        self, device_id: UUID, connection_id: str, closed_badly: bool = False
+    ) -> None:
+        """Clear the device's presence ("" as connection_id: it had none,
+        its socket never said hello); closed_badly: the server closed it
+        4429 or 4400 (resume.devices_disconnect)."""
         self._pending.append((device_id, connection_id))
+        if closed_badly:
+            self._badly.append(device_id)
         if self._done is None:
             self._done = asyncio.get_running_loop().create_future()
         done = self._done
@@ -147,15 +155,21 @@ class DisconnectBatcher:
 
     def _flush(self) -> None:
         pairs, self._pending = self._pending, []
+        badly, self._badly = self._badly, []
         done, self._done = self._done, None
         if pairs and done is not None:
-            asyncio.ensure_future(self._run(pairs, done))
+            asyncio.ensure_future(self._run(pairs, badly, done))
 
     async def _run(
-        self, pairs: list[tuple[UUID, str]], done: asyncio.Future[None]
+        self,
+        pairs: list[tuple[UUID, str]],
+        badly: list[UUID],
+        done: asyncio.Future[None],
     ) -> None:
         try:
-            await db_parallel(resume.devices_disconnect)(pairs=pairs)
+            await db_parallel(resume.devices_disconnect)(
+                pairs=pairs, closed_badly=badly
+            )
         except Exception as exc:
             # Said here once: the sockets' own waits may have ended already
             # (node.DETACH_WAIT_SECONDS). Presence is corrected by the next

@@ -36,13 +36,16 @@ from devices.delivery.protocol import (
     negotiate,
     token_from_subprotocols,
 )
-from devices.delivery.session import Session
+from devices.delivery.session import CLOSE_TOO_SLOW, Session
 from devices.patches.directwrite import websocket_writer
 from devices.registry.origins import origin_allowed
 
 logger = logging.getLogger(__name__)
 
 CLOSE_PROTOCOL_ERROR = 4400
+# The server gave up on a device: too slow to read (4429) or misbehaving
+# (4400). Recorded on the device (bad_close_at): canary waves judge it.
+BAD_CLOSES = frozenset({CLOSE_TOO_SLOW, CLOSE_PROTOCOL_ERROR})
 CLOSE_TOO_BIG = 1009
 # "Try again later" is 4503, after HTTP 503. kpns_serve can send RFC 6455's
 # 1013 (devices.patches.daphne), but stock Daphne and other ASGI servers close only
@@ -211,8 +214,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         node = getattr(self, "_node", None)
         if node is not None:
             node.unwatch(self)
-        if self.session is not None:
-            await get_node().detach(self.session)
+            closed_badly = getattr(self, "_closed_badly", False)
+            if self.session is not None or closed_badly:
+                await node.detach(self.session, self.device_id, closed_badly)
             self.session = None
 
     async def _handle(self, frame: object) -> None:
@@ -341,6 +345,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self, code: int | bool | None = None, reason: str | None = None
     ) -> None:
         self._closing = True
+        if code in BAD_CLOSES:
+            self._closed_badly = True
         await super().close(code, reason)
 
     async def _send_frame(self, data: str | bytes) -> None:

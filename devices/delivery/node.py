@@ -163,10 +163,22 @@ class Node:
         self.sessions[session.device_id] = session
         return previous if previous is not session else None
 
-    async def detach(self, session: Session) -> None:
-        session.stop()
-        if self.sessions.get(session.device_id) is session:
-            del self.sessions[session.device_id]
+    async def detach(
+        self,
+        session: Session | None,
+        device_id: UUID,
+        closed_badly: bool = False,
+    ) -> None:
+        """Forget a closed socket's session (None: it never said hello) and
+        clear the device's presence; closed_badly: closed 4429 or 4400."""
+        connection_id = ""
+        if session is not None:
+            session.stop()
+            connection_id = session.connection_id
+            if self.sessions.get(device_id) is session:
+                del self.sessions[device_id]
+        if not (connection_id or closed_badly):
+            return
         if self.draining:
             # The drain's end clears this node's presence in one statement
             # (_forget): one write per socket made a 500-socket drain take
@@ -180,14 +192,14 @@ class Node:
             # (with the task's repr) took 47% of a server's samples in a
             # reconnect storm (docs/benchmarks.md).
             await asyncio.wait_for(
-                self.disconnects.disconnect(session.device_id, session.connection_id),
+                self.disconnects.disconnect(device_id, connection_id, closed_badly),
                 DETACH_WAIT_SECONDS,
             )
         except TimeoutError:
             pass  # still in its batch; failures are logged there
         except Exception:
             # The dead-node cleanup or the next connect corrects presence.
-            logger.warning("presence not cleared for %s", session.device_id)
+            logger.warning("presence not cleared for %s", device_id)
 
     def replaced(
         self, session: Session, previous_node: str | None, previous_conn: str | None

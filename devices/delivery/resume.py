@@ -235,14 +235,23 @@ def device_disconnect(*, device_id: UUID, connection_id: str) -> bool:
     return devices_disconnect(pairs=[(device_id, connection_id)]) == 1
 
 
-def devices_disconnect(*, pairs: list[tuple[UUID, str]]) -> int:
+def devices_disconnect(
+    *, pairs: list[tuple[UUID, str]], closed_badly: list[UUID] | None = None
+) -> int:
     """Mark devices offline, each unless a newer socket has taken over.
 
     One statement on PostgreSQL for any number of (device, connection):
     a mass disconnect (a network blip) wrote one UPDATE per socket, one
-    after the other on the event loop's ORM thread.
+    after the other on the event loop's ORM thread. Devices the server
+    closed 4429 or 4400 (`closed_badly`, rare) get their bad_close_at in
+    one more statement, whichever socket holds them now.
     """
     now = timezone.now()
+    if closed_badly:
+        Device.objects.filter(pk__in=sorted(set(closed_badly))).update(bad_close_at=now)
+    pairs = [pair for pair in pairs if pair[1]]
+    if not pairs:
+        return 0
     if connection.vendor == "postgresql" and len(pairs) > 1:
         table = connection.ops.quote_name(Device._meta.db_table)
         ordered = sorted(pairs)  # the devices' one lock order

@@ -20,6 +20,7 @@ CANARY = {
     "wave_percents": [10, 100],
     "wave_hold_seconds": 600,
     "canary_min_delivery_rate": 90,
+    "canary_max_close_rate": 20,
     "canary_action": "abort",
 }
 
@@ -35,6 +36,7 @@ def test_waves_and_thresholds_are_written_and_read(api):
         None,
     )
     assert (body["wave"], body["canary_reason"]) == (0, "")
+    assert body["canary_max_close_rate"] == 20
     patched = api.patch(
         f"/api/v1/campaigns/{body['id']}", {"wave_percents": [1, 10, 100]}
     )
@@ -64,6 +66,8 @@ def test_pause_resume_promote_and_the_waves_in_the_stats(api, app):
     ]
     assert stats["waves"][0]["sent"] == first
     assert stats["waves"][0]["delivery_rate"] == 0.0
+    assert (stats["waves"][0]["closed"], stats["waves"][0]["close_rate"]) == (0, 0.0)
+    assert stats["waves"][1]["close_rate"] is None  # nothing sent yet
     paused = api.post(f"{url}/pause")
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
     assert api.post(f"{url}/pause").status_code == 409

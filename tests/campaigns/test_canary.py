@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from campaigns import canary, content, lifecycle, sender
 from campaigns.models import Campaign, CampaignStatus
 from devices.delivery import receipts
-from devices.models import Delivery, DeliveryStatus
+from devices.models import Delivery, DeliveryStatus, Device
 from tests.factories import make_app, make_device
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -242,6 +242,55 @@ def test_devices_unregistering_after_the_push_count_as_opt_outs():
     assert campaign.status == CampaignStatus.CANCELLED
     assert campaign.canary_reason.startswith("Wave 1: opt-out rate ")
     assert "% > 20%: aborted at 12:10 UTC" in campaign.canary_reason
+
+
+def test_devices_closed_4429_or_4400_after_the_push_abort_the_wave():
+    app = make_app()
+    for _ in range(150):
+        make_device(app)
+    campaign = canary_campaign(
+        app, canary_min_delivery_rate=None, canary_max_close_rate=10
+    )
+    # Closed before the push was written: not a signal of this push.
+    Device.objects.update(bad_close_at=NOON - timedelta(minutes=1))
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    ack_all(campaign)  # delivered fine, but the sockets are then closed
+    first = sorted(received(campaign))
+    closed = first[: len(first) // 4 + 1]
+    Delivery.objects.filter(device_id__in=first).update(created_at=NOON)
+    Device.objects.filter(pk__in=closed).update(
+        bad_close_at=NOON + timedelta(minutes=3)
+    )
+    result = canary.wave_results(Campaign.objects.get(pk=campaign.pk))[0]
+    assert result.closed == len(closed)
+    # Not judged before the hold has passed.
+    assert canary.waves_judge_due(now=NOON + HOLD - timedelta(seconds=1)) == 0
+    assert canary.waves_judge_due(now=NOON + HOLD) == 1
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.CANCELLED
+    rate = round(100 * result.closed / len(first))
+    assert campaign.canary_reason == (
+        f"Wave 1: 4429/4400 close rate {rate}% > 10%: aborted at 12:10 UTC"
+    )
+
+
+def test_few_4429_closes_let_the_next_wave_go():
+    app = make_app()
+    for _ in range(150):
+        make_device(app)
+    campaign = canary_campaign(
+        app, canary_min_delivery_rate=None, canary_max_close_rate=50
+    )
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    first = sorted(received(campaign))
+    Delivery.objects.filter(device_id__in=first).update(created_at=NOON)
+    Device.objects.filter(pk=first[0]).update(bad_close_at=NOON)
+    assert canary.wave_results(Campaign.objects.get(pk=campaign.pk))[0].closed == 1
+    assert canary.waves_judge_due(now=NOON + HOLD) == 1
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENDING and campaign.wave == 1
 
 
 def test_crash_events_reported_by_the_app_abort_the_wave():
