@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("devices", "0010_message_control"),
+        ("devices", "0011_webhook_recall_events"),
     ]
 
     operations = [
