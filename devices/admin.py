@@ -17,12 +17,16 @@ from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from devices import recall_admin
 from devices.conf import kpns_setting
 from devices.delivery import caps, pushes, quiethours, revocation
+from devices.delivery.recall import control_counts
 from devices.integrations import apikeys, webhooks
 from devices.models import (
     ApiKey,
@@ -440,14 +444,81 @@ class MessageAdmin(GuardedModelAdmin):
     readonly_fields = [
         *(f.name for f in Message._meta.fields if f.name != "encrypted"),
         "content",
+        "recalls_and_updates",
     ]
+    actions = ["recall", "update_sent"]
 
     @admin.display(description="content")
     def content(self, message: Message) -> str:
         return e2ee_summary(message.encrypted) or "plain"
 
+    @admin.display(description="recalled / updated")
+    def recalls_and_updates(self, message: Message) -> str:
+        if message.control:
+            return "-"
+        found = control_counts(message.pk)
+        return (
+            f"{found['recalled']} device(s) acknowledged a recall, "
+            f"{found['updated']} an update"
+        )
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        message = self.get_object(request, object_id)
+        offered = self.get_actions(request)
+        extra_context = {
+            **(extra_context or {}),
+            "message_actions": [
+                name
+                for name in ("recall", "update_sent")
+                if name in offered and message is not None and not message.control
+            ],
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # A push sent by the API (or a test push) is recalled or updated here as
+    # a campaign is on its page: the same confirmation and counts.
+    @admin.action(description="Recall from every device", permissions=["change"])
+    @asks_confirmation(
+        "Devices that have it are told to remove it, now or when they "
+        "reconnect; devices that have not received it never will.",
+        label=recall_admin.MESSAGES.recall_label,
+    )
+    def recall(
+        self, request: HttpRequest, queryset: QuerySet[Message]
+    ) -> HttpResponse | None:
+        recall_admin.MESSAGES.recall_each(self, request, queryset)
+        return _back_to_change_page(request, queryset)
+
+    @admin.action(description="Update what was sent", permissions=["change"])
+    def update_sent(
+        self, request: HttpRequest, queryset: QuerySet[Message]
+    ) -> HttpResponse | None:
+        page = recall_admin.MESSAGES.update_page(self, request, queryset)
+        return page if page is not None else _back_to_change_page(request, queryset)
+
+
+def _back_to_change_page(
+    request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
+    """An action run from an object's page lands back on that page."""
+    if request.POST.get("return_to") != "change":
+        return None
+    obj = queryset.first()
+    if obj is None:
+        return None
+    opts = obj._meta
+    return redirect(
+        reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    )
 
 
 @admin.register(Delivery)
