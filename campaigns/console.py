@@ -89,7 +89,7 @@ def campaigns_with_figures(queryset: QuerySet[Campaign]) -> QuerySet[Campaign]:
     """The list's sortable figures: sent to, delivered %, opened %.
 
     Summed from the counters (devices.delivery.counters) of the campaign's
-    messages (one per variant and language, campaigns.content), one
+    messages (one per wave, variant and language, campaigns.content), one
     subquery per column over at most 9 rows per message.
     """
     return queryset.annotate(

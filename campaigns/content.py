@@ -16,9 +16,9 @@ every device of a chunk the sender (campaigns.sender) asks here for:
 3. its content: campaigns.personalize.render of those fields for the device.
 
 Devices whose final content is equal share one Message, made the first
-time a device needs it and recorded as a CampaignMessage (campaign,
-variant, locale, content hash): a later chunk, slice or phase with the same
-content reuses it, so stats per variant and language add up.
+time a device needs it and recorded as a CampaignMessage (campaign, canary
+wave, variant, locale, content hash): a later chunk, slice or phase with the
+same content reuses it, so stats per wave, variant and language add up.
 """
 
 import hashlib
@@ -71,6 +71,9 @@ class Portion:
     content_hash: str
     fields: dict[str, Any]
     device_ids: list[UUID] = field(default_factory=list)
+    # A canary rollout's wave (campaigns.canary): a message per wave, so
+    # each wave's counts are its messages' counters.
+    wave: int = 0
 
 
 def locale_key(locale: str) -> str:
@@ -105,6 +108,15 @@ def device_bucket(campaign_id: int, device_id: Any) -> int:
     """The device's fixed place in 0 .. BUCKETS-1 for this campaign."""
     digest = hashlib.sha256(f"{campaign_id}:{device_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def wave_of(bucket: int, percents: list[int]) -> int:
+    """The canary wave (0-based) of a device in `bucket`, for cumulative
+    `percents` of the audience (campaigns.canary)."""
+    for index, percent in enumerate(percents):
+        if bucket < percent * BUCKETS // 100:
+            return index
+    return len(percents) - 1
 
 
 def in_test_group(bucket: int, test_percent: int | None) -> bool:
@@ -186,13 +198,16 @@ def chunk_portions(campaign: Campaign, devices: list[Device]) -> list[Portion]:
     # Per variant and language: its content, and its hash when it has no
     # placeholders (render leaves it as it is: no per-device work).
     fixed: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
-    portions: dict[tuple[str, str, str], Portion] = {}
+    portions: dict[tuple[int, str, str, str], Portion] = {}
+    waves = list(campaign.wave_percents or [])
     for device in devices:
+        bucket = device_bucket(campaign.pk, device.pk)
+        wave = wave_of(bucket, waves) if waves else 0
         key = (
             "A"
             if plain
             else variant_for(
-                device_bucket(campaign.pk, device.pk),
+                bucket,
                 shares,
                 test_percent=campaign.test_percent,
                 winner=campaign.winner,
@@ -211,10 +226,10 @@ def chunk_portions(campaign: Campaign, devices: list[Device]) -> list[Portion]:
         if digest is None:
             fields = personalize.render(fields, device)
             digest = content_hash(fields)
-        portion = portions.get((key, locale, digest))
+        portion = portions.get((wave, key, locale, digest))
         if portion is None:
-            portion = portions[key, locale, digest] = Portion(
-                key, locale, digest, fields
+            portion = portions[wave, key, locale, digest] = Portion(
+                key, locale, digest, fields, wave=wave
             )
         portion.device_ids.append(device.pk)
     return list(portions.values())
@@ -258,13 +273,13 @@ def base_message(campaign: Campaign, *, expires_at: datetime, now: datetime) -> 
     return _message_get_or_create(campaign, portion, expires_at, now)
 
 
-def _key(portion: Portion) -> tuple[str, str, str]:
-    return (portion.variant, portion.locale, portion.content_hash)
+def _key(portion: Portion) -> tuple[int, str, str, str]:
+    return (portion.wave, portion.variant, portion.locale, portion.content_hash)
 
 
 def _messages_get_or_create(
     campaign: Campaign, portions: list[Portion], expires_at: datetime, now: datetime
-) -> dict[tuple[str, str, str], Message]:
+) -> dict[tuple[int, str, str, str], Message]:
     """The message of each portion's content, the missing ones made in bulk.
 
     Personalised content can make a message per device: made one by one
@@ -293,9 +308,10 @@ def _messages_get_or_create(
                 CampaignMessage(
                     campaign_id=campaign.pk,
                     message=made[key],
-                    variant=key[0],
-                    locale=key[1],
-                    content_hash=key[2],
+                    wave=key[0],
+                    variant=key[1],
+                    locale=key[2],
+                    content_hash=key[3],
                 )
                 for key in made
             ],
@@ -320,13 +336,14 @@ def _messages_get_or_create(
 
 def _links(
     campaign: Campaign, portions: list[Portion]
-) -> dict[tuple[str, str, str], Message]:
+) -> dict[tuple[int, str, str, str], Message]:
     links = CampaignMessage.objects.filter(
         campaign_id=campaign.pk,
         content_hash__in={p.content_hash for p in portions},
     ).select_related("message")
     return {
-        (link.variant, link.locale, link.content_hash): link.message for link in links
+        (link.wave, link.variant, link.locale, link.content_hash): link.message
+        for link in links
     }
 
 
@@ -335,6 +352,7 @@ def _message_get_or_create(
 ) -> Message:
     link = CampaignMessage.objects.filter(
         campaign_id=campaign.pk,
+        wave=portion.wave,
         variant=portion.variant,
         locale=portion.locale,
         content_hash=portion.content_hash,
@@ -361,6 +379,7 @@ def _message_get_or_create(
                 CampaignMessage.objects.create(
                     campaign_id=campaign.pk,
                     message=message,
+                    wave=portion.wave,
                     variant=portion.variant,
                     locale=portion.locale,
                     content_hash=portion.content_hash,

@@ -404,7 +404,7 @@ class CampaignLanguage(models.Model):
 
 
 class CampaignMessage(models.Model):
-    """One message a campaign sent: a variant, a language, one content.
+    """One message a campaign sent: a wave, a variant, a language, one content.
 
     Made by the sender the first time a device needs that content
     (campaigns.content); stats, cancel and results read a campaign's
@@ -421,12 +421,15 @@ class CampaignMessage(models.Model):
     # The language version chosen; "" is the variant's own (fallback).
     locale = models.CharField(max_length=16, blank=True)
     content_hash = models.CharField(max_length=64)
+    # A canary rollout's wave (0-based; 0 without waves): a message per
+    # wave, so a wave's counts are its messages' counters (campaigns.canary).
+    wave = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["campaign", "variant", "locale", "content_hash"],
-                name="uniq_campaign_content",
+                fields=["campaign", "wave", "variant", "locale", "content_hash"],
+                name="uniq_campaign_wave_content",
             )
         ]
 

@@ -230,8 +230,8 @@ def chunk_sent(
 
 
 def _messages_of(campaign: Campaign) -> QuerySet:
-    """The ids of every message the campaign sent (one per variant, language
-    and content: campaigns.content), as a subquery."""
+    """The ids of every message the campaign sent (one per wave, variant,
+    language and content: campaigns.content), as a subquery."""
     return CampaignMessage.objects.filter(campaign_id=campaign.pk).values("message_id")
 
 

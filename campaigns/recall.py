@@ -1,7 +1,7 @@
 """Recall or update every message a campaign sent (devices.delivery.recall).
 
-A campaign has one message per variant and language (CampaignMessage); each
-is recalled or updated on its own devices.
+A campaign has one message per canary wave, variant and language
+(CampaignMessage); each is recalled or updated on its own devices.
 """
 
 from typing import Any

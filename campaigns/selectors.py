@@ -26,8 +26,8 @@ BREAKDOWN_COLUMNS = ("targeted", "sent", "delivered", "opened")
 
 
 def campaign_message_ids(campaign: Campaign) -> list[Any]:
-    """Every message the campaign sent (one per variant, language and
-    distinct content: campaigns.content)."""
+    """Every message the campaign sent (one per canary wave, variant,
+    language and distinct content: campaigns.content)."""
     return list(
         CampaignMessage.objects.filter(campaign_id=campaign.pk).values_list(
             "message_id", flat=True
@@ -75,21 +75,23 @@ def campaign_stats(campaign: Campaign) -> dict[str, int]:
     }
 
 
-def campaign_counts_by(campaign: Campaign, key: str) -> dict[str, dict[str, int]]:
-    """Counter totals per variant or per language ("locale"), one grouped
-    read of the messages' counters (exact: the sender's messages start at
-    zero, devices.delivery.counters)."""
+def campaign_counts_by(
+    campaign: Campaign, key: str, columns: tuple[str, ...] = BREAKDOWN_COLUMNS
+) -> dict[Any, dict[str, int]]:
+    """Counter totals per variant, language ("locale") or canary wave, one
+    grouped read of the messages' counters (exact: the sender's messages
+    start at zero, devices.delivery.counters)."""
     link = f"message__campaign_link__{key}"
     rows = (
         MessageCount.objects.filter(message__campaign_link__campaign_id=campaign.pk)
         .values(link)
-        .annotate(**{name: Sum(name) for name in BREAKDOWN_COLUMNS})
+        .annotate(**{name: Sum(name) for name in {"targeted", *columns}})
         .order_by(link)
     )
     # Variant A's base message (Campaign.message) may have reached nobody:
     # personalised or translated content went in other messages.
     return {
-        row[link]: {name: int(row[name] or 0) for name in BREAKDOWN_COLUMNS}
+        row[link]: {name: int(row[name] or 0) for name in columns}
         for row in rows
         if row["targeted"]
     }

@@ -109,6 +109,19 @@ class Device(models.Model):
             models.Index(fields=["app", "last_seen_at"], name="device_app_seen_idx"),
             models.Index(fields=["app", "node"], name="device_app_node_idx"),
             models.Index(fields=["node"], name="device_node_idx"),
+            # Canary waves count the devices revoked or closed 4429/4400
+            # since their campaign started (campaigns.canary): read from
+            # these few rows, not by joining every delivery of the campaign.
+            models.Index(
+                fields=["revoked_at"],
+                condition=Q(revoked_at__isnull=False),
+                name="device_revoked_idx",
+            ),
+            models.Index(
+                fields=["bad_close_at"],
+                condition=Q(bad_close_at__isnull=False),
+                name="device_bad_close_idx",
+            ),
         ]
 
     def __str__(self) -> str:

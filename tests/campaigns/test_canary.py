@@ -5,11 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from campaigns import canary, content, lifecycle, sender
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.models import Campaign, CampaignMessage, CampaignStatus
 from devices.delivery import receipts
-from devices.models import Delivery, DeliveryStatus, Device
+from devices.models import Delivery, DeliveryStatus, Device, MessageEvent
 from tests.factories import make_app, make_device
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -206,6 +207,96 @@ def test_manual_pause_holds_sending_and_promote_skips_the_hold():
     assert received(campaign) == {d.pk for d in devices}
     with pytest.raises(ValidationError):
         canary.wave_promote(campaign=campaign, now=NOON)
+
+
+def counted_row_by_row(campaign):
+    """Each wave's figures from the delivery rows, one by one."""
+    figures = [[0] * 7 for _ in campaign.wave_percents]
+    rows = Delivery.objects.filter(message__campaign_link__campaign=campaign)
+    for row in rows.select_related("device"):
+        bucket = content.device_bucket(campaign.pk, row.device_id)
+        counts = figures[canary.wave_of(bucket, campaign.wave_percents)]
+        device = row.device
+        counts[0] += 1
+        counts[1] += row.delivered_at is not None
+        counts[2] += row.opened_at is not None
+        counts[3] += row.status in (DeliveryStatus.EXPIRED, DeliveryStatus.DROPPED)
+        counts[4] += bool(device.revoked_at and device.revoked_at >= row.created_at)
+        counts[5] += bool(device.bad_close_at and device.bad_close_at >= row.created_at)
+        counts[6] += MessageEvent.objects.filter(
+            device_id=row.device_id, message_id=row.message_id, name="crash"
+        ).exists()
+    return figures
+
+
+def test_each_wave_has_its_own_messages_and_its_figures_match_the_rows(
+    django_assert_max_num_queries,
+):
+    from devices.registry.message_events import message_event_record
+    from devices.registry.services import device_deactivate
+
+    app = make_app()
+    devices = [
+        make_device(app, locale="fr" if i % 3 == 0 else "en")[0] for i in range(200)
+    ]
+    campaign = lifecycle.campaign_create(
+        app=app,
+        name="Canary",
+        title="Hi",
+        wave_percents=[20, 60, 100],
+        wave_hold_seconds=600,
+        canary_event_name="crash",
+        languages=[{"variant": "A", "locale": "fr", "title": "Salut"}],
+    )
+    lifecycle.campaign_schedule_now(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    canary.wave_promote(campaign=campaign, now=NOON)
+    sender.send_due(now=NOON)
+    campaign.refresh_from_db()
+    # A message per wave and language: waves 0 and 1 sent, 2 waiting.
+    links = CampaignMessage.objects.filter(campaign=campaign)
+    assert sorted(links.values_list("wave", "locale")) == [
+        (0, ""),
+        (0, "fr"),
+        (1, ""),
+        (1, "fr"),
+    ]
+    rows = list(
+        Delivery.objects.filter(message__campaign_link__campaign=campaign).order_by(
+            "pk"
+        )
+    )
+    by_id = {d.pk: d for d in devices}
+    # Every signal, on different rows of both waves.
+    receipts.receipts_record(
+        receipts.Receipts(delivered=[r.pk for r in rows[::2]], opened=[])
+    )
+    receipts.receipts_record(
+        receipts.Receipts(
+            opened=[(r.device_id, r.seq, str(r.message_id)) for r in rows[::4]]
+        )
+    )
+    for row in rows[1::5]:
+        message_event_record(
+            device=by_id[row.device_id], message_id=row.message_id, name="crash"
+        )
+    for row in rows[3::7]:
+        device_deactivate(device=by_id[row.device_id])
+    Device.objects.filter(pk__in=[r.device_id for r in rows[5::6]]).update(
+        bad_close_at=timezone.now()
+    )
+    receipts.expire_due(now=timezone.now() + timedelta(days=30))
+    campaign.refresh_from_db()
+    with django_assert_max_num_queries(6):
+        results = canary.wave_results(campaign)
+    figures = [
+        [r.sent, r.delivered, r.opened, r.errors, r.opted_out, r.closed, r.events]
+        for r in results
+    ]
+    assert figures == counted_row_by_row(campaign)
+    assert figures[0][0] and figures[1][0] and not figures[2][0]
+    assert all(all(value for value in wave) for wave in figures[:2])
+    assert [r.released for r in results] == [True, True, False]
 
 
 def test_a_resent_chunk_assigns_the_same_wave():
