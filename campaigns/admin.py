@@ -488,6 +488,7 @@ class CampaignAdmin(GuardedModelAdmin):
             extra["variants"] = list(campaign.variants.all())
             extra["languages"] = list(campaign.languages.all())
             extra["waves"] = canary_console.waves_shown(campaign)
+            extra["canary_reason"] = canary_console.reason_shown(campaign)
             extra["wave_hold_words"] = duration_words(campaign.wave_hold_seconds)
             if campaign.status != CampaignStatus.DRAFT:
                 extra.update(_breakdowns(campaign))

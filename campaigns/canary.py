@@ -301,16 +301,23 @@ def wave_judge(*, campaign: Campaign, now: datetime) -> Campaign:
     action = "paused" if campaign.canary_action == "pause" else "aborted"
     reason = (
         f"Wave {campaign.wave + 1}: {'; '.join(breaches)}: "
-        f"{action} at {now.astimezone(UTC):%H:%M} UTC"
+        f"{action} at {verdict_time(now)}"
     )
     if action == "paused":
         return _pause(campaign, now, reason=reason, auto=True)
     cancelled, recalled = _abort(campaign, now)
     if recalled is not None:
         reason += f"; recalled from {recalled} devices"
-    Campaign.objects.filter(pk=cancelled.pk).update(canary_reason=reason)
-    cancelled.canary_reason = reason
+    Campaign.objects.filter(pk=cancelled.pk).update(
+        canary_reason=reason, canary_verdict_at=now
+    )
+    cancelled.canary_reason, cancelled.canary_verdict_at = reason, now
     return cancelled
+
+
+def verdict_time(at: datetime) -> str:
+    """The verdict's time as the stored reason says it (the API's, in UTC)."""
+    return f"{at.astimezone(UTC):%H:%M} UTC"
 
 
 def campaign_abort(
@@ -418,7 +425,7 @@ def _pause(campaign: Campaign, now: datetime, *, reason: str, auto: bool) -> Cam
 
     fields: dict[str, Any] = {"canary_auto_paused": auto}
     if reason:
-        fields["canary_reason"] = reason
+        fields["canary_reason"], fields["canary_verdict_at"] = reason, now
     return lifecycle.campaign_transition(
         campaign=campaign, to=CampaignStatus.PAUSED, **fields
     )

@@ -3,8 +3,20 @@ against the campaign's thresholds, in words (campaigns.canary)."""
 
 from typing import Any
 
+from django.utils import timezone
+
 from campaigns import canary
 from campaigns.models import Campaign
+
+
+def reason_shown(campaign: Campaign) -> str:
+    """The judge's reason with its time in the marketer's zone (the active
+    one, campaigns.timezones), as every other time on the page."""
+    reason, at = campaign.canary_reason, campaign.canary_verdict_at
+    if at is None:
+        return reason
+    local = timezone.localtime(at)
+    return reason.replace(f" at {canary.verdict_time(at)}", f" at {local:%H:%M}", 1)
 
 
 def waves_shown(campaign: Campaign) -> list[dict[str, Any]]:

@@ -205,6 +205,9 @@ class Campaign(models.Model):
     wave = models.PositiveSmallIntegerField(default=0, editable=False)
     wave_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
     canary_reason = models.TextField(blank=True, editable=False)
+    # When the judge last paused or aborted it: the campaign page shows the
+    # reason's time in the marketer's zone (campaigns.canary_console).
+    canary_verdict_at = models.DateTimeField(null=True, blank=True, editable=False)
     canary_auto_paused = models.BooleanField(default=False, editable=False)
     # Lifecycle
     status = models.CharField(

@@ -140,6 +140,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "wave",
             "wave_sent_at",
             "canary_reason",
+            "canary_verdict_at",
             "status",
             "message_id",
             "created_at",

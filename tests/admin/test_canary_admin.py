@@ -1,7 +1,8 @@
 """Canary waves on the campaign page, and pause, resume and promote with
 their confirmation pages, as a Marketer through Django's test client."""
 
-from datetime import timedelta
+import zoneinfo
+from datetime import UTC, timedelta
 
 import pytest
 from django.utils import timezone
@@ -79,8 +80,15 @@ def test_the_page_shows_each_wave_and_why_it_aborted(client, marketer):
     canary.waves_judge_due(now=timezone.now() + timedelta(seconds=601))
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.CANCELLED
+    # The marketer's zone (the cookie the admin's script sets): the abort
+    # time is shown in it, as every time on the page; the API keeps UTC.
+    client.cookies["kpns_tz"] = "Asia/Tokyo"
     page = client.get(f"{CAMPAIGNS}{campaign.pk}/change/").content.decode()
-    assert "Wave 1: delivery rate 0% &lt; 90%: aborted at" in page
+    tokyo = campaign.canary_verdict_at.astimezone(zoneinfo.ZoneInfo("Asia/Tokyo"))
+    utc = campaign.canary_verdict_at.astimezone(UTC)
+    assert campaign.canary_reason.endswith(f"aborted at {utc:%H:%M} UTC")
+    assert f"Wave 1: delivery rate 0% &lt; 90%: aborted at {tokyo:%H:%M}<" in page
+    assert f"{utc:%H:%M} UTC" not in page
     assert "kpns-wave-failed" in page
     assert "(threshold ≥ 90%) ✗" in page
     # Nothing left to pause, resume or promote.

@@ -1,9 +1,10 @@
 """A canary campaign in a real browser (Debian's Chromium) as a Marketer,
 at 1366 x 900: composed with two waves and a delivery-rate threshold, sent,
 its first wave mostly unacknowledged, judged by the scheduler's step with a
-later clock, and the waves with the abort reason shown on the campaign
-page. Full page screenshot var/screenshots/console-canary-abort.png."""
+later clock, and the waves with the abort reason (its time in the
+marketer's zone) shown on the campaign page. Full page screenshot var/screenshots/console-canary-abort.png."""
 
+import zoneinfo
 from datetime import timedelta
 
 import pytest
@@ -80,7 +81,12 @@ def test_canary_waves_and_the_abort_reason_on_the_campaign_page(console, orm):
     page.wait_for_selector("#kpns-canary-reason")
     rate = round(100 * acked / first)
     reason = page.inner_text("#kpns-canary-reason")
-    assert reason.startswith(f"Wave 1: delivery rate {rate}% < 90%: aborted at")
+    # The abort time in the marketer's zone (the browser's, Europe/Paris),
+    # as every time on the page; the stored reason (the API's) is in UTC.
+    paris = later.astimezone(zoneinfo.ZoneInfo(base.ZONE))
+    assert reason == f"Wave 1: delivery rate {rate}% < 90%: aborted at {paris:%H:%M}"
+    assert orm(Campaign.objects.get).canary_reason.endswith(f"{later:%H:%M} UTC")
+    assert paris.strftime("%H:%M") != later.strftime("%H:%M")
     row = page.inner_text('#wave-stats tr[data-wave="1"]')
     assert "failed" in row and "threshold ≥ 90%" in row
     assert not page.is_visible("button[value=promote]")
