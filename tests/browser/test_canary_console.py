@@ -2,7 +2,8 @@
 at 1366 x 900: composed with two waves and a delivery-rate threshold, sent,
 its first wave mostly unacknowledged, judged by the scheduler's step with a
 later clock, and the waves with the abort reason (its time in the
-marketer's zone) shown on the campaign page. Full page screenshot var/screenshots/console-canary-abort.png."""
+marketer's zone) shown on the campaign page. Full page screenshot
+var/screenshots/console-canary-abort.png."""
 
 import zoneinfo
 from datetime import timedelta
