@@ -122,7 +122,7 @@ def test_the_device_locale_picks_the_most_specific_version_by_prefix():
         "fr-CA": {"targeted": 2, "sent": 0, "delivered": 0, "opened": 0},
     }
     rows = {row[0]: row for row in campaign_results(campaign)}
-    assert rows[fr_ca.pk][-3:-1] == ("A", "fr-CA")
+    assert rows[fr_ca.pk][8:10] == ("A", "fr-CA")  # variant, language
 
 
 def open_all(campaign, variant, *, opened=True):
