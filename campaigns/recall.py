@@ -63,10 +63,11 @@ def campaign_recall(*, campaign: Campaign) -> dict[str, int]:
 def campaign_update(*, campaign: Campaign, changes: dict[str, Any]) -> dict[str, int]:
     """Apply the same changes to each message (every variant and language)."""
     _check_sent(campaign)
-    results = [
-        recall.message_update(message=m, changes=changes)
-        for m in campaign_messages(campaign)
-    ]
+    messages = campaign_messages(campaign)
+    # Checked for all before any is rewritten: a refusal changes nothing.
+    if recall.recalled_any(messages):
+        raise lifecycle.CampaignStateError({"status": ["This campaign was recalled."]})
+    results = [recall.message_update(message=m, changes=changes) for m in messages]
     return _totals(results)
 
 

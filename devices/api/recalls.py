@@ -13,7 +13,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from devices.api.base import ServerAPIView
+from devices.api.base import Conflict, ServerAPIView
 from devices.api.schema import problem
 from devices.api.serializers import NoFieldsSerializer, StrictSerializer
 from devices.delivery import recall
@@ -98,13 +98,16 @@ class MessageUpdateView(_MessageControlView):
         "not yet sent carry the new content, devices that may show the old "
         "one get an `update` frame.",
         request=UpdateSerializer,
-        responses={200: ControlResultSerializer, **problem(404)},
+        responses={200: ControlResultSerializer, **problem(404), **problem(409)},
     )
     def post(self, request: Request, message_id: UUID) -> Response:
         message = self.message(message_id)
         incoming = UpdateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        result = recall.message_update(
-            message=message, changes=dict(incoming.validated_data)
-        )
+        try:
+            result = recall.message_update(
+                message=message, changes=dict(incoming.validated_data)
+            )
+        except recall.RecalledError as exc:
+            raise Conflict(" ".join(exc.messages)) from exc
         return Response(ControlResultSerializer(result_body(result)).data)

@@ -85,6 +85,11 @@ def message_recall(*, message: Message) -> ControlResult:
     return ControlResult(message.pk, control, cancelled, len(targets))
 
 
+class RecalledError(ValidationError):
+    """An update of a message already recalled: the apps removed it, so
+    there is nothing left to rewrite (a 409 in the API)."""
+
+
 def message_update(*, message: Message, changes: dict[str, Any]) -> ControlResult:
     """Replace some of title, body, url, image, data of a sent message:
     pending deliveries carry the new content, devices that may have the
@@ -102,6 +107,8 @@ def message_update(*, message: Message, changes: dict[str, Any]) -> ControlResul
         )
     with transaction.atomic():
         locked = Message.objects.select_for_update().get(pk=message.pk)
+        if recalled_any([locked]):
+            raise RecalledError({"__all__": ["This message was recalled."]})
         for name, value in changes.items():
             setattr(locked, name, value)
         messages.message_validate(locked)
@@ -111,6 +118,13 @@ def message_update(*, message: Message, changes: dict[str, Any]) -> ControlResul
         targets = control_targets(locked)
         control = _control_send(locked, Control.UPDATE, targets) if targets else None
     return ControlResult(message.pk, control, 0, len(targets))
+
+
+def recalled_any(messages: list[Message]) -> bool:
+    """Whether any of the messages was recalled."""
+    return Message.objects.filter(
+        control_of__in=messages, control=Control.RECALL
+    ).exists()
 
 
 def control_counts(message_id: Any) -> dict[str, int]:

@@ -100,3 +100,35 @@ def test_campaign_recall_and_update_act_on_its_messages(api, app):
     assert recalled.status_code == 200, recalled.content
     assert recalled.json() == {"messages": 1, "cancelled": 2, "targets": 0}
     assert not Delivery.objects.filter(status=DeliveryStatus.PENDING).exists()
+
+
+def test_an_update_after_a_recall_is_a_409_that_changes_nothing(api, app):
+    device, _ = make_device(app)
+    message = _sent_to(app, device)
+    Delivery.objects.filter(device=device).update(status=DeliveryStatus.DELIVERED)
+    assert api.post(f"/api/v1/messages/{message.pk}/recall").json()["targets"] == 1
+    refused = api.post(f"/api/v1/messages/{message.pk}/update", {"title": "Oops"})
+    assert refused.status_code == 409, refused.content
+    assert refused["Content-Type"] == "application/problem+json"
+    assert "recalled" in refused.json()["detail"]
+    message.refresh_from_db()
+    assert message.title == "Wrong price"
+    assert not Message.objects.filter(control="update").exists()
+
+
+def test_a_campaign_update_after_a_recall_is_a_409_that_changes_nothing(api, app):
+    make_device(app, tags=["vip"])
+    created = create(api)
+    assert api.post(f"/api/v1/campaigns/{created['id']}/send").status_code == 200
+    send_due(now=timezone.now())
+    Delivery.objects.update(status=DeliveryStatus.DELIVERED)
+    assert api.post(f"/api/v1/campaigns/{created['id']}/recall").json()["targets"] == 1
+    refused = api.post(
+        f"/api/v1/campaigns/{created['id']}/update", {"title": "Spring sale 2"}
+    )
+    assert refused.status_code == 409, refused.content
+    titles = Message.objects.filter(campaign_link__isnull=False).values_list(
+        "title", flat=True
+    )
+    assert "Spring sale 2" not in set(titles)
+    assert not Message.objects.filter(control="update").exists()
