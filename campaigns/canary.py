@@ -33,13 +33,13 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F
 from django.utils import timezone
 
 from campaigns.content import device_bucket, wave_of
 from campaigns.models import Campaign, CampaignMessage, CampaignSlice, CampaignStatus
 from campaigns.selectors import campaign_counts_by
-from devices.models import Delivery, MessageEvent
+from devices.models import Delivery, Device, MessageEvent
 from devices.registry.message_events import EVENT_NAME
 
 MAX_WAVES = 10
@@ -227,15 +227,19 @@ def wave_results(campaign: Campaign) -> list[WaveResult]:
 
 
 def _devices_per_wave(campaign: Campaign, moment: str, since: Any) -> dict[int, int]:
-    """Per wave, the deliveries whose device's `moment` (revoked_at,
-    bad_close_at) came after the push was written to it."""
+    """Per wave, the devices whose `moment` (revoked_at, bad_close_at) came
+    after the campaign's push was written to them. Read from those devices
+    (an index range since the start) into their deliveries: a plain join
+    of the campaign's deliveries to them scanned all of a million-device
+    campaign's rows (1.1 s, against 0.4 s with 1% of its devices revoked)."""
+    since_start = Device.objects.filter(
+        **{f"{moment}__gte": since}, app_id=campaign.app_id
+    )
     return _per_wave(
         Delivery.objects.filter(
-            # The first condition follows from the second (a push is
-            # written after the start) but is an index range to start from.
-            Q(**{f"device__{moment}__gte": since}),
-            Q(**{f"device__{moment}__gte": F("created_at")}),
+            device_id__in=since_start.values("pk"),
             message__campaign_link__campaign_id=campaign.pk,
+            **{f"device__{moment}__gte": F("created_at")},
         ),
         "message__campaign_link__wave",
     )
