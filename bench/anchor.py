@@ -179,7 +179,7 @@ def _mosquitto(
     broker: Broker, platform: Platform, count: int, sends: int
 ) -> dict[str, Any]:
     baseline = broker.rss()
-    clients = _start_clients(broker, count)
+    clients = _start_clients(broker, platform, count)
     try:
         connected = platform.connect(clients)
         time.sleep(5)  # settle, as the KPNS idle figure does
@@ -218,7 +218,9 @@ def _mosquitto(
     }
 
 
-def _start_clients(broker: Broker, count: int) -> list[subprocess.Popen]:
+def _start_clients(
+    broker: Broker, platform: Platform, count: int
+) -> list[subprocess.Popen]:
     processes = max(1, math.ceil(count / SOCKETS_PER_CLIENT))
     per = math.ceil(count / processes)
     clients = []
@@ -227,6 +229,8 @@ def _start_clients(broker: Broker, count: int) -> list[subprocess.Popen]:
         command = [sys.executable, "-m", "bench.mqttload", "--port", str(broker.port)]
         command += ["--first", str(first), "--count", str(min(per, count - first))]
         command += ["--source", f"127.0.0.{FIRST_SOURCE + index}"]
+        if platform.sync_pings:
+            command.append("--sync-pings")
         clients.append(
             subprocess.Popen(
                 command,

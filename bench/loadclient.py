@@ -23,6 +23,8 @@ CONNECT_CONCURRENCY = 200
 CONNECT_TIMEOUT = 30.0
 # An overloaded server times handshakes out; each device retries, bounded.
 CONNECT_ATTEMPTS = 6
+# Each device pings this often, well inside the server's 75 s idle timeout.
+HEARTBEAT_SECONDS = 20
 
 
 class Receipts:
@@ -145,6 +147,12 @@ class LoadClient:
         self.receipts = Receipts()
         return report
 
+    def ping_share(self, share: int, shares: int) -> None:
+        """Ping one share of the devices (every `shares`-th from `share`)."""
+        for device in self.devices[share::shares]:
+            if device.transport is not None:
+                device.transport.send(picows.WSMsgType.TEXT, b'{"type":"ping"}')
+
     async def ping_all(self) -> None:
         for device in self.devices:
             if device.transport is not None:
@@ -183,7 +191,7 @@ async def main(args: argparse.Namespace) -> None:
     await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
     )
-    heartbeat = asyncio.ensure_future(_heartbeats(client))
+    heartbeat = asyncio.ensure_future(_heartbeats(client, args.sync_pings))
     while True:
         line = (await reader.readline()).decode().strip()
         if not line or line == "close":
@@ -199,11 +207,24 @@ async def main(args: argparse.Namespace) -> None:
     heartbeat.cancel()
 
 
-async def _heartbeats(client: LoadClient) -> None:
-    # Well inside the server's 75 s idle timeout.
+async def _heartbeats(client: LoadClient, together: bool) -> None:
+    """Each device pings every HEARTBEAT_SECONDS, as the SDKs do.
+
+    An SDK pings on its own timer from its own welcome, so a server sees
+    its devices' pings spread over the interval: here a twentieth of them
+    each second. `together` (--sync-pings) pings every device at the same
+    moment instead, as this client did before: 10,000 pings in one burst
+    every 20 s stalled every push behind them (docs/benchmarks.md).
+    """
+    if together:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await client.ping_all()
+    share = 0
     while True:
-        await asyncio.sleep(20)
-        await client.ping_all()
+        await asyncio.sleep(1)
+        client.ping_share(share, HEARTBEAT_SECONDS)
+        share = (share + 1) % HEARTBEAT_SECONDS
 
 
 def _answer(payload: dict[str, Any]) -> None:
@@ -217,4 +238,7 @@ if __name__ == "__main__":
     parser.add_argument("--url", action="append", required=True)
     parser.add_argument("--source", default="127.0.0.1")
     parser.add_argument("--no-ack", action="store_true")
+    parser.add_argument(
+        "--sync-pings", action="store_true", help="every device pings at once"
+    )
     uvloop.run(main(parser.parse_args()))

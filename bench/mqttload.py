@@ -232,10 +232,18 @@ class Devices:
         self.times, self.duplicates = {}, 0
         return report
 
-    async def keepalive(self) -> None:
-        while True:  # well inside the 60 s keep-alive (1.5x is the limit)
-            await asyncio.sleep(KEEPALIVE_SECONDS / 2)
-            for session in self.sessions:
+    async def keepalive(self, together: bool) -> None:
+        """A PINGREQ from each session every KEEPALIVE_SECONDS / 2 (well
+        inside the keep-alive; 1.5x is the limit), each on its own timer as
+        for bench/loadclient.py's devices: a share of them each second, or
+        all at once with `together`."""
+        shares = KEEPALIVE_SECONDS // 2
+        share = 0
+        while True:
+            await asyncio.sleep(shares if together else 1)
+            chosen = self.sessions if together else self.sessions[share::shares]
+            share = (share + 1) % shares
+            for session in chosen:
                 if session.transport is not None and not session.closed:
                     session.transport.write(bytes([PINGREQ, 0]))
 
@@ -253,7 +261,7 @@ async def main(args: argparse.Namespace) -> None:
     await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
     )
-    keepalive = asyncio.ensure_future(devices.keepalive())
+    keepalive = asyncio.ensure_future(devices.keepalive(args.sync_pings))
     while True:
         line = (await reader.readline()).decode().strip()
         if not line or line == "close":
@@ -279,4 +287,7 @@ if __name__ == "__main__":
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--source", default="127.0.0.1")
+    parser.add_argument(
+        "--sync-pings", action="store_true", help="every session pings at once"
+    )
     uvloop.run(main(parser.parse_args()))

@@ -31,8 +31,12 @@ class Platform:
         servers: int,
         register: str = "copy",
         http_workers: int = 2,
+        sync_pings: bool = False,
     ) -> None:
         self.device_count = devices
+        # The load clients' devices ping at once instead of each on its own
+        # timer (bench/loadclient.py, --sync-pings).
+        self.sync_pings = sync_pings
         self.server_count = servers
         self.http_workers = http_workers
         # "copy": devices inserted in bulk (fast, for 20,000 and more);
@@ -170,6 +174,8 @@ class Platform:
             command = [sys.executable, "-m", "bench.loadclient"]
             command += ["--devices", str(token_file)]
             command += ["--source", f"127.0.0.{first_source + index}"]
+            if self.sync_pings:
+                command.append("--sync-pings")
             for url in urls:
                 command += ["--url", url]
             clients.append(

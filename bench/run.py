@@ -164,6 +164,13 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
+        "--sync-pings",
+        action="store_true",
+        help="every load-client device pings at the same moment, every 20 s "
+        "(the harness before: a heartbeat storm); default: each device on its "
+        "own timer, as the SDKs do",
+    )
+    parser.add_argument(
         "--offline",
         type=int,
         default=100_000,
@@ -195,6 +202,7 @@ def main() -> None:
         servers=args.servers,
         register=args.register,
         http_workers=args.http_workers,
+        sync_pings=args.sync_pings,
     ) as platform:
         report: dict[str, Any] = {
             "devices": args.devices,
@@ -202,6 +210,7 @@ def main() -> None:
             "http_workers": args.http_workers,
             "runs": args.runs,
             "register": args.register,
+            "sync_pings": args.sync_pings,
             "load_average": list(os.getloadavg()),
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
             "scenarios": {},
