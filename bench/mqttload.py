@@ -25,6 +25,7 @@ import uvloop
 CONNECT_CONCURRENCY = 200
 CONNECT_TIMEOUT = 30.0
 KEEPALIVE_SECONDS = 60
+PING_TICK_SECONDS = 0.05
 BROADCAST_TOPIC = "kpns/all"
 
 CONNECT, CONNACK, PUBLISH, PUBACK = 0x10, 0x20, 0x30, 0x40
@@ -235,17 +236,17 @@ class Devices:
     async def keepalive(self, together: bool) -> None:
         """A PINGREQ from each session every KEEPALIVE_SECONDS / 2 (well
         inside the keep-alive; 1.5x is the limit), each on its own timer as
-        for bench/loadclient.py's devices: a share of them each second, or
-        all at once with `together`."""
-        shares = KEEPALIVE_SECONDS // 2
+        for bench/loadclient.py's devices: a share of them every
+        PING_TICK_SECONDS, or all at once with `together`."""
+        every = KEEPALIVE_SECONDS / 2
+        shares = 1 if together else round(every / PING_TICK_SECONDS)
         share = 0
         while True:
-            await asyncio.sleep(shares if together else 1)
-            chosen = self.sessions if together else self.sessions[share::shares]
-            share = (share + 1) % shares
-            for session in chosen:
+            await asyncio.sleep(every / shares)
+            for session in self.sessions[share::shares]:
                 if session.transport is not None and not session.closed:
                     session.transport.write(bytes([PINGREQ, 0]))
+            share = (share + 1) % shares
 
     def close(self) -> None:
         for session in self.sessions:
