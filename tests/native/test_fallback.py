@@ -13,7 +13,12 @@ from django.utils import timezone
 from campaigns.selectors import RESULT_COLUMNS
 from devices.models import Delivery, DeliveryStatus, Device
 from devices.native import fallback, selectors, services
-from devices.native.models import AppProviderConfig, AttemptStatus, NativeAttempt
+from devices.native.models import (
+    AppProviderConfig,
+    AttemptStatus,
+    NativeAttempt,
+    PushCredential,
+)
 from tests.factories import make_device
 from tests.native.conftest import (
     channel_split_counted,
@@ -85,6 +90,26 @@ def test_acked_expired_and_attempted_deliveries_are_not_due(app, webpush_service
     attempted = make_delivery(device)
     record_attempt(attempted)
     assert due_ids() == []
+
+
+def test_without_any_active_credential_nothing_is_read(
+    app, webpush_service, django_assert_num_queries
+):
+    bare, _ = make_device(app)
+    make_delivery(bare)
+    device, _ = subscribed(app, webpush_service)
+    delivery = make_delivery(device)
+    credential = PushCredential.objects.get(device=device)
+    services.credential_deactivate(credential_id=credential.pk, reason="gone")
+    # One look at the credentials, none at the open deliveries.
+    with django_assert_num_queries(1):
+        assert due_ids() == []
+    assert (
+        fallback.fallback_candidates(
+            now=timezone.now(), after_id=delivery.pk - 1, limit=10
+        )
+        == []
+    )
 
 
 def test_incremental_look_reads_only_above_its_floor(app, webpush_service):
