@@ -97,6 +97,21 @@ async def device_key_set(
     )
 
 
+async def device_event(
+    http: httpx.AsyncClient, server: str, token: str, *, message_id: str, name: str
+) -> bool:
+    """POST /api/v1/device/events: an app event about a received push;
+    False when this device had reported it already (counted once)."""
+    body = await request(
+        http,
+        "POST",
+        f"{server}/api/v1/device/events",
+        json={"message_id": message_id, "name": name},
+        authorization=f"Device {token}",
+    )
+    return bool(body["recorded"])
+
+
 async def send_push(
     http: httpx.AsyncClient,
     server: str,

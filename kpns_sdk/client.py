@@ -420,6 +420,23 @@ class Client:
         if not await self._send_live(frame):
             self._pending_opens.append(frame)  # sent after the next welcome
 
+    async def report_event(
+        self, message_id: str, name: str, *, timeout: float = api.DEFAULT_TIMEOUT
+    ) -> bool:
+        """Report an app event (e.g. ``crash``) about the push ``message_id``
+        for canary rollouts (docs/api.md, "POST /api/v1/device/events").
+
+        Counted once per device, message and name: returns False when this
+        device had reported it already. Raises ``ApiError`` when the server
+        refuses it (400 for a bad name, 404 for a push this device was never
+        sent) and ``httpx.TimeoutException`` after ``timeout`` seconds.
+        """
+        _, token = await self.register()
+        async with _http(timeout) as http:
+            return await api.device_event(
+                http, self.server, token, message_id=str(message_id), name=name
+            )
+
     async def __aenter__(self) -> "Client":
         self.start()
         return self
@@ -792,9 +809,11 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def _http() -> AsyncIterator[httpx.AsyncClient]:
-    # Registration and token checks are rare: one short-lived client each.
-    async with httpx.AsyncClient(timeout=api.DEFAULT_TIMEOUT) as http:
+async def _http(
+    timeout: float = api.DEFAULT_TIMEOUT,
+) -> AsyncIterator[httpx.AsyncClient]:
+    # Registration, token checks and events are rare: one short-lived client each.
+    async with httpx.AsyncClient(timeout=timeout) as http:
         yield http
 
 

@@ -3,7 +3,7 @@
 The Node tests of the JavaScript SDK (sdk/js/test/) cannot reach the test
 database; they ask this server, run by the pytest test in a thread, to push
 to devices (one message, or a burst of many committed at once), read
-delivery statuses and revoke devices, all through the real services.
+delivery statuses and app events and revoke devices, all through the real services.
 """
 
 import json
@@ -19,7 +19,7 @@ from django.db import connections
 
 from devices.delivery import messages, recall, revocation, targeting
 from devices.delivery.pushes import push_batch, push_to_devices
-from devices.models import Delivery, Device, DeviceKey, Message
+from devices.models import Delivery, Device, DeviceKey, Message, MessageEvent
 from kpns_sdk.e2ee import encrypt_for_device
 
 
@@ -66,6 +66,15 @@ def _deliveries(query: dict[str, list[str]]) -> dict[str, Any]:
     return {str(d.device_id): {"status": d.status, "seq": d.seq} for d in rows}
 
 
+def _events(query: dict[str, list[str]]) -> dict[str, Any]:
+    """The app events recorded about a message: {device id: [names]}."""
+    rows = MessageEvent.objects.filter(message_id=query["message"][0])
+    found: dict[str, Any] = {}
+    for device_id, name in rows.order_by("name").values_list("device_id", "name"):
+        found.setdefault(str(device_id), []).append(name)
+    return found
+
+
 def _encrypted_push(body: dict[str, Any]) -> dict[str, Any]:
     """What an integrator's backend does: encrypt `payload` to the device's
     current key (the directory's row) and send it through the push service."""
@@ -100,6 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if parts.path == "/deliveries":
             self._answer(lambda: _deliveries(parse_qs(parts.query)))
+        elif parts.path == "/events":
+            self._answer(lambda: _events(parse_qs(parts.query)))
         else:
             self._reply(404, {"error": "not found"})
 

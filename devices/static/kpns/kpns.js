@@ -582,7 +582,8 @@ export function describeState(event) {
   }
 }
 
-class HttpError extends Error {
+/** The server refused an HTTP call: `status` and the problem JSON `body`. */
+export class HttpError extends Error {
   constructor(status, body) {
     const detail = body && (body.detail || body.title) ? `: ${body.detail || body.title}` : "";
     const fields = body && body.errors ? ` ${JSON.stringify(body.errors)}` : "";
@@ -627,6 +628,7 @@ export class KpnsClient {
     this.backoff = { base: 1000, cap: 30000, ...(options.backoff || {}) };
     this.pongTimeout = options.pongTimeout ?? 10000;
     this.connectTimeout = options.connectTimeout ?? 15000;
+    this.httpTimeout = options.httpTimeout ?? 10000;
     this.reregister = Boolean(options.reregister);
     this.ackEach = Boolean(options.ackEach);
     this.ackDelayMs = Math.max(0, options.ackDelayMs ?? 50);
@@ -735,6 +737,19 @@ export class KpnsClient {
     const frame = { type: "opened", id: push.id, seq: push.seq };
     if (!this._sendLive(frame)) this._pendingOpens.push(frame); // sent after the next welcome
     return Promise.resolve();
+  }
+
+  /**
+   * Report an app event (e.g. "crash") about the push `messageId`, for canary
+   * rollouts (POST /api/v1/device/events). Resolves to `true`, or `false`
+   * when this device had reported it already (counted once per device,
+   * message and name). Rejects with an HttpError (400: a bad name, 404: a
+   * push this device was never sent) or a TimeoutError after `httpTimeout`.
+   */
+  async reportEvent(messageId, name) {
+    const { token } = await this.register();
+    const body = await this._http("POST", "/api/v1/device/events", { message_id: String(messageId), name }, token);
+    return Boolean(body && body.recorded);
   }
 
   /**
@@ -1205,9 +1220,20 @@ export class KpnsClient {
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (token) headers.Authorization = `Device ${token}`;
-    const response = await this.fetch(this.server + path, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let response;
+    try {
+      response = await this.fetch(this.server + path, {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.httpTimeout),
+      });
+    } catch (err) {
+      if (err && err.name === "TimeoutError") {
+        const timeout = new Error(`${method} ${path}: no answer within ${this.httpTimeout} ms`);
+        timeout.name = "TimeoutError";
+        throw timeout;
+      }
+      throw err;
+    }
     let data = null;
     try {
       data = await response.json();

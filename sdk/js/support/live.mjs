@@ -25,6 +25,8 @@ async function control(method, path, body) {
 export const push = (deviceIds, fields = {}) =>
   control("POST", "/push", { device_ids: deviceIds, title: "Hello", ...fields });
 export const deliveries = (messageId) => control("GET", `/deliveries?message=${messageId}`);
+/** The app events recorded about a message: { deviceId: [names] }. */
+export const events = (messageId) => control("GET", `/events?message=${messageId}`);
 export const encryptedPush = (deviceId, payload) =>
   control("POST", "/encrypted-push", { device_id: deviceId, payload });
 /** Recall a message, or update it when `changes` is given; returns { control_id, targets }. */

@@ -1,11 +1,12 @@
 // The SDK against a real KPNS server (Daphne started by tests/sdk/test_js_sdk.py).
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, describe, test } from "node:test";
 import WebSocket from "ws";
 
-import { KpnsClient, MemoryStorage } from "../../../devices/static/kpns/kpns.js";
+import { HttpError, KpnsClient, MemoryStorage } from "../../../devices/static/kpns/kpns.js";
 import {
-  CLIENT_KEY, LIVE_SKIP, SERVER, deliveries, push, recall, revoke, sleep, startProxy, waitFor, waitForState,
+  CLIENT_KEY, LIVE_SKIP, SERVER, deliveries, events, push, recall, revoke, sleep, startProxy, waitFor, waitForState,
 } from "../support/live.mjs";
 
 const clients = [];
@@ -276,6 +277,57 @@ describe("recall and update (protocol 1.3)", { skip: LIVE_SKIP }, () => {
     assert.equal(client.stats.controls, 2);
     for (const control of [update.control_id, withdrawn.control_id]) {
       await waitFor(async () => (await status(control, client.deviceId)) === "delivered", { what: "the control's ack" });
+    }
+  });
+});
+
+describe("app events (canary rollouts)", { skip: LIVE_SKIP }, () => {
+  test("reportEvent records an event about a received push once per device, message and name", async () => {
+    const received = [];
+    const client = makeClient({ onPush: (p) => { received.push(p); } });
+    client.start();
+    await waitForState(client, "connected");
+    const { message_id: id } = await push([client.deviceId], { title: "New release" });
+    await waitFor(() => received.length === 1, { what: "the push" });
+    assert.equal(received[0].id, id);
+
+    assert.equal(await client.reportEvent(id, "crash"), true);
+    assert.equal(await client.reportEvent(id, "crash"), false); // counted once
+    assert.equal(await client.reportEvent(id, "uninstall"), true);
+    assert.deepEqual(await events(id), { [client.deviceId]: ["crash", "uninstall"] });
+
+    const badName = await client.reportEvent(id, "Crash!").catch((err) => err);
+    assert.ok(badName instanceof HttpError, String(badName));
+    assert.equal(badName.status, 400);
+    assert.ok("name" in badName.body.errors, JSON.stringify(badName.body));
+    assert.match(badName.message, /^HTTP 400/);
+
+    const unknown = await client.reportEvent(crypto.randomUUID(), "crash").catch((err) => err);
+    assert.ok(unknown instanceof HttpError, String(unknown));
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.message, "HTTP 404: No such push for this device.");
+
+    assert.deepEqual(await events(id), { [client.deviceId]: ["crash", "uninstall"] });
+  });
+
+  test("reportEvent gives up after httpTimeout when the server does not answer", async () => {
+    const held = new Set();
+    const silent = net.createServer((socket) => { held.add(socket); });
+    await new Promise((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const server = `http://127.0.0.1:${silent.address().port}`;
+    const storage = new MemoryStorage();
+    await storage.setItem("kpns:ck_test", JSON.stringify({
+      v: 1, server, clientKey: "ck_test", deviceId: "d", token: "t", lastSeq: 0,
+    }));
+    const client = new KpnsClient({ server, clientKey: "ck_test", WebSocket, storage, httpTimeout: 200 });
+    try {
+      const err = await client.reportEvent(crypto.randomUUID(), "crash").catch((e) => e);
+      assert.equal(err.name, "TimeoutError", String(err));
+      assert.match(err.message, /^POST \/api\/v1\/device\/events: no answer within 200 ms$/);
+      assert.ok(held.size > 0, "the request reached the silent server");
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 });
