@@ -247,6 +247,7 @@ class Client:
         backoff_cap: float = 30.0,
         pong_timeout: float = 10.0,
         connect_timeout: float = 15.0,
+        http_timeout: float = api.DEFAULT_TIMEOUT,
         reregister: bool = False,
         ack_each: bool = False,
         ack_delay: float = 0.05,
@@ -266,6 +267,7 @@ class Client:
         self.backoff_cap = backoff_cap
         self.pong_timeout = pong_timeout
         self.connect_timeout = connect_timeout
+        self.http_timeout = http_timeout  # each HTTP call: register, update, events
         self.reregister = reregister
         self.ack_each = ack_each
         self.ack_delay = max(0.0, ack_delay)
@@ -316,7 +318,7 @@ class Client:
         if self._stored is None:
             await self._set_state(StateChange("registering"))
             fields = self.device or {"platform": "other"}
-            async with _http() as http:
+            async with _http(self.http_timeout) as http:
                 body = await api.register(http, self.server, self.client_key, **fields)
             self._stored = {
                 "server": self.server,
@@ -335,7 +337,7 @@ class Client:
         """PATCH /api/v1/device: change this device's fields (tags replace)."""
         _, token = await self.register()
         wanted = {k: v for k, v in fields.items() if k in PROFILE_FIELDS}
-        async with _http() as http:
+        async with _http(self.http_timeout) as http:
             body = await api.device_update(http, self.server, token, **wanted)
         assert self._stored is not None
         self._stored["profile"] = {**(self._stored.get("profile") or {}), **wanted}
@@ -353,7 +355,7 @@ class Client:
         if rotate or not stored:
             stored = [DeviceKey.generate().stored(), *stored][:2]
         current = DeviceKey.from_stored(stored[0])
-        async with _http() as http:
+        async with _http(self.http_timeout) as http:
             await api.device_key_set(
                 http,
                 self.server,
@@ -420,19 +422,17 @@ class Client:
         if not await self._send_live(frame):
             self._pending_opens.append(frame)  # sent after the next welcome
 
-    async def report_event(
-        self, message_id: str, name: str, *, timeout: float = api.DEFAULT_TIMEOUT
-    ) -> bool:
+    async def report_event(self, message_id: str, name: str) -> bool:
         """Report an app event (e.g. ``crash``) about the push ``message_id``
         for canary rollouts (docs/api.md, "POST /api/v1/device/events").
 
         Counted once per device, message and name: returns False when this
         device had reported it already. Raises ``ApiError`` when the server
         refuses it (400 for a bad name, 404 for a push this device was never
-        sent) and ``httpx.TimeoutException`` after ``timeout`` seconds.
+        sent) and ``httpx.TimeoutException`` after ``http_timeout`` seconds.
         """
         _, token = await self.register()
-        async with _http(timeout) as http:
+        async with _http(self.http_timeout) as http:
             return await api.device_event(
                 http, self.server, token, message_id=str(message_id), name=name
             )
@@ -497,7 +497,7 @@ class Client:
             # The handshake was refused (403): is the token still valid?
             assert self._stored is not None
             try:
-                async with _http() as http:
+                async with _http(self.http_timeout) as http:
                     await api.device_get(http, self.server, self._stored["token"])
             except api.ApiError as exc:
                 if exc.status == 401:
@@ -809,11 +809,9 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def _http(
-    timeout: float = api.DEFAULT_TIMEOUT,
-) -> AsyncIterator[httpx.AsyncClient]:
+async def _http(seconds: float) -> AsyncIterator[httpx.AsyncClient]:
     # Registration, token checks and events are rare: one short-lived client each.
-    async with httpx.AsyncClient(timeout=timeout) as http:
+    async with httpx.AsyncClient(timeout=seconds) as http:
         yield http
 
 

@@ -16,7 +16,6 @@ from tests.factories import make_app
 from tests.sdk.test_python_sdk import wait_for
 
 
-
 def recorded_events(message_id):
     rows = MessageEvent.objects.filter(message_id=message_id)
     return sorted(rows.values_list("device_id", "name"))
@@ -71,13 +70,11 @@ async def test_report_event_gives_up_after_its_timeout():
     )
     url = f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}"
     store = MemoryStore()
-    store.save(
-        {"server": url, "client_key": "ck_test", "device_id": "d", "token": "t"}
-    )
-    client = Client(url, "ck_test", store=store)
+    store.save({"server": url, "client_key": "ck_test", "device_id": "d", "token": "t"})
+    client = Client(url, "ck_test", store=store, http_timeout=0.2)
     try:
         with pytest.raises(httpx.TimeoutException):
-            await client.report_event(str(uuid.uuid4()), "crash", timeout=0.2)
+            await client.report_event(str(uuid.uuid4()), "crash")
         assert held, "the request reached the silent server"
     finally:
         for writer in held:
