@@ -189,6 +189,12 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         if len(data) > kpns_setting("MAX_FRAME_BYTES"):
             await self.close(CLOSE_TOO_BIG)
             return
+        if data == _encoded_once(self.codec, Ping):
+            # A heartbeat as the SDKs write it, answered without decoding:
+            # a process meets every socket's ping at once after a restart,
+            # and decoding was a fifth of answering such a burst.
+            await self._heartbeat()
+            return
         try:
             frame = self.codec.decode_client(data)
         except ProtocolError as exc:
@@ -223,7 +229,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         if isinstance(frame, Ping):
             if frame.t is None:
                 # A heartbeat: the same bytes for every socket of a codec.
-                await self._send_frame(_bare_pong(self.codec))
+                await self._send_frame(_encoded_once(self.codec, Pong))
             else:
                 await self._send(Pong(t=frame.t))
         elif isinstance(frame, Hello):
@@ -293,6 +299,14 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         if self.session is None and self.connected_at < hello_before:
             return CLOSE_IDLE
         return None
+
+    async def _heartbeat(self) -> None:
+        """What a decoded `ping` without `t` gets, flood limit included."""
+        if not self._take_token():
+            await self._rate_limited(Ping())
+            return
+        await self._send_frame(_encoded_once(self.codec, Pong))
+        self._errors = 0
 
     def _take_token(self) -> bool:
         """Per-socket token bucket over inbound frames (docs/protocol.md)."""
@@ -374,17 +388,18 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         await self.close(code)
 
 
-_bare_pongs: dict[str, str | bytes] = {}
+_encoded: dict[tuple[str, type], str | bytes] = {}
 
 
-def _bare_pong(codec: Codec) -> str | bytes:
-    """Pong without `t`, encoded once per codec: SDKs and the load clients
-    ping every socket of a process in the same second, and encoding each
-    answer was 8% of a broadcast's samples that met such a burst."""
-    pong = _bare_pongs.get(codec.name)
-    if pong is None:
-        pong = _bare_pongs[codec.name] = codec.encode(Pong())
-    return pong
+def _encoded_once(codec: Codec, frame: type[Ping] | type[Pong]) -> str | bytes:
+    """Ping or pong without `t`, encoded once per codec: devices that
+    connected together ping together, and encoding each answer was 8% of
+    a broadcast's samples that met such a burst."""
+    key = (codec.name, frame)
+    found = _encoded.get(key)
+    if found is None:
+        found = _encoded[key] = codec.encode(frame())
+    return found
 
 
 def _ref(frame: object) -> str:
