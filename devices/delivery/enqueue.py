@@ -164,11 +164,87 @@ def _write_arrays(
     new_messages: bool = False,
 ) -> dict[UUID, list[Target]]:
     """PostgreSQL: every message of the write in one statement: the seq
-    UPDATE feeds the delivery INSERT (each row's seq is its device's new
-    last_seq - its count + its rank in plan order); with `new_messages` the
-    message rows and their counter rows are inserted by the same statement."""
+    UPDATE feeds the delivery INSERT; with `new_messages` the message rows
+    and their counter rows are inserted by the same statement."""
+    if len(plans) == 1:
+        ctes, params, ids = _one_message(plans[0], expires_at, skip_existing)
+    else:
+        if skip_existing:
+            plans = _without_existing(plans)
+        ctes, params, ids = _many_messages(plans, expires_at)
+    found: dict[UUID, list[Target]] = {m.pk: [] for m, _ in plans}
+    if not ids and not new_messages:
+        return found
+    if new_messages:
+        sql, values = _messages_cte(plans)
+        ctes.insert(0, sql)
+        params[:0] = values
+        sql, values = _counters_cte([m.pk for m, _ids in plans])
+        ctes.append(sql)
+        params += values
+    statement = (
+        "WITH " + ", ".join(ctes) + " SELECT i.id, i.message_id, i.device_id, "  # noqa: S608
+        "i.seq, b.node FROM ins i JOIN bumped b ON b.id = i.device_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        for row_id, message_id, device_id, seq, node in cursor.fetchall():
+            found[message_id].append(Target(device_id, seq, row_id, node=node))
+    return found
+
+
+def _one_message(
+    plan: tuple[Message, list[UUID]], expires_at: datetime | None, skip_existing: bool
+) -> tuple[list[str], list[Any], list[UUID]]:
+    """The seq UPDATE and delivery INSERT of one message (a campaign chunk, a
+    push): each device's seq grows by one, and the INSERT reads the UPDATE's
+    rows alone. Devices that have the message already are left out by the
+    UPDATE (a query of its own, with their ids, was 5% of a campaign)."""
+    message, ids = plan
+    # Sorted by UUID, compared as integers in C (UUID.__lt__ in Python was a
+    # tenth of a 100,000-device campaign). As `= ANY` of the ids PostgreSQL
+    # estimates one row per id and finds them through the primary key;
+    # joined with the array it hash-joined a sequential scan of every
+    # device of the app, a million rows for each chunk (docs/benchmarks.md).
+    ordered = sorted(ids, key=_uuid_int)
+    params: list[Any] = [pg_array(ordered), message.app_id]
+    skip = ""
     if skip_existing:
-        plans = _without_existing(plans)
+        # A probe of the (device, message) index per device: OFFSET 0 keeps
+        # it a subplan. As an anti-join PostgreSQL hashed all the message's
+        # rows, for each chunk (300 ms a chunk at 300,000 rows).
+        skip = (
+            f"AND NOT EXISTS (SELECT 1 FROM {_table(Delivery)} x "  # noqa: S608
+            "WHERE x.device_id = d.id AND x.message_id = %s OFFSET 0) "
+        )
+        params.append(message.pk)
+    # Only quoted table names and placeholders are interpolated.
+    bumped = (
+        f"bumped AS (UPDATE {_table(Device)} d SET last_seq = d.last_seq + 1 "  # noqa: S608
+        f"WHERE d.id = ANY(%s::uuid[]) AND d.app_id = %s AND d.is_active {skip}"
+        "RETURNING d.id, d.last_seq, d.node)"
+    )
+    ins = (
+        f"ins AS (INSERT INTO {_table(Delivery)} "  # noqa: S608
+        "(message_id, device_id, seq, status, created_at, expires_at) "
+        "SELECT %s::uuid, b.id, b.last_seq, %s, %s, %s FROM bumped b "
+        "RETURNING id, message_id, device_id, seq)"
+    )
+    params += [
+        message.pk,
+        DeliveryStatus.PENDING.value,
+        timezone.now(),
+        expires_at or message.expires_at,
+    ]
+    return [bumped, ins], params, ordered
+
+
+def _many_messages(
+    plans: list[tuple[Message, list[UUID]]], expires_at: datetime | None
+) -> tuple[list[str], list[Any], list[UUID]]:
+    """The seq UPDATE and delivery INSERT of several messages: each device's
+    seq grows by its count of messages, and each row's seq is its device's
+    new last_seq - its count + its rank in plan order."""
     counts: dict[UUID, int] = defaultdict(int)
     # Per row: its plan's place (1-based, into the per-plan arrays: a
     # message id or expiry is sent once, not once per device), its device
@@ -182,31 +258,16 @@ def _write_arrays(
             places.append(place)
             devices.append(device_id)
             ranks.append(counts[device_id])
-    found: dict[UUID, list[Target]] = {m.pk: [] for m, _ in plans}
-    if not counts and not new_messages:
-        return found
-    # One lock order for every writer: UUID order, compared as integers in C
-    # (UUID.__lt__ in Python was a tenth of a 100,000-device campaign).
     ordered = sorted(counts, key=_uuid_int)
-    ctes, params = [], []
-    if new_messages:
-        sql, values = _messages_cte(plans)
-        ctes.append(sql)
-        params += values
-    device_table = _table(Device)
-    delivery_table = _table(Delivery)
     # Only quoted table names and placeholders are interpolated.
-    ctes.append(
-        f"bumped AS (UPDATE {device_table} d SET last_seq = d.last_seq + c.n "  # noqa: S608
+    bumped = (
+        f"bumped AS (UPDATE {_table(Device)} d SET last_seq = d.last_seq + c.n "  # noqa: S608
         "FROM (SELECT unnest(%s::uuid[]) AS id, unnest(%s::int[]) AS n) c "
         "WHERE d.id = c.id AND d.app_id = %s AND d.is_active "
         "RETURNING d.id, d.last_seq, d.node, c.n)"
     )
-    ordered_text = pg_array(ordered)
-    params += [ordered_text, pg_array(counts[i] for i in ordered)]
-    params.append(plans[0][0].app_id)
-    ctes.append(
-        f"ins AS (INSERT INTO {delivery_table} "  # noqa: S608
+    ins = (
+        f"ins AS (INSERT INTO {_table(Delivery)} "  # noqa: S608
         "(message_id, device_id, seq, status, created_at, expires_at) "
         "SELECT p.m[r.p], r.d, b.last_seq - b.n + r.k, %s, %s, p.e[r.p] FROM "
         "unnest(%s::int[], %s::uuid[], %s::int[]) AS r(p, d, k) "
@@ -214,29 +275,19 @@ def _write_arrays(
         "JOIN bumped b ON b.id = r.d "
         "RETURNING id, message_id, device_id, seq)"
     )
-    params += [
+    params: list[Any] = [
+        pg_array(ordered),
+        pg_array(counts[i] for i in ordered),
+        plans[0][0].app_id,
         DeliveryStatus.PENDING.value,
         timezone.now(),
         pg_array(places),
-        # A campaign chunk's one plan is in id order already: same text.
-        ordered_text if devices == ordered else pg_array(devices),
+        pg_array(devices),
         pg_array(ranks),
         pg_array(m.pk for m, _ids in plans),
         pg_array(expires_at or m.expires_at for m, _ids in plans),
     ]
-    if new_messages:
-        sql, values = _counters_cte([m.pk for m, _ids in plans])
-        ctes.append(sql)
-        params += values
-    statement = (
-        "WITH " + ", ".join(ctes) + " SELECT i.id, i.message_id, i.device_id, "  # noqa: S608
-        "i.seq, b.node FROM ins i JOIN bumped b ON b.id = i.device_id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        for row_id, message_id, device_id, seq, node in cursor.fetchall():
-            found[message_id].append(Target(device_id, seq, row_id, node=node))
-    return found
+    return [bumped, ins], params, ordered
 
 
 # The message columns a write of new messages inserts, with their array types.
