@@ -218,7 +218,9 @@ def _one_message(
             "WHERE x.device_id = d.id AND x.message_id = %s OFFSET 0) "
         )
         params.append(message.pk)
-    # Only quoted table names and placeholders are interpolated.
+    # Only quoted table names and placeholders are interpolated. The rows
+    # are locked in the scan's order: the ids' order through the primary
+    # key, the table's order through a bitmap of many ids (docs/benchmarks.md).
     bumped = (
         f"bumped AS (UPDATE {_table(Device)} d SET last_seq = d.last_seq + 1 "  # noqa: S608
         f"WHERE d.id = ANY(%s::uuid[]) AND d.app_id = %s AND d.is_active {skip}"
