@@ -2,21 +2,15 @@
 /ws/bench/naive/ (bench/naive.py): `kpns_serve --application
 bench.asgi.application`. Production never imports the benchmark."""
 
-from channels.routing import ProtocolTypeRouter, URLRouter
-from django.urls import path
-
 from bench import memsnap
 from bench.naive import NaiveConsumer
-from devices.delivery.routing import websocket_urlpatterns
-from kpns_site.asgi import application as kpns
+from devices.delivery.routing import websocket_consumers
+from kpns_site.asgi import http_application
+from kpns_site.asgirouting import DirectRouter
 
-application = ProtocolTypeRouter(
-    {
-        "http": kpns.application_mapping["http"],
-        "websocket": URLRouter(
-            [*websocket_urlpatterns, path("ws/bench/naive/", NaiveConsumer.as_asgi())]
-        ),
-    }
+application = DirectRouter(
+    http=http_application,
+    sockets={**websocket_consumers, "ws/bench/naive/": NaiveConsumer},
 )
 
 memsnap.install()

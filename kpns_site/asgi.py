@@ -14,18 +14,13 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kpns_site.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-
-from devices.delivery.routing import websocket_urlpatterns  # noqa: E402
+from devices.delivery.routing import websocket_consumers  # noqa: E402
 from kpns_site import requestdb  # noqa: E402
+from kpns_site.asgirouting import DirectRouter  # noqa: E402
 from kpns_site.bodylimit import BodyLimitMiddleware  # noqa: E402
 
 requestdb.install()
 
-application = ProtocolTypeRouter(
-    {
-        # Oversized request bodies get 413 before Django buffers them.
-        "http": BodyLimitMiddleware(django_asgi_app),
-        "websocket": URLRouter(websocket_urlpatterns),
-    }
-)
+# Oversized request bodies get 413 before Django buffers them.
+http_application = BodyLimitMiddleware(django_asgi_app)
+application = DirectRouter(http=http_application, sockets=websocket_consumers)

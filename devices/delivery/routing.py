@@ -1,7 +1,6 @@
-from django.urls import path
-
 from devices.delivery.consumer import DeviceConsumer
 
-websocket_urlpatterns = [
-    path("ws/v1/device/", DeviceConsumer.as_asgi()),
-]
+# Socket paths and their consumers (kpns_site/asgirouting.py).
+websocket_consumers: dict[str, type] = {
+    "ws/v1/device/": DeviceConsumer,
+}
