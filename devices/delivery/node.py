@@ -67,6 +67,8 @@ class Node:
         self.sessions: dict[UUID, Session] = {}
         # Every accepted socket of this process, hello said or not.
         self.sockets: set[Any] = set()
+        # Sockets watched and unwatched so far (devices.server.memtrim).
+        self.socket_changes = 0
         self.receipts = receipts.Receipts()
         self.receipt_writer = ReceiptWriter(self)
         self.sweeper = Sweeper(self)
@@ -138,9 +140,11 @@ class Node:
 
     def watch(self, consumer: Any) -> None:
         self.sockets.add(consumer)
+        self.socket_changes += 1
 
     def unwatch(self, consumer: Any) -> None:
         self.sockets.discard(consumer)
+        self.socket_changes += 1
 
     async def _watchdog_loop(self) -> None:
         """Close sockets that never said hello or went silent (consumer.overdue)."""
@@ -191,12 +195,9 @@ class Node:
             # a busy database were killed, and Daphne's warning for each
             # (with the task's repr) took 47% of a server's samples in a
             # reconnect storm (docs/benchmarks.md).
-            await asyncio.wait_for(
-                self.disconnects.disconnect(device_id, connection_id, closed_badly),
-                DETACH_WAIT_SECONDS,
+            await self.disconnects.disconnect(
+                device_id, connection_id, DETACH_WAIT_SECONDS, closed_badly
             )
-        except TimeoutError:
-            pass  # still in its batch; failures are logged there
         except Exception:
             # The dead-node cleanup or the next connect corrects presence.
             logger.warning("presence not cleared for %s", device_id)
