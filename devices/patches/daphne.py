@@ -274,8 +274,10 @@ class SocketInputQueue:
     An asyncio.Queue holds three deques and an Event with a fourth, about
     3.7 KB per idle socket of a server's 20 (docs/benchmarks.md, the memory
     census). Here: a list while frames wait, none while idle, and the one
-    reader's future while it waits. ASGI reads `receive` one call at a time;
-    a second concurrent reader is refused.
+    reader's future while it waits. `get` returns that future, not a
+    coroutine: an idle socket's `receive` holds no coroutine of its own.
+    ASGI reads `receive` one call at a time; a second concurrent reader is
+    refused.
     """
 
     __slots__ = ("_items", "_head", "_waiter")
@@ -283,27 +285,34 @@ class SocketInputQueue:
     def __init__(self) -> None:
         self._items: list[Any] | None = None
         self._head = 0
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[Any] | None = None
 
     def put_nowait(self, item: Any) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # a cancelled read leaves it for the next
+                waiter.set_result(item)
+                return
         if self._items is None:
             self._items = [item]
         else:
             self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
-    async def get(self) -> Any:
-        while self._items is None:
-            if self._waiter is not None:
-                raise RuntimeError("one reader at a time on a socket's input")
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        items, head = self._items, self._head
+    def get(self) -> "asyncio.Future[Any]":
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._items is not None:
+            future.set_result(self._pop())
+            return future
+        if self._waiter is not None and not self._waiter.done():
+            raise RuntimeError("one reader at a time on a socket's input")
+        self._waiter = future
+        return future
+
+    def _pop(self) -> Any:
+        items = self._items
+        assert items is not None
+        head = self._head
         item = items[head]
         head += 1
         if head == len(items):
