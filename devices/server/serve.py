@@ -30,12 +30,16 @@ from twisted.internet import reactor
 
 from devices.delivery import drain, metrics, node
 from devices.patches.daphne import ChangedConnectionsChecker
+from devices.server import memtrim
 
 logger = logging.getLogger(__name__)
 
 
 async def _start_node() -> None:
-    await node.get_node().ensure_started()
+    this = node.get_node()
+    await this.ensure_started()
+    # Free memory back to the system after bursts of sockets.
+    await memtrim.run(lambda: this.socket_changes)
 
 
 class DrainingServer(ChangedConnectionsChecker):
