@@ -24,7 +24,9 @@ class DirectRouter:
         self.http = http
         self.sockets = {"/" + path.lstrip("/"): cls for path, cls in sockets.items()}
 
-    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+    def __call__(
+        self, scope: dict[str, Any], receive: Any, send: Any
+    ) -> Awaitable[None]:
         kind = scope["type"]
         if kind == "http":
             return self.http(scope, receive, send)
