@@ -5,6 +5,7 @@ Written for autobahn 26.11.1 (WRITTEN_FOR); every patch is an optimisation.
 """
 
 import inspect
+from collections import deque
 from typing import Any
 
 import autobahn.twisted.websocket as autobahn_twisted
@@ -259,6 +260,62 @@ def _apply_options_on_a_class() -> None:
     WebSocketProtocol._connectionMade = _options_on_a_class  # type: ignore[method-assign]
 
 
+# autobahn gives every connection a deque for writes it must queue (chopped
+# or synchronous ones, which Daphne's sockets make only for close frames):
+# an empty deque is 0.76 KB of an idle socket's 13 (docs/benchmarks.md,
+# "Idle memory after churn"). Here the attribute reads as an empty tuple
+# until a queued write needs a deque; autobahn only takes len() of it then.
+_QUEUE = "_kpns_send_queue"
+
+
+class _SendQueueOnFirstUse:
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        queue = obj.__dict__.get(_QUEUE)
+        return () if queue is None else queue
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if isinstance(value, deque) and not value:
+            obj.__dict__.pop(_QUEUE, None)  # autobahn's empty one, at connect
+        else:
+            obj.__dict__[_QUEUE] = value
+
+
+_send_data = autobahn_protocol.WebSocketProtocol.sendData
+
+
+def _send_data_queue_on_first_use(
+    self: Any, data: bytes, sync: bool = False, chopsize: int | None = None
+) -> None:
+    if (sync or (chopsize and chopsize > 0)) and _QUEUE not in self.__dict__:
+        self.__dict__[_QUEUE] = deque()
+    _send_data(self, data, sync, chopsize)
+
+
+def _check_send_queue() -> list[str]:
+    base = autobahn_protocol.WebSocketProtocol
+    problems = members(base, {"sendData": ("data", "sync", "chopsize"), "_send": ()})
+    for method, line in (
+        (base._connectionMade, "self.send_queue = deque()"),
+        (base._send, "if len(self.send_queue) > 0:"),
+        (base._send, "e = self.send_queue.popleft()"),
+        (base.sendData, "if sync or len(self.send_queue) > 0:"),
+        (base.sendData, "self.send_queue.append((data[i:j], True))"),
+    ):
+        if line not in inspect.getsource(method):
+            problems.append(f"autobahn {method.__qualname__}: no {line!r}")
+    for name in ("send_queue", "sendData"):
+        if name in vars(WebSocketProtocol):
+            problems.append(f"daphne WebSocketProtocol defines {name} itself")
+    return problems
+
+
+def _apply_send_queue() -> None:
+    WebSocketProtocol.send_queue = _SendQueueOnFirstUse()  # type: ignore[attr-defined]
+    WebSocketProtocol.sendData = _send_data_queue_on_first_use  # type: ignore[method-assign]
+
+
 PATCHES = [
     Patch("autobahn-unstyled-debug-args", LIBRARY, _check_unstyled, _apply_unstyled),
     Patch(
@@ -278,5 +335,11 @@ PATCHES = [
         LIBRARY,
         _check_small_frames,
         _apply_small_frames,
+    ),
+    Patch(
+        "autobahn-send-queue-on-first-use",
+        LIBRARY,
+        _check_send_queue,
+        _apply_send_queue,
     ),
 ]

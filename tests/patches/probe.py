@@ -128,6 +128,9 @@ def report(signum: int, frame: object) -> None:
                     name in vars(p) for p in sockets for name in p.CONFIG_ATTRS
                 ),
                 "options": len(WebSocketProtocol.CONFIG_ATTRS),
+                "send_queues": sum(
+                    isinstance(p.send_queue, collections.deque) for p in sockets
+                ),
                 "input_queues": collections.Counter(
                     type(p.application_queue).__name__ for p in sockets
                 ),

@@ -33,6 +33,7 @@ PINGS = 50
 METRICS_TOKEN = "patch-test-metrics-token"
 OPTIONAL = {
     "autobahn-options-on-a-class",
+    "autobahn-send-queue-on-first-use",
     "autobahn-small-frames-fast-path",
     "autobahn-unobserved-message-events",
     "autobahn-unstyled-debug-args",
@@ -161,6 +162,9 @@ async def test_each_patch_changes_a_real_server(mode, tmp_path):
         # autobahn-options-on-a-class: no socket holds a copy of the options.
         copies = before["options"] * SOCKETS
         assert before["copied_options"] == (0 if on else copies), before
+        # autobahn-send-queue-on-first-use: no open socket holds a deque
+        # (each was sent its welcome frame, never a queued write).
+        assert before["send_queues"] == (0 if on else SOCKETS), before
         # daphne-socket-input-queue: no asyncio.Queue per socket.
         queue = "SocketInputQueue" if on else "Queue"
         assert before["input_queues"] == {queue: SOCKETS}, before
