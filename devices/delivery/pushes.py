@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from devices.delivery import caps, messages, wakeups
+from devices.delivery import caps, dberrors, messages, wakeups
 from devices.delivery.caps import FrequencyCap
 from devices.delivery.enqueue import deliveries_write
 from devices.models import App, Device, Message
@@ -72,6 +72,21 @@ def push_batch_apps(plans: list[tuple[App, Message, list[Any]]]) -> list[int]:
     Returns each message's targets count, in order."""
     if not plans:
         return []
+    if connection.in_atomic_block:
+        return _push_batch_write(plans)
+
+    def attempt() -> list[int]:
+        for _app, message, _ids in plans:
+            message._state.adding = True  # a rolled-back INSERT marked it saved
+        return _push_batch_write(plans)
+
+    # Device rows are locked in the order of each statement's plan (a
+    # campaign chunk's in table order, a few devices' in id order), so a
+    # push can lose a deadlock: it is a whole transaction, run again.
+    return dberrors.retry_conflicts(attempt, what="push write")
+
+
+def _push_batch_write(plans: list[tuple[App, Message, list[Any]]]) -> list[int]:
     by_app: dict[int, list[tuple[Message, list[Any]]]] = defaultdict(list)
     for app, message, ids in plans:
         by_app[app.pk].append((message, ids))
