@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "devices.api",
         "devices.admin",
+        "devices.recall_admin",
         "devices.apps",
         "devices.management",
         "devices.native.api",
