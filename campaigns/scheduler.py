@@ -17,7 +17,7 @@ from django.utils import timezone
 from campaigns import abtest, canary
 from campaigns.models import CampaignSlice, CampaignStatus
 from campaigns.sender import send_due
-from devices.delivery import housekeeping, metrics
+from devices.delivery import dberrors, housekeeping, metrics
 from devices.integrations import webhooks
 from devices.native.fallback import NativeFallback
 
@@ -74,12 +74,18 @@ def _tick(
             last_housekeeping = now
         delay = poll_seconds
     except DatabaseError as exc:
-        # PostgreSQL down or restarting: back off and try again; no
-        # chunk was half-written (each is one transaction).
-        logger.warning("scheduler: database unavailable (%s)", exc)
-        metrics.FAILED.labels("scheduler_database").inc()
         chunks = 0
-        delay = min(max(delay * 2, 1.0), 10.0)
+        if dberrors.classify(exc) == dberrors.CONFLICT:
+            # A chunk lost a deadlock to a push holding some of its device
+            # rows (docs/architecture.md): rolled back whole, sent next pass.
+            logger.info("scheduler: lost a deadlock, again next pass (%s)", exc)
+            delay = poll_seconds
+        else:
+            # PostgreSQL down or restarting: back off and try again; no
+            # chunk was half-written (each is one transaction).
+            logger.warning("scheduler: database unavailable (%s)", exc)
+            metrics.FAILED.labels("scheduler_database").inc()
+            delay = min(max(delay * 2, 1.0), 10.0)
     return chunks, delay, last_housekeeping
 
 

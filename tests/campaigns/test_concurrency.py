@@ -76,3 +76,40 @@ def test_concurrent_send_now_clicks_schedule_once():
     assert run_in_threads(4, click) == []
     assert sorted(outcomes) == ["refused", "refused", "refused", "sent"]
     assert campaign.slices.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "delay", "counted"),
+    [("40P01", 0.5, 0), ("08006", 2.0, 1)],
+)
+def test_a_lost_deadlock_is_sent_next_pass_not_counted_as_an_outage(
+    monkeypatch, sqlstate, delay, counted
+):
+    """A chunk that loses a deadlock to a push is retried at the next poll;
+    only an unreachable database backs the scheduler off."""
+    from django.db import OperationalError
+
+    from campaigns import scheduler
+    from devices.delivery import metrics
+    from devices.integrations import webhooks
+
+    class Driver(Exception):
+        def __init__(self, state):
+            super().__init__(state)
+            self.sqlstate = state
+
+    def losing(now):
+        raise OperationalError(sqlstate) from Driver(sqlstate)
+
+    monkeypatch.setattr(scheduler, "send_due", losing)
+    failed = metrics.FAILED.labels("scheduler_database")
+    before = failed._value.get()
+    dispatcher = webhooks.WebhookDispatcher()
+    try:
+        chunks, next_delay, _ = scheduler._tick(
+            lambda: datetime(2026, 6, 1, 12, tzinfo=UTC), dispatcher, 1.0, 0.5, 0.0
+        )
+    finally:
+        dispatcher.stop(timeout=5)
+    assert (chunks, next_delay) == (0, delay)
+    assert failed._value.get() - before == counted
