@@ -35,7 +35,7 @@ class DirectRouter:
             return _fail(f"No application configured for scope type {kind!r}")
         consumer = self.sockets.get(_path(scope))
         if consumer is None:
-            return _fail(f"No route found for path {scope.get('path')!r}.")
+            return _refuse(receive, send)
         return consumer()(scope, receive, send)  # type: ignore[no-any-return]
 
 
@@ -45,6 +45,13 @@ def _path(scope: dict[str, Any]) -> str | None:
     if path is None or not path.startswith(root_path):
         return None
     return "/" + path[len(root_path) :].lstrip("/")
+
+
+async def _refuse(receive: Any, send: Any) -> None:
+    # A socket to no device path: closed before accept, which Daphne
+    # answers with 403 (a client's mistake, not the server's 500).
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close"})
 
 
 async def _fail(problem: str) -> None:

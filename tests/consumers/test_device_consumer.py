@@ -97,6 +97,16 @@ async def test_missing_token_is_refused_before_accept():
     assert not connected
 
 
+async def test_a_socket_to_no_device_path_is_refused_not_an_error():
+    _app, _device, token = await setup_device()
+    for path in ("/ws/device/", "/ws/v2/device/", "/elsewhere"):
+        communicator = WebsocketCommunicator(
+            application, path, subprotocols=subprotocols(token, "kpns.json.v1")
+        )
+        connected, _ = await communicator.connect(timeout=5)
+        assert not connected, path
+
+
 async def test_revoked_device_is_refused():
     _app, device, token = await setup_device()
     await database_sync_to_async(revocation.device_revoke)(device=device)
