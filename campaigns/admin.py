@@ -204,19 +204,7 @@ class CampaignAdmin(GuardedModelAdmin):
     list_filter = ["status", "app", "audience_kind"]
     search_fields = ["name", "title"]
     date_hierarchy = None
-    actions = [
-        "send_now",
-        "schedule",
-        "unschedule",
-        "pause",
-        "resume",
-        "promote",
-        "cancel",
-        "recall",
-        "update_sent",
-        "duplicate",
-        "send_test",
-    ]
+    actions = ["send_now", "schedule", "unschedule", *PANEL_ACTIONS]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         campaigns = super().get_queryset(request).select_related("segment")
